@@ -1,0 +1,5 @@
+"""``python -m geocam_gui`` starts the GUI."""
+
+from geocam_gui.app import main
+
+raise SystemExit(main())

@@ -1,0 +1,30 @@
+"""Errors a user can cause. Their message is a sentence a person understands."""
+
+
+class GeoCamError(Exception):
+    """Something the user can fix: a bad folder, a corrupt file, a wrong checkpoint."""
+
+
+class BadArgument(GeoCamError):
+    """An argument is out of range or inconsistent. The CLI exits with status 2."""
+
+
+class DataError(GeoCamError):
+    """A dataset cannot be used as asked (no images, one class, too few groups...)."""
+
+
+class ImageError(GeoCamError):
+    """An image file cannot be decoded. ``reason`` is short and stable (for audits)."""
+
+    def __init__(self, path, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
+
+
+class CheckpointError(GeoCamError):
+    """A checkpoint is missing, corrupt, unsafe or does not fit the model/classes."""
+
+
+class Cancelled(GeoCamError):
+    """Long work was cancelled by the user."""

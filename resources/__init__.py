@@ -1,0 +1,1 @@
+"""Icons and the stylesheet, shipped as package data (``geocam_gui.resources``)."""

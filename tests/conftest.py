@@ -1,0 +1,56 @@
+"""Shared fixtures. Every test runs with GEOCAM_HOME in a temporary folder: no test touches ~."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path_factory, monkeypatch):
+    home = tmp_path_factory.mktemp("geocam_home")
+    monkeypatch.setenv("GEOCAM_HOME", str(home))
+    monkeypatch.setenv("GEOCAM_CHECKPOINTS", str(home / "checkpoints"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
+    monkeypatch.setenv("HOME", str(home / "home"))
+    yield home
+
+
+@pytest.fixture(scope="session")
+def torch_threads():
+    import torch
+
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    return torch
+
+
+@pytest.fixture
+def qt_settings(tmp_path):
+    """QSettings in INI format under tmp_path, so GUI tests never read or write the user's."""
+    from PySide6.QtCore import QSettings
+
+    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
+    for scope in (QSettings.Scope.UserScope, QSettings.Scope.SystemScope):
+        QSettings.setPath(QSettings.Format.IniFormat, scope, str(tmp_path / "settings"))
+    return tmp_path / "settings"
+
+
+@pytest.fixture
+def main_window(qtbot, qt_settings, _isolated_home):
+    """The real main window with temp settings/cache/data; fails the test if a QThread leaks."""
+    from geocam_gui.ui import workers
+    from geocam_gui.ui.main_window import MainWindow
+
+    window = MainWindow(checkpoint_dir=_isolated_home / "checkpoints")
+    qtbot.addWidget(window)
+    window.resize(1280, 800)
+    window.show()
+    qtbot.waitExposed(window)
+    yield window
+    window.close()
+    qtbot.waitUntil(lambda: not workers.running_threads(), timeout=20000)
+    leaked = workers.running_threads()
+    assert not leaked, f"threads outlived the window: {leaked}"
