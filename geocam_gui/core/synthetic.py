@@ -1,0 +1,291 @@
+"""The procedural two-cities demo data set, with ground-truth evidence masks and a sky bias.
+
+A stand-in for the street views of Khademi et al. (2018): ``pittsburgh`` scenes carry truss
+bridges, stairways and railings, ``tokyo`` scenes carry signboards with kanji-like glyphs;
+everything else (buildings, road, cars, trees, poles, colours) is shared. The sky (clear or
+cloudy) is a tunable dataset bias: in train/val, P(cloudy | pittsburgh) = P(clear | tokyo) =
+``sky_bias``; the test split uses ``test_sky_bias``.
+
+Layout (see docs/DESIGN.md)::
+
+    OUT/<class>/<place>_<view>.png
+    OUT/_masks/<class>/<place>_<view>_evidence.png   (255 = class evidence)
+    OUT/_masks/<class>/<place>_<view>_sky.png        (255 = visible sky)
+    OUT/manifest.csv                                 path,label,group,sky,split
+    OUT/README.txt                                   generator version and every parameter
+
+Same arguments give byte-identical files: every place and view has its own seeded numpy
+Generator, and PNGs are written with fixed settings and no metadata.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from geocam_gui.core import paths
+from geocam_gui.core.errors import BadArgument, Cancelled, DataError
+from geocam_gui.core.synthetic_draw import render
+from geocam_gui.core.synthetic_scene import CLASSES, build_scene
+
+GENERATOR_VERSION = "1"
+DEFAULTS: dict = {
+    "per_class": 600,
+    "size": 128,
+    "sky_bias": 0.8,
+    "test_sky_bias": 0.5,
+    "seed": 0,
+    "views_per_place": 4,
+}
+SPLITS = ("train", "val", "test")
+README_TITLE = "GeoCAM demo data"
+COMPLETE_MARKER = ".geocam-demo-complete"
+_PNG = {"format": "PNG", "compress_level": 3, "optimize": False}
+
+
+def _validate(per_class, size, sky_bias, test_sky_bias, seed, views_per_place) -> dict:
+    """The parameters as plain numbers, or BadArgument with one sentence."""
+    def whole(name, value, low):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise BadArgument(f"{name} must be a whole number, got {value!r}.")
+        if value < low:
+            raise BadArgument(f"{name} must be at least {low}, got {value}.")
+        return int(value)
+
+    def prob(name, value):
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            raise BadArgument(f"{name} must be a number between 0 and 1, got {value!r}.") from None
+        if not 0.0 <= v <= 1.0:  # also rejects NaN
+            raise BadArgument(f"{name} must be between 0 and 1, got {value}.")
+        return v
+
+    params = {
+        "per_class": whole("per_class", per_class, 10),
+        "size": whole("size", size, 32),
+        "sky_bias": prob("sky_bias", sky_bias),
+        "test_sky_bias": prob("test_sky_bias", test_sky_bias),
+        "seed": whole("seed", seed, 0),
+        "views_per_place": whole("views_per_place", views_per_place, 1),
+    }
+    if params["size"] > 1024:
+        raise BadArgument(f"size must be at most 1024 pixels, got {params['size']}.")
+    if math.ceil(params["per_class"] / params["views_per_place"]) < 3:
+        raise BadArgument(
+            f"{params['per_class']} images per class at {params['views_per_place']} views per place make fewer "
+            "than 3 places per class, too few for train/val/test: lower views_per_place or raise per_class."
+        )
+    return params
+
+
+def _plan(p: dict) -> list[dict]:
+    """Every image to write: class, place, view, split and sky, in writing order."""
+    items = []
+    for ci, cls in enumerate(CLASSES):
+        n_places = math.ceil(p["per_class"] / p["views_per_place"])
+        rng = np.random.default_rng([p["seed"], 7919, ci])
+        order = rng.permutation(n_places)
+        n_test = max(1, int(n_places * 0.2 + 0.5))
+        n_val = max(1, int(n_places * 0.2 + 0.5))
+        split_of = {}
+        for rank, place in enumerate(order):
+            split_of[int(place)] = "test" if rank < n_test else "val" if rank < n_test + n_val else "train"
+        biased_sky = "cloudy" if cls == "pittsburgh" else "clear"
+        other_sky = "clear" if biased_sky == "cloudy" else "cloudy"
+        sky_of = {}
+        for split in SPLITS:
+            members = [pl for pl in range(n_places) if split_of[pl] == split]
+            bias = p["test_sky_bias"] if split == "test" else p["sky_bias"]
+            n_biased = int(len(members) * bias + 0.5)
+            for rank, k in enumerate(rng.permutation(len(members))):
+                sky_of[members[int(k)]] = biased_sky if rank < n_biased else other_sky
+        left = p["per_class"]
+        for place in range(n_places):
+            views = min(p["views_per_place"], left)
+            left -= views
+            for view in range(views):
+                items.append({"label": cls, "ci": ci, "place": place, "view": view,
+                              "split": split_of[place], "sky": sky_of[place]})
+    return items
+
+
+def _name(item: dict) -> str:
+    return f"p{item['place']:04d}_v{item['view']}"
+
+
+def _camera(rng: np.random.Generator, view: int) -> tuple:
+    """Small shifts of zoom, position and light; view 0 is the place's reference shot."""
+    if view == 0:
+        return 1.02, 0.0, 0.0, 1.0, (1.0, 1.0, 1.0)
+    zoom = rng.uniform(1.0, 1.1)
+    room = (zoom - 1) / 2 + 0.02
+    return (zoom, rng.uniform(-room, room), rng.uniform(-room, room), rng.uniform(0.88, 1.1),
+            tuple(rng.uniform(0.96, 1.04, 3)))
+
+
+def _save(arr: np.ndarray, path: Path) -> None:
+    Image.fromarray(arr).save(path, **_PNG)
+
+
+def _readme(p: dict, counts: dict) -> str:
+    lines = [
+        f"{README_TITLE} (procedural two-cities street scenes)",
+        f"generator_version = {GENERATOR_VERSION}",
+        *(f"{k} = {p[k]}" for k in DEFAULTS),
+        "",
+        "Written by GeoCAM (geocam demo-data). Classes: pittsburgh (truss bridges, stairways, railings)",
+        "and tokyo (signboards with kanji-like glyphs); buildings, road, cars, trees and poles are shared.",
+        "Sky bias: in train/val, P(cloudy | pittsburgh) = P(clear | tokyo) = sky_bias; test uses test_sky_bias.",
+        "Layout: <class>/<place>_<view>.png; masks in _masks/<class>/<place>_<view>_evidence.png and",
+        "_sky.png (255 = inside); manifest.csv lists path,label,group,sky,split (split by place, 6:2:2).",
+        "",
+        *(f"images[{s}] = {counts[s]}" for s in SPLITS),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def is_demo_dir(folder: str | Path) -> bool:
+    """True when ``folder`` holds a demo set written by this module (any version)."""
+    readme = Path(folder) / "README.txt"
+    try:
+        with open(readme, encoding="utf-8") as fh:
+            return fh.readline().startswith(README_TITLE)
+    except OSError:
+        return False
+
+
+def _check_out(out: Path, force: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise DataError(f"{out} exists and is not a folder; choose another output folder.")
+    if out.is_dir() and any(out.iterdir()) and not is_demo_dir(out) and not force:
+        raise DataError(
+            f"{out} is not empty and is not a GeoCAM demo set; choose an empty folder or pass --force "
+            "(which replaces the demo files there and leaves other files alone)."
+        )
+
+
+def generate_demo(out: str | Path, *, per_class: int = 600, size: int = 128, sky_bias: float = 0.8,
+                  test_sky_bias: float = 0.5, seed: int = 0, views_per_place: int = 4, force: bool = False,
+                  progress: Callable[[int, int], None] | None = None,
+                  cancel: Callable[[], bool] | None = None) -> Path:
+    """Write the demo set to ``out`` and return it (as an absolute Path).
+
+    Arguments are validated before anything is written (``BadArgument``). An ``out`` that is a
+    non-empty folder but not an earlier demo set is refused (``DataError``) unless ``force``.
+    The set is written into a temporary sibling folder and moved into place at the end, so an
+    interrupted run never leaves half a demo set; ``cancel()`` returning True stops the work
+    between images, removes the partial output and raises ``Cancelled``.
+    ``progress(done, total)`` is called after every image.
+    """
+    p = _validate(per_class, size, sky_bias, test_sky_bias, seed, views_per_place)
+    out = Path(out).expanduser().absolute()
+    _check_out(out, force)
+    plan = _plan(p)
+    total = len(plan)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        for cls in CLASSES:
+            (tmp / cls).mkdir(parents=True)
+            (tmp / "_masks" / cls).mkdir(parents=True)
+        rows = ["path,label,group,sky,split"]
+        counts = dict.fromkeys(SPLITS, 0)
+        scene = None
+        for done, item in enumerate(plan, 1):
+            if cancel is not None and cancel():
+                raise Cancelled("Demo data generation was cancelled; nothing was written.")
+            key = [p["seed"], item["ci"], item["place"]]
+            if item["view"] == 0:
+                scene = build_scene(np.random.default_rng(key), item["label"], item["sky"] == "cloudy")
+            camera = _camera(np.random.default_rng(key + [item["view"]]), item["view"])
+            image, evidence, sky = render(scene, p["size"], *camera)
+            name, cls = _name(item), item["label"]
+            _save(image, tmp / cls / f"{name}.png")
+            _save(evidence.astype(np.uint8) * 255, tmp / "_masks" / cls / f"{name}_evidence.png")
+            _save(sky.astype(np.uint8) * 255, tmp / "_masks" / cls / f"{name}_sky.png")
+            rows.append(f"{cls}/{name}.png,{cls},{cls}_p{item['place']:04d},{item['sky']},{item['split']}")
+            counts[item["split"]] += 1
+            if progress is not None:
+                progress(done, total)
+        (tmp / "manifest.csv").write_text("\n".join(rows) + "\n", encoding="utf-8", newline="\n")
+        (tmp / "README.txt").write_text(_readme(p, counts), encoding="utf-8", newline="\n")
+        (tmp / COMPLETE_MARKER).write_text(_params_key(p) + "\n", encoding="utf-8", newline="\n")
+        _move_into_place(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _move_into_place(tmp: Path, out: Path) -> None:
+    """Replace ``out`` by ``tmp``: the whole folder when it is empty or an earlier demo set,
+    only the demo entries when it is a forced non-demo folder (other files stay)."""
+    if not out.exists():
+        tmp.rename(out)
+        return
+    if is_demo_dir(out) or not any(out.iterdir()):
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        out.rename(old)
+        tmp.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
+        return
+    for entry in sorted(tmp.iterdir()):
+        target = out / entry.name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        elif target.exists() or target.is_symlink():
+            target.unlink()
+        entry.rename(target)
+    tmp.rmdir()
+
+
+def mask_paths(image_path: str | Path) -> dict[str, Path]:
+    """The evidence and sky masks of a demo image (the files may not exist for other data)."""
+    image_path = Path(image_path)
+    folder = image_path.parent.parent / "_masks" / image_path.parent.name
+    return {kind: folder / f"{image_path.stem}_{kind}.png" for kind in ("evidence", "sky")}
+
+
+def _params_key(p: dict) -> str:
+    return json.dumps({"generator_version": GENERATOR_VERSION, **{k: p[k] for k in DEFAULTS}}, sort_keys=True)
+
+
+def _full_params(params: dict) -> dict:
+    unknown = sorted(set(params) - set(DEFAULTS))
+    if unknown:
+        raise BadArgument(f"Unknown demo data parameter(s): {', '.join(unknown)}.")
+    return _validate(**{**DEFAULTS, **params})
+
+
+def demo_dir(**params) -> Path:
+    """The cache folder of the demo set for ``params`` (missing ones take DEFAULTS)."""
+    p = _full_params(params)
+    digest = hashlib.sha256(_params_key(p).encode()).hexdigest()[:10]
+    return paths.cache_dir() / "demo" / f"v{GENERATOR_VERSION}-{digest}"
+
+
+def ensure_demo(progress: Callable[[int, int], None] | None = None,
+                cancel: Callable[[], bool] | None = None, **params) -> Path:
+    """The demo set for ``params`` in the cache: generated on first use, reused afterwards."""
+    folder = demo_dir(**params)
+    p = _full_params(params)
+    marker = folder / COMPLETE_MARKER
+    if marker.is_file() and marker.read_text(encoding="utf-8").strip() == _params_key(p):
+        return folder
+    try:
+        return generate_demo(folder, **p, force=True, progress=progress, cancel=cancel)
+    except OSError:
+        # Another process may have finished the same set first: use it if it is complete.
+        if marker.is_file() and marker.read_text(encoding="utf-8").strip() == _params_key(p):
+            return folder
+        raise
