@@ -1,0 +1,54 @@
+"""``geocam index``: index photo collections into a grouped train/val/test split with an audit."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from geocam_gui.core.errors import BadArgument, DataError
+
+NAME = "index"
+HELP = "Index photo folders (class folders, CSV, Pitts250k, Tokyo 24/7, Tokyo TM) into a grouped split and audit them."
+
+_LAYOUTS = ("auto", "folders", "csv", "pitts250k", "tokyo247", "tokyotm")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("roots", nargs="+", metavar="ROOT", help="dataset folders (or CSV manifests)")
+    parser.add_argument("--layout", choices=_LAYOUTS, default="auto",
+                        help="how the roots are organised (default: detect)")
+    parser.add_argument("--label", action="append", default=None, metavar="NAME",
+                        help="class of each root, in order (give it once per root), "
+                             "e.g. a Pitts250k root pittsburgh and a Tokyo 24/7 root tokyo")
+    parser.add_argument("--split", default="6:2:2", help="train:val:test ratios (default 6:2:2)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the split (default 0)")
+    parser.add_argument("--balance", choices=("none", "undersample", "weighted"), default="none",
+                        help="balance the training split: drop images of larger classes, or store sampler weights")
+    parser.add_argument("--verify", choices=("none", "sample", "all"), default="sample",
+                        help="decode a sample per class (default), every file, or none to find bad files")
+    parser.add_argument("--out", required=True, metavar="DIR", help="folder for index.csv and audit.json")
+
+
+def run(args: argparse.Namespace) -> int:
+    from geocam_gui.core import audit, datasets
+
+    ratios = datasets.parse_split(args.split)
+    for root in args.roots:
+        if not os.path.exists(root):
+            raise BadArgument(f"The dataset root {root} does not exist.")
+    if args.label is not None and len(args.label) != len(args.roots):
+        raise BadArgument(f"Give --label once per root: {len(args.roots)} root(s) but {len(args.label)} label(s).")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise BadArgument(f"--out {out} exists and is not a folder.")
+    try:
+        index = datasets.index_dataset(args.roots, layout=args.layout, labels=args.label, split=ratios,
+                                       seed=args.seed, balance=args.balance, verify=args.verify)
+    except DataError as exc:  # a dataset that cannot be split as asked is a bad argument here
+        raise BadArgument(str(exc)) from exc
+    for line in audit.summary_lines(index):
+        print(line)
+    index.save(out)
+    print(f"Wrote {out / 'index.csv'} and {out / 'audit.json'} (fingerprint {index.fingerprint()}).")
+    return 0

@@ -1,0 +1,407 @@
+"""Dataset index: which photo is which class, in which group and split.
+
+``index_dataset`` reads one or more roots (see :mod:`geocam_gui.core.layouts`), checks files
+(a sample or all of them, see ``verify``), splits them train/val/test by *group* (panorama,
+place) so that near-duplicate views never straddle two splits, balances the training split if
+asked, and audits the result (:mod:`geocam_gui.core.audit`). ``DatasetIndex.save`` writes
+``index.csv`` + ``audit.json``; every trained model can thus record exactly which files it saw.
+
+``progress`` callbacks everywhere here are called as ``progress(done, total)`` (``total`` 0
+while it is not known yet).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import logging
+import os
+import random
+import tempfile
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from geocam_gui.core import audit as _audit
+from geocam_gui.core import layouts
+from geocam_gui.core.errors import BadArgument, DataError
+from geocam_gui.core.layouts import Found
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+BALANCE_MODES = ("none", "undersample", "weighted")
+VERIFY_MODES = ("none", "sample", "all")
+INDEX_FORMAT = "geocam-index/1"
+Progress = Callable[[int, int], None] | None
+
+
+@dataclass
+class Sample:
+    """One photo: absolute path, class label, group (panorama/place) and split."""
+
+    path: str
+    label: str
+    group: str
+    split: str
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class DatasetIndex:
+    """An indexed, split and audited dataset."""
+
+    samples: list[Sample]
+    classes: list[str]
+    roots: list[str]
+    layout: str
+    bad_files: list[tuple[str, str]] = field(default_factory=list)
+    audit: dict = field(default_factory=dict)
+
+    def split(self, name: str) -> list[Sample]:
+        """The samples of split ``name`` (``train``, ``val`` or ``test``) in index order."""
+        if name not in SPLITS:
+            raise ValueError(f"split must be one of {', '.join(SPLITS)}, not {name!r}")
+        return [s for s in self.samples if s.split == name]
+
+    @property
+    def class_to_idx(self) -> dict[str, int]:
+        """Class name -> integer label (classes sorted by name)."""
+        return {c: i for i, c in enumerate(self.classes)}
+
+    def sample_weights(self, split: str = "train") -> np.ndarray:
+        """Per-sample weights of ``split`` for a WeightedRandomSampler (1.0 where none is stored)."""
+        return np.array([float(s.extra.get("weight") or 1.0) for s in self.split(split)], dtype=np.float64)
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """``{split: {class: n}}``."""
+        out: dict[str, dict[str, int]] = {s: {c: 0 for c in self.classes} for s in SPLITS}
+        for s in self.samples:
+            out.setdefault(s.split, {}).setdefault(s.label, 0)
+            out[s.split][s.label] += 1
+        return out
+
+    def fingerprint(self) -> str:
+        """Stable hash of paths, labels, splits, file sizes and modification times."""
+        h = hashlib.sha256()
+        for s in self.samples:
+            try:
+                st = os.stat(s.path)
+                size, mtime = st.st_size, st.st_mtime_ns
+            except OSError:
+                size, mtime = -1, -1
+            h.update(f"{s.path}\t{s.label}\t{s.split}\t{size}\t{mtime}\n".encode("utf-8", "surrogatepass"))
+        return h.hexdigest()[:32]
+
+    def extra_columns(self) -> list[str]:
+        cols: dict[str, None] = {}
+        for s in self.samples:
+            for k in s.extra:
+                cols.setdefault(k, None)
+        return sorted(cols)
+
+    def save(self, folder: str | os.PathLike) -> Path:
+        """Write ``folder/index.csv`` and ``folder/audit.json`` (each atomically); returns folder."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        extras = self.extra_columns()
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(["path", "label", "group", "split", *extras])
+        for s in self.samples:
+            writer.writerow([s.path, s.label, s.group, s.split, *(_cell(s.extra.get(k, "")) for k in extras)])
+        _atomic_write(folder / "index.csv", buf.getvalue())
+        meta = {
+            "format": INDEX_FORMAT,
+            "roots": self.roots,
+            "layout": self.layout,
+            "classes": self.classes,
+            "fingerprint": self.fingerprint(),
+            "counts": self.counts(),
+            "bad_files": [{"path": p, "reason": r} for p, r in self.bad_files],
+            "audit": self.audit,
+        }
+        _atomic_write(folder / "audit.json", json.dumps(meta, indent=1, ensure_ascii=False, default=_json_default))
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike) -> DatasetIndex:
+        """Read an index written by :meth:`save` (``audit.json`` is optional)."""
+        folder = Path(folder)
+        index_csv = folder / "index.csv"
+        if not index_csv.is_file():
+            raise DataError(f"{folder} holds no index.csv; run geocam index first.")
+        samples = []
+        with open(index_csv, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            need = {"path", "label", "group", "split"}
+            if not need.issubset(reader.fieldnames or []):
+                raise DataError(f"{index_csv} needs the columns path, label, group and split.")
+            extras = [c for c in reader.fieldnames or [] if c not in need]
+            for row in reader:
+                extra = {k: row[k] for k in extras if row.get(k, "") != ""}
+                if "weight" in extra:
+                    extra["weight"] = float(extra["weight"])
+                path = row["path"] if os.path.isabs(row["path"]) else str((folder / row["path"]).resolve())
+                samples.append(Sample(path, row["label"], row["group"], row["split"], extra))
+        meta: dict = {}
+        audit_json = folder / "audit.json"
+        if audit_json.is_file():
+            try:
+                meta = json.loads(audit_json.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                log.warning("Ignoring unreadable %s: %s", audit_json, exc)
+        classes = sorted({s.label for s in samples} | set(meta.get("classes", [])))
+        bad = [(b["path"], b["reason"]) for b in meta.get("bad_files", []) if isinstance(b, dict)]
+        return cls(samples, classes, list(meta.get("roots", [str(folder)])), meta.get("layout", "csv"),
+                   bad, meta.get("audit", {}))
+
+
+def _cell(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return str(v)
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"cannot write {type(o).__name__} to JSON")
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+# ---------------------------------------------------------------- splitting
+
+
+def parse_split(text: str | Sequence[float]) -> tuple[float, float, float]:
+    """``"6:2:2"`` (or ``(6, 2, 2)``) -> ratios; raises BadArgument when not three sane numbers."""
+    if isinstance(text, str):
+        parts = text.replace("/", ":").replace(",", ":").split(":")
+        try:
+            values = tuple(float(p) for p in parts)
+        except ValueError:
+            raise BadArgument(f"--split must look like 6:2:2 (train:val:test), not {text!r}.") from None
+    else:
+        values = tuple(float(v) for v in text)
+    if len(values) != 3 or any(v < 0 or v != v for v in values) or values[0] <= 0:
+        raise BadArgument(f"The split needs three non-negative numbers with a positive training part, not {text!r}.")
+    return values  # type: ignore[return-value]
+
+
+def grouped_split(found: list[Found], ratios: Sequence[float], seed: int) -> None:
+    """Set ``split`` on every record whose split is None: stratified by class, grouped.
+
+    Within a class, groups are shuffled (seeded by ``seed`` and the class name), placed largest
+    first, each into the split furthest below its target image count; every split with a
+    positive ratio gets at least one group. Counts end within one group of the ratios.
+    """
+    total = float(sum(ratios))
+    active = [i for i, r in enumerate(ratios) if r > 0]
+    by_class: dict[str, dict[str, list[Found]]] = defaultdict(lambda: defaultdict(list))
+    for f in found:
+        if f.split is None:
+            by_class[f.label][f.group].append(f)
+    for label in sorted(by_class):
+        groups = by_class[label]
+        n_images = sum(len(m) for m in groups.values())
+        if len(groups) < len(active):
+            raise DataError(
+                f"Class {label!r} has {len(groups)} group(s) ({n_images} images); a "
+                f"{':'.join(f'{r:g}' for r in ratios)} split needs at least {len(active)} groups "
+                f"(a group is a panorama, place or photo and never straddles two splits)."
+            )
+        rng = random.Random(f"{seed}/{label}")
+        names = sorted(groups)
+        rng.shuffle(names)
+        names.sort(key=lambda g: -len(groups[g]))  # stable: ties stay shuffled
+        targets = [n_images * r / total for r in ratios]
+        counts = [0, 0, 0]
+        placed: list[list[str]] = [[], [], []]
+        for g in names:
+            best = max(active, key=lambda i: (targets[i] - counts[i], -i))
+            counts[best] += len(groups[g])
+            placed[best].append(g)
+        for i in active:  # every active split needs a group
+            if not placed[i]:
+                donor = max((j for j in active if len(placed[j]) > 1), key=lambda j: counts[j] - targets[j])
+                g = min(placed[donor], key=lambda name: len(groups[name]))
+                placed[donor].remove(g)
+                counts[donor] -= len(groups[g])
+                placed[i].append(g)
+                counts[i] += len(groups[g])
+        for i, names_i in enumerate(placed):
+            for g in names_i:
+                for f in groups[g]:
+                    f.split = SPLITS[i]
+
+
+def _balance(found: list[Found], mode: str, seed: int) -> dict:
+    """Undersample the training split to the smallest class, or store sampler weights."""
+    train = [f for f in found if f.split == "train"]
+    per = Counter(f.label for f in train)
+    info: dict = {"mode": mode, "train_counts_before": dict(sorted(per.items()))}
+    if mode == "none" or not per:
+        return info
+    if mode == "weighted":
+        k = len(per)
+        n = len(train)
+        for f in train:
+            f.extra["weight"] = n / (k * per[f.label])
+        info["weights"] = {c: n / (k * per[c]) for c in sorted(per)}
+        return info
+    smallest = min(per.values())
+    rng = random.Random(f"{seed}/undersample")
+    drop: set[int] = set()
+    for label in sorted(per):
+        members = [id(f) for f in train if f.label == label]
+        if len(members) > smallest:
+            drop.update(rng.sample(members, len(members) - smallest))
+    info["dropped"] = {c: per[c] - smallest for c in sorted(per)}
+    found[:] = [f for f in found if id(f) not in drop]
+    return info
+
+
+# ---------------------------------------------------------------- indexing
+
+
+def index_dataset(
+    roots: str | os.PathLike | Sequence[str | os.PathLike],
+    *,
+    layout: str = "auto",
+    labels: Sequence[str | None] | None = None,
+    split: Sequence[float] | str = (6, 2, 2),
+    seed: int = 0,
+    balance: str = "none",
+    progress: Progress = None,
+    verify: str = "sample",
+    audit_per_class: int = 200,
+) -> DatasetIndex:
+    """Index ``roots`` into a grouped, stratified train/val/test split with an audit.
+
+    ``labels`` gives one class name per root (that root is then one class, whatever its layout;
+    ``None`` entries keep the layout's own labels: class folders, the CSV column, or
+    ``pittsburgh``/``tokyo`` for the NetVLAD collections). ``verify`` decodes ``"sample"``
+    (``audit_per_class`` files per class, default), ``"all"`` or ``"none"`` of the files: bad
+    ones are dropped and listed in ``bad_files`` with a reason. Files whose split a manifest
+    gives keep it. Raises DataError for a missing or empty root, one class, or a class with too
+    few groups, and BadArgument for inconsistent arguments.
+    """
+    root_list = [roots] if isinstance(roots, (str, os.PathLike)) else list(roots)
+    if not root_list:
+        raise BadArgument("Give at least one dataset root.")
+    root_list = [os.path.abspath(os.fspath(r)) for r in root_list]
+    if labels is not None:
+        labels = list(labels)
+        if len(labels) != len(root_list):
+            raise BadArgument(f"Give one label per root: {len(root_list)} root(s) but {len(labels)} label(s).")
+    if layout != "auto" and layout not in layouts.LAYOUTS:
+        raise BadArgument(f"Unknown layout {layout!r}; use auto or one of {', '.join(layouts.LAYOUTS)}.")
+    if balance not in BALANCE_MODES:
+        raise BadArgument(f"Unknown balance {balance!r}; use one of {', '.join(BALANCE_MODES)}.")
+    if verify not in VERIFY_MODES:
+        raise BadArgument(f"Unknown verify mode {verify!r}; use one of {', '.join(VERIFY_MODES)}.")
+    ratios = parse_split(split)
+    for r in root_list:
+        if not os.path.exists(r):
+            raise DataError(f"The dataset root {r} does not exist.")
+
+    scans = []
+    for i, r in enumerate(root_list):
+        scan = layouts.scan_root(r, layout, labels[i] if labels else None)
+        if not scan.files:
+            extra = f" ({len(scan.bad)} unreadable or empty files)" if scan.bad else ""
+            ignored = f", {scan.ignored} other files" if scan.ignored else ""
+            raise DataError(f"The dataset root {r} holds no images ({layouts.LAYOUT_TITLES[scan.layout]} layout{ignored}){extra}.")
+        log.info("%s", scan.describe())
+        scans.append(scan)
+        if progress:
+            progress(i + 1, len(root_list))
+
+    found: list[Found] = []
+    bad: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    duplicates_paths = 0
+    for scan in scans:
+        bad.extend(scan.bad)
+        for f in scan.files:
+            if f.path in seen:
+                duplicates_paths += 1
+                continue
+            seen.add(f.path)
+            found.append(f)
+    found.sort(key=lambda f: f.path)
+
+    classes = sorted({f.label for f in found})
+    if len(classes) < 2:
+        per = ", ".join(f"{s.root}: {len(s.files)} images" for s in scans)
+        raise DataError(
+            f"Only one class ({classes[0]!r}) was found ({per}); a classifier needs at least two. "
+            "Use class folders, or give several roots with one --label each."
+        )
+
+    inspected, newly_bad = _audit.inspect_files(found, verify, seed=seed, per_class=audit_per_class, progress=progress)
+    if newly_bad:
+        bad_set = {p for p, _ in newly_bad}
+        found = [f for f in found if f.path not in bad_set]
+        bad.extend(newly_bad)
+    for label in classes:
+        if not any(f.label == label for f in found):
+            raise DataError(f"Every file of class {label!r} failed to decode; see the bad files list.")
+
+    grouped_split(found, ratios, seed)
+    balance_info = _balance(found, balance, seed)
+
+    samples = [Sample(f.path, f.label, f.group, f.split or "train", f.extra) for f in found]
+    layout_name = "+".join(dict.fromkeys(s.layout for s in scans))
+    detected = [{"root": s.root, "layout": s.layout, "images": len(s.files), "ignored_files": s.ignored,
+                 "description": s.describe()} for s in scans]
+    settings = {"split": list(ratios), "seed": seed, "balance": balance, "verify": verify,
+                "labels": labels, "layout": layout}
+    report = _audit.build_audit(found, classes, inspected, bad, detected=detected, settings=settings,
+                                balance=balance_info, progress=progress)
+    if duplicates_paths:
+        report["repeated_paths"] = duplicates_paths
+    return DatasetIndex(samples, classes, root_list, layout_name, bad, report)
+
+
+def open_data(spec: str | os.PathLike | Sequence[str | os.PathLike], **kwargs) -> DatasetIndex:
+    """Open whatever the user pointed at.
+
+    ``spec`` is a folder written by ``geocam index`` (``index.csv`` + ``audit.json``), a demo set
+    or any folder with a ``manifest.csv`` (its splits are kept), a CSV manifest, or any root (or
+    list of roots) :func:`index_dataset` accepts; ``kwargs`` go to :func:`index_dataset`.
+    """
+    if not isinstance(spec, (str, os.PathLike)):
+        return index_dataset(list(spec), **kwargs)
+    path = Path(spec)
+    if not path.exists():
+        raise DataError(f"{path} does not exist.")
+    if path.is_dir() and (path / "index.csv").is_file() and (path / "audit.json").is_file():
+        return DatasetIndex.load(path)
+    if path.is_dir() and (path / "manifest.csv").is_file():
+        return index_dataset([path], layout="csv", **kwargs)
+    return index_dataset([path], **kwargs)
