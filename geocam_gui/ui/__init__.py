@@ -1,0 +1,1 @@
+"""The Qt views of GeoCAM. Thin: they call the core and show its results."""

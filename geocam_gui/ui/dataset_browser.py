@@ -1,0 +1,625 @@
+"""The dataset browser: a virtualised thumbnail grid and a table over one item model.
+
+Thumbnails are made off the GUI thread (newest requests first) and cached on disk; the
+filters, the sorting and the counts work on the in-memory index and the models' predictions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import (
+    QAbstractTableModel,
+    QModelIndex,
+    QObject,
+    QRect,
+    QSize,
+    QSortFilterProxyModel,
+    Qt,
+    Signal,
+    Slot,
+)
+from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QListView,
+    QStackedWidget,
+    QStyle,
+    QStyledItemDelegate,
+    QTableView,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from geocam_gui.core import paths
+from geocam_gui.core.models import MODEL_LABELS, MODEL_NAMES
+from geocam_gui.ui.workers import ManagedThread
+
+THUMB = 96
+SAMPLE_ROLE = Qt.ItemDataRole.UserRole + 1
+SORT_ROLE = Qt.ItemDataRole.UserRole + 2
+CLASS_COLORS = ["#2f6fde", "#d9482b", "#2e9e5b", "#9b59b6", "#e0a100", "#16a2b8", "#7f8c8d", "#c0392b"]
+SPLIT_COLORS = {"train": "#5f6b7a", "val": "#8e6fbf", "test": "#1c8a6a"}
+
+
+class ThumbnailLoader(QObject):
+    """Makes thumbnails in a worker thread, newest requests first, cached on disk as PNG."""
+
+    ready = Signal(str, QImage)
+
+    def __init__(self, size: int = THUMB, parent: QObject | None = None):
+        super().__init__()
+        self.size = size
+        self._queue: OrderedDict[str, None] = OrderedDict()
+        self._lock = threading.Lock()
+        self._stop = False
+        self.cache_dir = paths.cache_dir() / "thumbs"
+        self.thread = ManagedThread("thumbnails", parent)
+        self.moveToThread(self.thread)
+        self._kick.connect(self._drain)
+        self.thread.start()
+
+    _kick = Signal()
+
+    def request(self, path: str) -> None:
+        with self._lock:
+            self._queue.pop(path, None)
+            self._queue[path] = None  # newest at the end, served first
+            while len(self._queue) > 2000:
+                self._queue.popitem(last=False)
+        self._kick.emit()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._queue.clear()
+
+    def stop(self) -> None:
+        with self._lock:
+            self._queue.clear()
+            self._stop = True
+        self.thread.quit()
+        self.thread.wait(10000)
+
+    def _cache_path(self, path: str) -> Path:
+        try:
+            st = Path(path).stat()
+            stamp = f"{st.st_size}-{st.st_mtime_ns}"
+        except OSError:
+            stamp = "missing"
+        key = hashlib.sha1(f"{path}|{stamp}|{self.size}".encode("utf-8", "surrogatepass")).hexdigest()
+        return self.cache_dir / key[:2] / f"{key}.png"
+
+    @Slot()
+    def _drain(self) -> None:
+        while True:
+            with self._lock:
+                if self._stop or not self._queue:
+                    return
+                path, _ = self._queue.popitem(last=True)
+            self.ready.emit(path, self._make(path))
+
+    def _make(self, path: str) -> QImage:
+        cached = self._cache_path(path)
+        if cached.exists():
+            img = QImage(str(cached))
+            if not img.isNull():
+                return img
+        try:
+            from geocam_gui.core.images import load_rgb
+
+            pil = load_rgb(path)
+            pil.thumbnail((self.size, self.size))
+            arr = np.ascontiguousarray(np.asarray(pil, dtype=np.uint8))
+            h, w, _ = arr.shape
+            img = QImage(arr.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+        except Exception:  # noqa: BLE001 - a broken file gets a grey tile, the audit says why
+            img = QImage(self.size, self.size, QImage.Format.Format_RGB888)
+            img.fill(QColor("#c8ccd2"))
+            return img
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cached.with_suffix(".tmp.png")
+            if img.save(str(tmp), "PNG"):
+                tmp.replace(cached)
+        except OSError:
+            pass
+        return img
+
+
+class SampleModel(QAbstractTableModel):
+    """Rows are samples; columns file, class, split, size, then one per model's prediction."""
+
+    BASE_COLUMNS = ["File", "Class", "Split", "Size"]
+
+    def __init__(self, thumbs: ThumbnailLoader, parent: QObject | None = None):
+        super().__init__(parent)
+        self.samples: list = []
+        self.classes: list[str] = []
+        self.predictions: dict[str, np.ndarray] = {}  # model -> (N, C) probabilities
+        self._thumbs = thumbs
+        self._images: dict[str, QImage] = {}
+        self._row_of: dict[str, int] = {}
+        self._sizes: dict[int, int] = {}
+        thumbs.ready.connect(self._on_thumb)
+
+    def set_samples(self, samples: list, classes: list[str]) -> None:
+        self.beginResetModel()
+        self.samples = list(samples)
+        self.classes = list(classes)
+        self.predictions = {}
+        self._images.clear()
+        self._sizes.clear()
+        self._row_of = {s.path: i for i, s in enumerate(self.samples)}
+        self._thumbs.clear()
+        self.endResetModel()
+
+    def set_predictions(self, model: str, probs: np.ndarray | None) -> None:
+        if probs is None:
+            self.predictions.pop(model, None)
+        else:
+            self.predictions[model] = probs
+        col = len(self.BASE_COLUMNS) + MODEL_NAMES.index(model)
+        if self.samples:
+            self.dataChanged.emit(self.index(0, 0), self.index(len(self.samples) - 1, col))
+
+    def rowCount(self, parent=QModelIndex()) -> int:  # noqa: N802 - Qt API
+        return 0 if parent.isValid() else len(self.samples)
+
+    def columnCount(self, parent=QModelIndex()) -> int:  # noqa: N802
+        return len(self.BASE_COLUMNS) + len(MODEL_NAMES)
+
+    def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):  # noqa: N802
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+            if section < len(self.BASE_COLUMNS):
+                return self.BASE_COLUMNS[section]
+            return MODEL_LABELS[MODEL_NAMES[section - len(self.BASE_COLUMNS)]]
+        return None
+
+    def prediction(self, row: int, model: str) -> tuple[int, float] | None:
+        probs = self.predictions.get(model)
+        if probs is None or row >= len(probs) or np.isnan(probs[row]).any():
+            return None
+        k = int(np.argmax(probs[row]))
+        return k, float(probs[row][k])
+
+    def data(self, index: QModelIndex, role=Qt.ItemDataRole.DisplayRole):
+        if not index.isValid():
+            return None
+        row, col = index.row(), index.column()
+        s = self.samples[row]
+        if role == SAMPLE_ROLE:
+            return s
+        if role == Qt.ItemDataRole.DecorationRole and col == 0:
+            img = self._images.get(s.path)
+            if img is None:
+                self._thumbs.request(s.path)
+            return img
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return f"{s.path}\nclass: {s.label} · split: {s.split} · group: {s.group}"
+        if role in (Qt.ItemDataRole.DisplayRole, SORT_ROLE):
+            if col == 0:
+                return Path(s.path).name
+            if col == 1:
+                return s.label
+            if col == 2:
+                return s.split
+            if col == 3:
+                size = self._file_size(row)
+                return size if role == SORT_ROLE else f"{size / 1024:.0f} KB"
+            model = MODEL_NAMES[col - len(self.BASE_COLUMNS)]
+            pred = self.prediction(row, model)
+            if pred is None:
+                return -1.0 if role == SORT_ROLE else ""
+            k, conf = pred
+            if role == SORT_ROLE:
+                return conf
+            return f"{self.classes[k]} {conf * 100:.0f} %"
+        if role == Qt.ItemDataRole.ForegroundRole and col >= len(self.BASE_COLUMNS):
+            pred = self.prediction(row, MODEL_NAMES[col - len(self.BASE_COLUMNS)])
+            if pred is not None and self.classes[pred[0]] != s.label:
+                return QColor("#c0392b")
+        return None
+
+    def _file_size(self, row: int) -> int:
+        if row not in self._sizes:
+            try:
+                self._sizes[row] = Path(self.samples[row].path).stat().st_size
+            except OSError:
+                self._sizes[row] = 0
+        return self._sizes[row]
+
+    def _on_thumb(self, path: str, image: QImage) -> None:
+        row = self._row_of.get(path)
+        if row is None:
+            return
+        self._images[path] = image
+        idx = self.index(row, 0)
+        self.dataChanged.emit(idx, idx, [Qt.ItemDataRole.DecorationRole])
+
+
+class SampleFilter(QSortFilterProxyModel):
+    """Class, split, correctness/disagreement and file-name filters; special sort orders."""
+
+    def __init__(self, parent: QObject | None = None):
+        super().__init__(parent)
+        self.label: str | None = None
+        self.split: str | None = None
+        self.verdict: str = "all"  # all | correct:<model> | wrong:<model> | disagree
+        self.text = ""
+        self.order = "name"  # name | conf:<model> | wrong:<model>
+        self.setSortRole(SORT_ROLE)
+        self.setDynamicSortFilter(False)
+
+    def set_filters(self, *, label=None, split=None, verdict="all", text="") -> None:
+        self.label, self.split, self.verdict, self.text = label, split, verdict, text.lower().strip()
+        self.invalidateFilter()
+
+    def set_order(self, order: str) -> None:
+        self.order = order
+        self.invalidate()
+        self.sort(0, Qt.SortOrder.AscendingOrder)
+
+    def _src(self) -> SampleModel:
+        return self.sourceModel()  # type: ignore[return-value]
+
+    def filterAcceptsRow(self, row: int, parent: QModelIndex) -> bool:  # noqa: N802
+        m = self._src()
+        s = m.samples[row]
+        if self.label and s.label != self.label:
+            return False
+        if self.split and s.split != self.split:
+            return False
+        if self.text and self.text not in Path(s.path).name.lower():
+            return False
+        if self.verdict == "all":
+            return True
+        if self.verdict == "disagree":
+            preds = {p[0] for name in MODEL_NAMES if (p := m.prediction(row, name)) is not None}
+            return len(preds) > 1
+        kind, model = self.verdict.split(":", 1)
+        pred = m.prediction(row, model)
+        if pred is None:
+            return False
+        correct = m.classes[pred[0]] == s.label
+        return correct if kind == "correct" else not correct
+
+    def _key(self, row: int):
+        m = self._src()
+        if self.order == "name":
+            return Path(m.samples[row].path).name
+        kind, model = self.order.split(":", 1)
+        pred = m.prediction(row, model)
+        if pred is None:
+            return float("inf")
+        k, conf = pred
+        if kind == "conf":
+            return -conf  # most confident first
+        wrong = m.classes[k] != m.samples[row].label
+        return -conf if wrong else 2.0 + conf  # confidently wrong first, then least-sure right
+
+    def lessThan(self, left: QModelIndex, right: QModelIndex) -> bool:  # noqa: N802
+        if self.order == "name" and left.column() != 0:
+            return super().lessThan(left, right)
+        return self._key(left.row()) < self._key(right.row())
+
+
+class ThumbDelegate(QStyledItemDelegate):
+    """Paints a thumbnail with its file name, a class badge and a split badge."""
+
+    def __init__(self, model: SampleModel, parent: QObject | None = None):
+        super().__init__(parent)
+        self._model = model
+
+    def sizeHint(self, option, index) -> QSize:  # noqa: N802
+        return QSize(THUMB + 12, THUMB + 30)
+
+    def paint(self, painter: QPainter, option, index) -> None:
+        painter.save()
+        r = option.rect.adjusted(3, 3, -3, -3)
+        if option.state & QStyle.StateFlag.State_Selected:
+            painter.fillRect(option.rect, option.palette.highlight())
+        img = index.data(Qt.ItemDataRole.DecorationRole)
+        box = QRect(r.x() + (r.width() - THUMB) // 2, r.y(), THUMB, THUMB)
+        if isinstance(img, QImage) and not img.isNull():
+            scaled = img.scaled(THUMB, THUMB, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
+            painter.drawImage(box.x() + (THUMB - scaled.width()) // 2, box.y() + (THUMB - scaled.height()) // 2, scaled)
+        else:
+            painter.fillRect(box, QColor("#e3e6ea"))
+        s = index.data(SAMPLE_ROLE)
+        if s is not None:
+            classes = self._model.classes
+            color = CLASS_COLORS[classes.index(s.label) % len(CLASS_COLORS)] if s.label in classes else "#7f8c8d"
+            f = QFont(option.font)
+            f.setPointSizeF(max(6.5, f.pointSizeF() * 0.8))
+            painter.setFont(f)
+            self._badge(painter, box.x() + 2, box.y() + 2, s.label, QColor(color))
+            if s.split:
+                self._badge(painter, box.x() + 2, box.bottom() - 15, s.split, QColor(SPLIT_COLORS.get(s.split, "#5f6b7a")))
+            wrong = [n for n in MODEL_NAMES if (p := self._model.prediction(index.row(), n)) is not None
+                     and classes[p[0]] != s.label]
+            if wrong:
+                self._badge(painter, box.right() - 16, box.y() + 2, "✗", QColor("#c0392b"))
+            painter.setPen(option.palette.color(option.palette.ColorRole.Text)
+                           if not option.state & QStyle.StateFlag.State_Selected
+                           else option.palette.color(option.palette.ColorRole.HighlightedText))
+            text_rect = QRect(r.x(), box.bottom() + 3, r.width(), 18)
+            name = painter.fontMetrics().elidedText(Path(s.path).name, Qt.TextElideMode.ElideMiddle, r.width())
+            painter.drawText(text_rect, Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop, name)
+        painter.restore()
+
+    @staticmethod
+    def _badge(painter: QPainter, x: int, y: int, text: str, color: QColor) -> None:
+        fm = painter.fontMetrics()
+        w = fm.horizontalAdvance(text) + 8
+        rect = QRect(x, y, w, fm.height() + 1)
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(color)
+        painter.drawRoundedRect(rect, 4, 4)
+        painter.setPen(QPen(QColor("white")))
+        painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, text)
+
+
+class DatasetBrowser(QWidget):
+    """Thumbnails or a table of the open dataset, filters, counts and the audit banner."""
+
+    sampleSelected = Signal(object)  # Sample or None
+    openRequested = Signal()
+    auditRequested = Signal()
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.index = None
+        self.thumbs = ThumbnailLoader(parent=self)
+        self.model = SampleModel(self.thumbs, self)
+        self.proxy = SampleFilter(self)
+        self.proxy.setSourceModel(self.model)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.setSpacing(4)
+        self.title = QLabel("No dataset open")
+        self.title.setObjectName("browserTitle")
+        self.title.setWordWrap(True)
+        layout.addWidget(self.title)
+
+        self.audit_banner = QLabel()
+        self.audit_banner.setObjectName("auditBanner")
+        self.audit_banner.setWordWrap(True)
+        self.audit_banner.setVisible(False)
+        self.audit_banner.setTextInteractionFlags(Qt.TextInteractionFlag.LinksAccessibleByMouse)
+        self.audit_banner.linkActivated.connect(lambda _l: self.auditRequested.emit())
+        layout.addWidget(self.audit_banner)
+
+        self.search = QLineEdit()
+        self.search.setPlaceholderText("Search file names…")
+        self.search.setClearButtonEnabled(True)
+        layout.addWidget(self.search)
+
+        row = QHBoxLayout()
+        self.class_filter = QComboBox()
+        self.class_filter.setToolTip("Show one class")
+        self.split_filter = QComboBox()
+        self.split_filter.setToolTip("Show one split")
+        for label, data in (("All splits", None), ("train", "train"), ("val", "val"), ("test", "test")):
+            self.split_filter.addItem(label, data)
+        row.addWidget(self.class_filter, 1)
+        row.addWidget(self.split_filter, 1)
+        layout.addLayout(row)
+
+        row2 = QHBoxLayout()
+        self.verdict_filter = QComboBox()
+        self.verdict_filter.setToolTip("Filter by the models' verdicts")
+        self.verdict_filter.addItem("All verdicts", "all")
+        for n in MODEL_NAMES:
+            self.verdict_filter.addItem(f"{MODEL_LABELS[n]} right", f"correct:{n}")
+            self.verdict_filter.addItem(f"{MODEL_LABELS[n]} wrong", f"wrong:{n}")
+        self.verdict_filter.addItem("Models disagree", "disagree")
+        self.order = QComboBox()
+        self.order.setToolTip("Sort order")
+        self.order.addItem("Sort: file name", "name")
+        for n in MODEL_NAMES:
+            self.order.addItem(f"Sort: {MODEL_LABELS[n]} confidence", f"conf:{n}")
+            self.order.addItem(f"Sort: {MODEL_LABELS[n]} confidently wrong", f"wrong:{n}")
+        row2.addWidget(self.verdict_filter, 1)
+        row2.addWidget(self.order, 1)
+        layout.addLayout(row2)
+
+        self.stack = QStackedWidget()
+        self.grid = QListView()
+        self.grid.setViewMode(QListView.ViewMode.IconMode)
+        self.grid.setResizeMode(QListView.ResizeMode.Adjust)
+        self.grid.setMovement(QListView.Movement.Static)
+        self.grid.setUniformItemSizes(True)
+        self.grid.setLayoutMode(QListView.LayoutMode.Batched)
+        self.grid.setBatchSize(200)
+        self.grid.setSpacing(2)
+        self.grid.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.grid.setModel(self.proxy)
+        self.grid.setItemDelegate(ThumbDelegate(self.model, self.grid))
+        self.table = QTableView()
+        self.table.setModel(self.proxy)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.verticalHeader().setVisible(False)
+        self.table.verticalHeader().setDefaultSectionSize(22)
+        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self.table.setSortingEnabled(False)
+        self.table.setWordWrap(False)
+        self.stack.addWidget(self.grid)
+        self.stack.addWidget(self.table)
+        self.empty = QLabel("Open a dataset (File ▸ Open dataset…), drop a folder here,\n"
+                            "or start with the demo (File ▸ Open demo dataset).")
+        self.empty.setObjectName("emptyState")
+        self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty.setWordWrap(True)
+        self.stack.addWidget(self.empty)
+        self.stack.setCurrentWidget(self.empty)
+        layout.addWidget(self.stack, 1)
+
+        bottom = QHBoxLayout()
+        self.counts = QLabel(" ")
+        self.counts.setObjectName("counts")
+        self.counts.setWordWrap(True)
+        bottom.addWidget(self.counts, 1)
+        self.view_toggle = QToolButton()
+        self.view_toggle.setText("Table")
+        self.view_toggle.setCheckable(True)
+        self.view_toggle.setToolTip("Switch between thumbnails and a table with per-model predictions")
+        self.view_toggle.toggled.connect(self._toggle_view)
+        bottom.addWidget(self.view_toggle)
+        layout.addLayout(bottom)
+
+        self.search.textChanged.connect(self._apply_filters)
+        for combo in (self.class_filter, self.split_filter, self.verdict_filter):
+            combo.currentIndexChanged.connect(self._apply_filters)
+        self.order.currentIndexChanged.connect(lambda _i: self.proxy.set_order(self.order.currentData()))
+        for view in (self.grid, self.table):
+            view.selectionModel().currentChanged.connect(self._on_current)
+        self.setAcceptDrops(True)
+
+    # -- data ------------------------------------------------------------------------------
+    def set_index(self, index) -> None:
+        self.index = index
+        self.model.set_samples(index.samples, index.classes)
+        self.class_filter.blockSignals(True)
+        self.class_filter.clear()
+        self.class_filter.addItem("All classes", None)
+        for c in index.classes:
+            self.class_filter.addItem(c, c)
+        self.class_filter.blockSignals(False)
+        roots = ", ".join(Path(r).name or str(r) for r in index.roots)
+        self.title.setText(f"<b>{roots}</b> <span style='color:#5f6b7a'>({index.layout} layout)</span>")
+        self._show_audit(index)
+        self.stack.setCurrentWidget(self.table if self.view_toggle.isChecked() else self.grid)
+        self._apply_filters()
+
+    def _show_audit(self, index) -> None:
+        audit = index.audit or {}
+        flags = audit.get("flags") or audit.get("confounds") or []
+        bad = len(index.bad_files)
+        parts = []
+        for flag in flags[:3]:
+            parts.append("⚠ " + (flag.get("message") or flag.get("sentence") or str(flag)
+                                 if isinstance(flag, dict) else str(flag)))
+        if bad:
+            parts.append(f"⚠ {bad} file(s) could not be read and were skipped.")
+        if parts:
+            self.audit_banner.setText("<br>".join(parts) + " <a href='audit'>Details…</a>")
+        self.audit_banner.setVisible(bool(parts))
+
+    def set_predictions(self, model: str, probs) -> None:
+        self.model.set_predictions(model, probs)
+        if self.proxy.verdict != "all" or self.proxy.order != "name":
+            self._apply_filters()
+        self._update_counts()
+
+    def _apply_filters(self) -> None:
+        self.proxy.set_filters(
+            label=self.class_filter.currentData(),
+            split=self.split_filter.currentData(),
+            verdict=self.verdict_filter.currentData() or "all",
+            text=self.search.text(),
+        )
+        if self.proxy.order != "name":
+            self.proxy.sort(0, Qt.SortOrder.AscendingOrder)
+        self._update_counts()
+
+    def _update_counts(self) -> None:
+        if self.index is None:
+            self.counts.setText(" ")
+            return
+        per_class: dict[str, int] = {}
+        per_split: dict[str, int] = {}
+        for s in self.index.samples:
+            per_class[s.label] = per_class.get(s.label, 0) + 1
+            per_split[s.split] = per_split.get(s.split, 0) + 1
+        cls = " · ".join(f"{c} {per_class.get(c, 0)}" for c in self.index.classes)
+        spl = " · ".join(f"{k} {per_split[k]}" for k in ("train", "val", "test") if k in per_split)
+        acc = []
+        for name in MODEL_NAMES:
+            probs = self.model.predictions.get(name)
+            if probs is None:
+                continue
+            ok = ~np.isnan(probs).any(axis=1)
+            labels = np.array([self.index.class_to_idx.get(s.label, -1) for s in self.index.samples])
+            test = np.array([s.split == "test" for s in self.index.samples]) & ok
+            if test.any():
+                a = float((probs[test].argmax(1) == labels[test]).mean())
+                acc.append(f"{MODEL_LABELS[name]} {a * 100:.1f} %")
+        text = f"{cls}<br>{spl} — showing {self.proxy.rowCount()}"
+        if acc:
+            text += "<br>test accuracy: " + " · ".join(acc)
+        self.counts.setText(text)
+
+    # -- selection -------------------------------------------------------------------------
+    def _toggle_view(self, table: bool) -> None:
+        self.view_toggle.setText("Thumbnails" if table else "Table")
+        if self.index is None:
+            return
+        current = self.current_view().currentIndex()
+        self.stack.setCurrentWidget(self.table if table else self.grid)
+        if current.isValid():
+            self.current_view().setCurrentIndex(current)
+
+    def current_view(self) -> QAbstractItemView:
+        return self.table if self.view_toggle.isChecked() else self.grid
+
+    def _on_current(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        if self.sender() is not self.current_view().selectionModel():
+            return
+        self.sampleSelected.emit(current.data(SAMPLE_ROLE) if current.isValid() else None)
+
+    def select_row(self, row: int) -> None:
+        """Select the proxy row ``row`` (keyboard-like navigation for the app and tests)."""
+        view = self.current_view()
+        idx = self.proxy.index(row, 0)
+        if idx.isValid():
+            view.setCurrentIndex(idx)
+            view.scrollTo(idx)
+
+    def select_path(self, path: str) -> bool:
+        row = self.model._row_of.get(path)
+        if row is None:
+            return False
+        idx = self.proxy.mapFromSource(self.model.index(row, 0))
+        if not idx.isValid():
+            self.search.clear()
+            self.class_filter.setCurrentIndex(0)
+            self.split_filter.setCurrentIndex(0)
+            self.verdict_filter.setCurrentIndex(0)
+            idx = self.proxy.mapFromSource(self.model.index(row, 0))
+        self.current_view().setCurrentIndex(idx)
+        self.current_view().scrollTo(idx)
+        return idx.isValid()
+
+    def first_row_of_split(self, split: str) -> int | None:
+        for r in range(self.proxy.rowCount()):
+            s = self.proxy.index(r, 0).data(SAMPLE_ROLE)
+            if s is not None and s.split == split:
+                return r
+        return None
+
+    # -- drag and drop ---------------------------------------------------------------------
+    dropped = Signal(list)
+
+    def dragEnterEvent(self, event) -> None:  # noqa: N802
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:  # noqa: N802
+        folders = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        if folders:
+            self.dropped.emit(folders)
+
+    def shutdown(self) -> None:
+        self.thumbs.stop()

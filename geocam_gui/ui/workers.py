@@ -1,0 +1,264 @@
+"""QThread workers that run core engines off the GUI thread and report through Qt signals.
+
+Every thread GeoCAM starts is a :class:`ManagedThread`, registered so that tests (and the
+window's close handler) can check that none outlives its owner.
+
+* :class:`TaskWorker` runs one callable (demo generation, indexing, export...) with progress
+  and cancel, like superqt's ``thread_worker``.
+* :class:`TrainingWorker` runs a queue of training configs through ``core.training.Trainer``
+  and turns its events into signals.
+* :class:`LatestWorker` is a long-lived thread that computes only the newest request (glue's
+  compute worker): quick selection changes never queue stale CAMs or thumbnails.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import traceback
+import weakref
+from typing import Any, Callable
+
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from geocam_gui.core.errors import Cancelled, GeoCamError
+
+log = logging.getLogger(__name__)
+
+_THREADS: "weakref.WeakSet[ManagedThread]" = weakref.WeakSet()
+
+
+def running_threads() -> list["ManagedThread"]:
+    """Threads started by GeoCAM that are still running."""
+    out = []
+    for t in list(_THREADS):
+        try:
+            if t.isRunning():
+                out.append(t)
+        except RuntimeError:  # C++ object already deleted
+            pass
+    return out
+
+
+class ManagedThread(QThread):
+    """A QThread that registers itself so leaks can be detected."""
+
+    def __init__(self, name: str, parent: QObject | None = None):
+        super().__init__(parent)
+        self.setObjectName(name)
+        _THREADS.add(self)
+
+    def __repr__(self) -> str:  # shows up in leak reports
+        return f"<ManagedThread {self.objectName()} running={self.isRunning()}>"
+
+
+def error_text(exc: BaseException) -> str:
+    """A sentence for the user: the message of our own errors, the type and message otherwise."""
+    if isinstance(exc, GeoCamError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+class TaskWorker(QObject):
+    """Runs ``fn(progress, cancelled)`` in its own thread.
+
+    ``progress(done, total, text="")`` and ``cancelled() -> bool`` are passed to ``fn``.
+    Exactly one of ``finished(result)``, ``failed(message)`` or ``cancelled()`` is emitted,
+    then ``done()``.
+    """
+
+    progress = Signal(int, int, str)
+    finished = Signal(object)
+    failed = Signal(str)
+    cancelled = Signal()
+    done = Signal()
+
+    def __init__(self, name: str, fn: Callable[..., Any], parent: QObject | None = None):
+        super().__init__()
+        self._fn = fn
+        self._cancel = threading.Event()
+        self.thread = ManagedThread(name, parent)
+        self.moveToThread(self.thread)
+        self.thread.started.connect(self._run)
+        self.done.connect(self.thread.quit)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    def is_cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def wait(self, ms: int = 30000) -> bool:
+        return self.thread.wait(ms)
+
+    @Slot()
+    def _run(self) -> None:
+        def progress(done: int, total: int, text: str = "") -> None:
+            self.progress.emit(int(done), int(total), str(text))
+
+        try:
+            result = self._fn(progress, self._cancel.is_set)
+        except Cancelled:
+            self.cancelled.emit()
+        except Exception as exc:  # noqa: BLE001 - reported to the GUI, never a silent death
+            if not isinstance(exc, GeoCamError):
+                log.error("Task %s failed:\n%s", self.thread.objectName(), traceback.format_exc())
+            self.failed.emit(error_text(exc))
+        else:
+            if self._cancel.is_set():
+                self.cancelled.emit()
+            else:
+                self.finished.emit(result)
+        finally:
+            self.done.emit()
+
+
+class TrainingWorker(QObject):
+    """Trains a queue of models one after the other with the core engine.
+
+    Signals carry the engine's events: ``event(model_name, kind, data)`` for every event,
+    ``modelFinished(model_name, result)`` when a model's run ends, ``failed(model, message)``,
+    and ``done()`` when the queue is empty or the run was cancelled.
+    """
+
+    event = Signal(str, str, object)
+    modelStarted = Signal(str, int, int)
+    modelFinished = Signal(str, object)
+    failed = Signal(str, str)
+    done = Signal(bool)  # True when every queued model finished
+
+    def __init__(self, configs: list, index, out_dir, parent: QObject | None = None):
+        super().__init__()
+        self._configs = list(configs)
+        self._index = index
+        self._out_dir = out_dir
+        self._trainer = None
+        self._lock = threading.Lock()
+        self._cancel = threading.Event()
+        self._paused = False
+        self.thread = ManagedThread("training", parent)
+        self.moveToThread(self.thread)
+        self.thread.started.connect(self._run)
+        self.done.connect(self.thread.quit)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def cancel(self) -> None:
+        self._cancel.set()
+        with self._lock:
+            if self._trainer is not None:
+                self._trainer.cancel()
+
+    def set_paused(self, paused: bool) -> None:
+        with self._lock:
+            self._paused = paused
+            if self._trainer is not None:
+                (self._trainer.pause if paused else self._trainer.resume)()
+
+    def wait(self, ms: int = 30000) -> bool:
+        return self.thread.wait(ms)
+
+    @Slot()
+    def _run(self) -> None:
+        from geocam_gui.core.training import Trainer
+
+        all_ok = True
+        total = len(self._configs)
+        for i, config in enumerate(self._configs):
+            if self._cancel.is_set():
+                all_ok = False
+                break
+            name = config.model
+
+            def callback(ev, _name=name):
+                self.event.emit(_name, ev.kind, dict(ev.data))
+
+            try:
+                trainer = Trainer(config, self._index, self._out_dir, callback=callback)
+                with self._lock:
+                    self._trainer = trainer
+                    if self._paused:
+                        trainer.pause()
+                    if self._cancel.is_set():
+                        trainer.cancel()
+                self.modelStarted.emit(name, i, total)
+                result = trainer.run()
+            except Cancelled:
+                all_ok = False
+                break
+            except Exception as exc:  # noqa: BLE001 - shown in the panel and the log
+                if not isinstance(exc, GeoCamError):
+                    log.error("Training %s failed:\n%s", name, traceback.format_exc())
+                self.failed.emit(name, error_text(exc))
+                all_ok = False
+                continue
+            finally:
+                with self._lock:
+                    self._trainer = None
+            if self._cancel.is_set() or result.status == "cancelled":
+                all_ok = False
+                break
+            self.modelFinished.emit(name, result)
+        self.done.emit(all_ok and not self._cancel.is_set())
+
+
+class LatestWorker(QObject):
+    """A long-lived thread that runs ``fn(request)`` for the newest request only.
+
+    ``submit(key, request)`` replaces any request still waiting; when the running
+    computation ends, its result is emitted as ``resultReady(key, result)`` (the receiver
+    compares ``key`` with what it currently shows) or ``failed(key, message)``.
+    """
+
+    resultReady = Signal(object, object)
+    failed = Signal(object, str)
+    _wake = Signal()
+
+    def __init__(self, name: str, fn: Callable[[Any], Any], parent: QObject | None = None):
+        super().__init__()
+        self._fn = fn
+        self._pending: tuple[Any, Any] | None = None
+        self._lock = threading.Lock()
+        self._stopping = False
+        self.thread = ManagedThread(name, parent)
+        self.moveToThread(self.thread)
+        self._wake.connect(self._drain)
+        self.thread.start()
+
+    def submit(self, key: Any, request: Any) -> None:
+        with self._lock:
+            self._pending = (key, request)
+        self._wake.emit()
+
+    def pending(self) -> bool:
+        with self._lock:
+            return self._pending is not None
+
+    def stop(self, ms: int = 30000) -> bool:
+        """Drop pending work, let the running request finish, end the thread."""
+        with self._lock:
+            self._pending = None
+            self._stopping = True
+        self.thread.quit()
+        return self.thread.wait(ms)
+
+    @Slot()
+    def _drain(self) -> None:
+        while True:
+            with self._lock:
+                item, self._pending = self._pending, None
+                if item is None or self._stopping:
+                    return
+            key, request = item
+            try:
+                result = self._fn(request)
+            except Exception as exc:  # noqa: BLE001 - the pane shows the reason
+                if not isinstance(exc, GeoCamError):
+                    log.error("%s failed:\n%s", self.thread.objectName(), traceback.format_exc())
+                self.failed.emit(key, error_text(exc))
+            else:
+                self.resultReady.emit(key, result)

@@ -1,0 +1,140 @@
+"""pytest-qt tests that drive the real main window on a small generated demo set."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pytestqt")
+
+from geocam_gui.core.inference import GROUND_TRUTH, PREDICTED  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def demo_set(tmp_path_factory):
+    from geocam_gui.core.synthetic import generate_demo
+
+    return generate_demo(tmp_path_factory.mktemp("demo") / "set", per_class=20, size=48, views_per_place=2, seed=3)
+
+
+def open_demo_set(window, qtbot, path):
+    window.open_dataset([str(path)])
+    qtbot.waitUntil(lambda: window.index is not None and window.is_idle(), timeout=60000)
+
+
+def tiny_run(panel, epochs=1):
+    panel.select_models(["shallow"])
+    panel.epochs.setValue(epochs)
+    panel.size.setValue(32)
+    panel.batch.setValue(8)
+
+
+def test_window_shell_has_three_areas_and_empty_states(main_window):
+    w = main_window
+    assert w.browser_dock.isVisible() and w.training_dock.isVisible()
+    assert set(w.viewer.panes) == {"shallow", "vgg11", "resnet18"}
+    for pane in w.viewer.panes.values():
+        assert "train one in the Training panel" in pane.empty_label.text()
+    menus = [a.text().replace("&", "") for a in w.menuBar().actions()]
+    assert menus == ["File", "View", "Help"]
+    assert not w.training.start_button.isEnabled()  # nothing to train on yet
+    img = w.grab()
+    assert img.width() >= 1000 and img.height() >= 650
+
+
+def test_browse_train_and_explain(main_window, qtbot, demo_set):
+    w = main_window
+    open_demo_set(w, qtbot, demo_set)
+    assert w.browser.proxy.rowCount() == 40
+    assert w.index.classes == ["pittsburgh", "tokyo"]
+    # filters: one class, one split, file-name search
+    w.browser.class_filter.setCurrentIndex(w.browser.class_filter.findData("tokyo"))
+    assert w.browser.proxy.rowCount() == 20
+    w.browser.split_filter.setCurrentIndex(w.browser.split_filter.findData("test"))
+    n_test_tokyo = sum(1 for s in w.index.samples if s.label == "tokyo" and s.split == "test")
+    assert w.browser.proxy.rowCount() == n_test_tokyo
+    w.browser.class_filter.setCurrentIndex(0)
+    w.browser.split_filter.setCurrentIndex(0)
+
+    tiny_run(w.training)
+    with qtbot.waitSignal(w.training.runFinished, timeout=180000) as blocker:
+        w.training.start_button.click()
+    assert blocker.args == [True]
+    assert w.training.results.rowCount() == 1
+    assert w.training.curves.series("shallow", "loss", "train")
+
+    pane = w.viewer.panes["shallow"]
+    w.browser.select_row(0)
+    qtbot.waitUntil(lambda: pane.rgb is not None and not w.viewer.is_busy(), timeout=60000)
+    assert pane.stack.currentIndex() == 0  # the image, not the empty state
+    assert "Predicts" in pane.prediction.text()
+    # untrained models still say so
+    assert w.viewer.panes["vgg11"].stack.currentIndex() == 1
+
+    w.viewer.opacity.setValue(0)
+    plain = pane.rgb.copy()
+    exp = w.viewer.current_explanation()
+    assert np.array_equal(plain, exp.image)  # opacity 0 shows the photo itself
+    w.viewer.opacity.setValue(80)
+    heat = pane.rgb.copy()
+    assert np.abs(heat.astype(int) - plain.astype(int)).mean() > 5
+    w.viewer.set_class_choice("pittsburgh")
+    a = pane.rgb.copy()
+    w.viewer.set_class_choice("tokyo")
+    b = pane.rgb.copy()
+    assert not np.array_equal(a, b)  # the two classes' evidence differs
+    w.viewer.set_class_choice(GROUND_TRUTH)
+    w.viewer.set_class_choice(PREDICTED)
+    # predictions reach the browser's table
+    qtbot.waitUntil(lambda: "shallow" in w.browser.model.predictions and w.is_idle(), timeout=60000)
+    assert w.browser.model.predictions["shallow"].shape == (40, 2)
+
+
+def test_cancel_a_run(main_window, qtbot, demo_set):
+    w = main_window
+    open_demo_set(w, qtbot, demo_set)
+    tiny_run(w.training, epochs=200)
+    w.training.batch.setValue(2)
+    w.training.start_button.click()
+    qtbot.waitUntil(lambda: w.training.worker is not None and w.training.epoch_bar.value() > 0, timeout=60000)
+    with qtbot.waitSignal(w.training.runFinished, timeout=60000) as blocker:
+        w.training.cancel_button.click()
+    assert blocker.args == [False]
+    assert not w.training.is_running()
+    assert w.training.start_button.isEnabled()
+
+
+def test_close_during_a_run_leaves_no_thread(main_window, qtbot, demo_set):
+    w = main_window
+    open_demo_set(w, qtbot, demo_set)
+    tiny_run(w.training, epochs=200)
+    w.training.batch.setValue(2)
+    w.confirm_close = False
+    w.training.start_button.click()
+    qtbot.waitUntil(lambda: w.training.epoch_bar.value() > 0, timeout=60000)
+    w.close()
+    assert not w.training.is_running()
+    # the fixture then fails the test if any GeoCAM thread is still running
+
+
+def test_gui_version_flag():
+    out = subprocess.run([sys.executable, "-m", "geocam_gui", "--version"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.startswith("geocam-gui ")
+
+
+def test_screenshot_flag_writes_the_real_window(tmp_path, demo_set):
+    png = tmp_path / "shot.png"
+    out = subprocess.run(
+        [sys.executable, "-m", "geocam_gui", "--data", str(demo_set), "--no-train", "--screenshot", str(png),
+         "--size", "1280x800"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    from PIL import Image
+
+    with Image.open(png) as im:
+        assert im.size[0] >= 1000 and im.size[1] >= 650
+        assert len(set(im.convert("L").getdata())) > 20  # a real picture, not a blank
