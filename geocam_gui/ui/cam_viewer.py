@@ -231,9 +231,12 @@ class CamViewer(QWidget):
             self._refresh_empty(name)
 
     # -- controls -----------------------------------------------------------------------
-    def _build_controls(self) -> QHBoxLayout:
+    def _build_controls(self) -> QVBoxLayout:
+        rows = QVBoxLayout()
+        rows.setSpacing(4)
         bar = QHBoxLayout()
         bar.setSpacing(6)
+        rows.addLayout(bar)
         bar.addWidget(QLabel("Explain:"))
         self.class_group = QButtonGroup(self)
         self.class_group.setExclusive(True)
@@ -242,8 +245,15 @@ class CamViewer(QWidget):
         bar.addLayout(self.class_box)
         self._set_class_buttons([])
         self.class_group.buttonToggled.connect(self._on_class_toggled)
+        bar.addStretch(1)
+        self.export_button = QPushButton("Export…")
+        self.export_button.setToolTip("Export the overlays and a figure for a publication")
+        self.export_button.clicked.connect(self.exportRequested)
+        bar.addWidget(self.export_button)
 
-        bar.addSpacing(8)
+        bar = QHBoxLayout()
+        bar.setSpacing(6)
+        rows.addLayout(bar)
         bar.addWidget(QLabel("Opacity"))
         self.opacity = QSlider(Qt.Orientation.Horizontal)
         self.opacity.setRange(0, 100)
@@ -259,6 +269,7 @@ class CamViewer(QWidget):
         self.method = QComboBox()
         from geocam_gui.core.cam import METHODS
 
+        bar.addWidget(QLabel("Method"))
         for m in METHODS:
             self.method.addItem(METHOD_LABELS.get(m, m), m)
         self.method.setToolTip("CAM method")
@@ -266,6 +277,7 @@ class CamViewer(QWidget):
         bar.addWidget(self.method)
 
         self.cmap = QComboBox()
+        bar.addWidget(QLabel("Colormap"))
         for c in render.COLORMAPS:
             self.cmap.addItem(c, c)
         self.cmap.setToolTip("Colormap (jet as in the paper: red = high, blue = low)")
@@ -283,11 +295,7 @@ class CamViewer(QWidget):
         self.fit_button.clicked.connect(self.fit)
         bar.addWidget(self.fit_button)
         bar.addStretch(1)
-        self.export_button = QPushButton("Export…")
-        self.export_button.setToolTip("Export the overlays and a figure for a publication")
-        self.export_button.clicked.connect(self.exportRequested)
-        bar.addWidget(self.export_button)
-        return bar
+        return rows
 
     def _set_class_buttons(self, classes: list[str]) -> None:
         current = self.class_choice() if self.class_group.buttons() else PREDICTED

@@ -21,7 +21,6 @@ from PySide6.QtCore import (
     QSortFilterProxyModel,
     Qt,
     Signal,
-    Slot,
 )
 from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen
 from PySide6.QtWidgets import (
@@ -52,42 +51,48 @@ CLASS_COLORS = ["#2f6fde", "#d9482b", "#2e9e5b", "#9b59b6", "#e0a100", "#16a2b8"
 SPLIT_COLORS = {"train": "#5f6b7a", "val": "#8e6fbf", "test": "#1c8a6a"}
 
 
+def dataset_title(index) -> str:
+    """A short name for a dataset: the demo says so, other sets show their folder names."""
+    demo_root = paths.cache_dir() / "demo"
+    names = []
+    for r in index.roots:
+        p = Path(r)
+        names.append("Demo: Pittsburgh vs Tokyo" if demo_root in p.parents else (p.name or str(p)))
+    return ", ".join(names)
+
+
 class ThumbnailLoader(QObject):
     """Makes thumbnails in a worker thread, newest requests first, cached on disk as PNG."""
 
     ready = Signal(str, QImage)
 
     def __init__(self, size: int = THUMB, parent: QObject | None = None):
-        super().__init__()
+        super().__init__(parent)
         self.size = size
         self._queue: OrderedDict[str, None] = OrderedDict()
-        self._lock = threading.Lock()
+        self._cond = threading.Condition()
         self._stop = False
         self.cache_dir = paths.cache_dir() / "thumbs"
-        self.thread = ManagedThread("thumbnails", parent)
-        self.moveToThread(self.thread)
-        self._kick.connect(self._drain)
+        self.thread = ManagedThread("thumbnails", parent, target=self._loop)
         self.thread.start()
 
-    _kick = Signal()
-
     def request(self, path: str) -> None:
-        with self._lock:
+        with self._cond:
             self._queue.pop(path, None)
             self._queue[path] = None  # newest at the end, served first
             while len(self._queue) > 2000:
                 self._queue.popitem(last=False)
-        self._kick.emit()
+            self._cond.notify()
 
     def clear(self) -> None:
-        with self._lock:
+        with self._cond:
             self._queue.clear()
 
     def stop(self) -> None:
-        with self._lock:
+        with self._cond:
             self._queue.clear()
             self._stop = True
-        self.thread.quit()
+            self._cond.notify()
         self.thread.wait(10000)
 
     def _cache_path(self, path: str) -> Path:
@@ -99,11 +104,12 @@ class ThumbnailLoader(QObject):
         key = hashlib.sha1(f"{path}|{stamp}|{self.size}".encode("utf-8", "surrogatepass")).hexdigest()
         return self.cache_dir / key[:2] / f"{key}.png"
 
-    @Slot()
-    def _drain(self) -> None:
+    def _loop(self) -> None:  # worker thread
         while True:
-            with self._lock:
-                if self._stop or not self._queue:
+            with self._cond:
+                while not self._queue and not self._stop:
+                    self._cond.wait()
+                if self._stop:
                     return
                 path, _ = self._queue.popitem(last=True)
             self.ready.emit(path, self._make(path))
@@ -261,8 +267,13 @@ class SampleFilter(QSortFilterProxyModel):
         self.setDynamicSortFilter(False)
 
     def set_filters(self, *, label=None, split=None, verdict="all", text="") -> None:
+        if hasattr(self, "beginFilterChange"):  # Qt >= 6.9: invalidateFilter is deprecated
+            self.beginFilterChange()
         self.label, self.split, self.verdict, self.text = label, split, verdict, text.lower().strip()
-        self.invalidateFilter()
+        if hasattr(self, "endFilterChange"):
+            self.endFilterChange()
+        else:
+            self.invalidateFilter()
 
     def set_order(self, order: str) -> None:
         self.order = order
@@ -408,6 +419,7 @@ class DatasetBrowser(QWidget):
         row = QHBoxLayout()
         self.class_filter = QComboBox()
         self.class_filter.setToolTip("Show one class")
+        self.class_filter.addItem("All classes", None)
         self.split_filter = QComboBox()
         self.split_filter.setToolTip("Show one split")
         for label, data in (("All splits", None), ("train", "train"), ("val", "val"), ("test", "test")):
@@ -497,8 +509,8 @@ class DatasetBrowser(QWidget):
         for c in index.classes:
             self.class_filter.addItem(c, c)
         self.class_filter.blockSignals(False)
-        roots = ", ".join(Path(r).name or str(r) for r in index.roots)
-        self.title.setText(f"<b>{roots}</b> <span style='color:#5f6b7a'>({index.layout} layout)</span>")
+        self.title.setText(f"<b>{dataset_title(index)}</b> <span style='color:#5f6b7a'>({index.layout} layout)</span>")
+        self.title.setToolTip("\n".join(index.roots))
         self._show_audit(index)
         self.stack.setCurrentWidget(self.table if self.view_toggle.isChecked() else self.grid)
         self._apply_filters()

@@ -288,7 +288,9 @@ class MainWindow(QMainWindow):
         self.browser.set_index(index)
         self.viewer.set_classes(index.classes)
         self.training.set_dataset(index, self.run_dir)
-        self.setWindowTitle(f"GeoCAM - {', '.join(Path(r).name for r in index.roots)}")
+        from geocam_gui.ui.dataset_browser import dataset_title
+
+        self.setWindowTitle(f"GeoCAM - {dataset_title(index)}")
         if spec:
             self._remember_recent(spec)
         n_bad = len(index.bad_files)
@@ -313,7 +315,8 @@ class MainWindow(QMainWindow):
         """Short runs that fill the three panes in a few CPU minutes."""
         from geocam_gui.core.training import demo_config
 
-        return [demo_config(m, str(self.device)) for m in models]
+        return [demo_config(m, self.device.type if self.device.type != "cuda" else str(self.device))
+                for m in models]
 
     def show_audit(self) -> None:
         if self.index is None:
@@ -327,6 +330,13 @@ class MainWindow(QMainWindow):
         dlg.setDetailedText(json.dumps(self.index.audit, indent=2, default=str)
                             + ("\n\nUnreadable files:\n" + "\n".join(lines) if lines else ""))
         dlg.exec()
+
+    def _on_sample(self, sample) -> None:
+        if sample is None:
+            self.viewer.set_sample(None)
+            return
+        self.viewer.set_sample(sample.path, sample.label)
+        self.show_message(f"{sample.path}  ·  class {sample.label}  ·  split {sample.split}  ·  group {sample.group}")
 
     # -- checkpoints ------------------------------------------------------------------------------
     def load_run_checkpoints(self, folder: Path) -> dict[str, str]:

@@ -52,6 +52,11 @@ def _fmt_eta(seconds: float | None) -> str:
     return f"{seconds} s"
 
 
+def _pct(value) -> str:
+    """A share as a percentage; undefined (None, e.g. a class never predicted) as a dash."""
+    return "–" if value is None else f"{value * 100:.0f} %"
+
+
 class Curves(QWidget):
     """Loss and accuracy per epoch (train dashed, val solid), one colour per model."""
 
@@ -399,8 +404,7 @@ class TrainingPanel(QWidget):
         classes = metrics.get("classes") or (self.index.classes if self.index is not None else [])
         per = metrics.get("per_class") or {}
         per_text = "  ".join(
-            f"{c}: {v.get('precision', float('nan')) * 100:.0f} / {v.get('recall', float('nan')) * 100:.0f} %"
-            for c, v in per.items()
+            f"{c}: {_pct(v.get('precision'))} / {_pct(v.get('recall'))}" for c, v in per.items()
         ) if isinstance(per, dict) else str(per)
         conf = metrics.get("confusion")
         conf_text = " | ".join(" ".join(str(int(x)) for x in r) for r in conf) if conf else ""

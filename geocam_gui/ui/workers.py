@@ -9,6 +9,10 @@ window's close handler) can check that none outlives its owner.
   and turns its events into signals.
 * :class:`LatestWorker` is a long-lived thread that computes only the newest request (glue's
   compute worker): quick selection changes never queue stale CAMs or thumbnails.
+
+The worker objects themselves live in the GUI thread; only their ``run`` code executes in the
+thread. Their signals are emitted from the thread, so Qt queues every connected slot (bound
+methods and lambdas alike) into the GUI thread: no widget is ever touched from a worker.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import traceback
 import weakref
 from typing import Any, Callable
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, QThread, Signal
 
 from geocam_gui.core.errors import Cancelled, GeoCamError
 
@@ -41,12 +45,17 @@ def running_threads() -> list["ManagedThread"]:
 
 
 class ManagedThread(QThread):
-    """A QThread that registers itself so leaks can be detected."""
+    """A QThread that runs ``target()`` and registers itself so leaks can be detected."""
 
-    def __init__(self, name: str, parent: QObject | None = None):
+    def __init__(self, name: str, parent: QObject | None = None, target: Callable[[], None] | None = None):
         super().__init__(parent)
         self.setObjectName(name)
+        self._target = target
         _THREADS.add(self)
+
+    def run(self) -> None:  # executes in the new thread
+        if self._target is not None:
+            self._target()
 
     def __repr__(self) -> str:  # shows up in leak reports
         return f"<ManagedThread {self.objectName()} running={self.isRunning()}>"
@@ -77,10 +86,7 @@ class TaskWorker(QObject):
         super().__init__()
         self._fn = fn
         self._cancel = threading.Event()
-        self.thread = ManagedThread(name, parent)
-        self.moveToThread(self.thread)
-        self.thread.started.connect(self._run)
-        self.done.connect(self.thread.quit)
+        self.thread = ManagedThread(name, parent, target=self._run)
 
     def start(self) -> None:
         self.thread.start()
@@ -94,8 +100,7 @@ class TaskWorker(QObject):
     def wait(self, ms: int = 30000) -> bool:
         return self.thread.wait(ms)
 
-    @Slot()
-    def _run(self) -> None:
+    def _run(self) -> None:  # worker thread
         def progress(done: int, total: int, text: str = "") -> None:
             self.progress.emit(int(done), int(total), str(text))
 
@@ -139,10 +144,7 @@ class TrainingWorker(QObject):
         self._lock = threading.Lock()
         self._cancel = threading.Event()
         self._paused = False
-        self.thread = ManagedThread("training", parent)
-        self.moveToThread(self.thread)
-        self.thread.started.connect(self._run)
-        self.done.connect(self.thread.quit)
+        self.thread = ManagedThread("training", parent, target=self._run)
 
     def start(self) -> None:
         self.thread.start()
@@ -162,8 +164,7 @@ class TrainingWorker(QObject):
     def wait(self, ms: int = 30000) -> bool:
         return self.thread.wait(ms)
 
-    @Slot()
-    def _run(self) -> None:
+    def _run(self) -> None:  # worker thread
         from geocam_gui.core.training import Trainer
 
         all_ok = True
@@ -216,44 +217,41 @@ class LatestWorker(QObject):
 
     resultReady = Signal(object, object)
     failed = Signal(object, str)
-    _wake = Signal()
 
     def __init__(self, name: str, fn: Callable[[Any], Any], parent: QObject | None = None):
-        super().__init__()
+        super().__init__(parent)
         self._fn = fn
         self._pending: tuple[Any, Any] | None = None
-        self._lock = threading.Lock()
+        self._cond = threading.Condition()
         self._stopping = False
-        self.thread = ManagedThread(name, parent)
-        self.moveToThread(self.thread)
-        self._wake.connect(self._drain)
+        self.thread = ManagedThread(name, parent, target=self._loop)
         self.thread.start()
 
     def submit(self, key: Any, request: Any) -> None:
-        with self._lock:
+        with self._cond:
             self._pending = (key, request)
-        self._wake.emit()
+            self._cond.notify()
 
     def pending(self) -> bool:
-        with self._lock:
+        with self._cond:
             return self._pending is not None
 
     def stop(self, ms: int = 30000) -> bool:
         """Drop pending work, let the running request finish, end the thread."""
-        with self._lock:
+        with self._cond:
             self._pending = None
             self._stopping = True
-        self.thread.quit()
+            self._cond.notify()
         return self.thread.wait(ms)
 
-    @Slot()
-    def _drain(self) -> None:
+    def _loop(self) -> None:  # worker thread
         while True:
-            with self._lock:
-                item, self._pending = self._pending, None
-                if item is None or self._stopping:
+            with self._cond:
+                while self._pending is None and not self._stopping:
+                    self._cond.wait()
+                if self._stopping:
                     return
-            key, request = item
+                (key, request), self._pending = self._pending, None
             try:
                 result = self._fn(request)
             except Exception as exc:  # noqa: BLE001 - the pane shows the reason
