@@ -1,0 +1,449 @@
+"""Safe checkpoints: safetensors weights + a JSON metadata sidecar, written atomically.
+
+A checkpoint is ``<dir>/<stem>.safetensors`` + ``<dir>/<stem>.json``. The metadata is also
+embedded in the safetensors header (key ``geocam``), so weights and metadata can never disagree:
+if a crash lands between the two renames, the weights file still describes itself.
+
+Writes go to a temporary file in the same folder, are fsync'ed, then renamed over the old file:
+a failed or interrupted write leaves the previous checkpoint intact.
+
+Loading never runs code: safetensors is data only, and plain PyTorch files (e.g. torchvision
+state dicts) are read with ``torch.load(weights_only=True)``, which refuses pickles that would
+import or call anything but tensors and containers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+import pickle
+import platform
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from geocam_gui.core.errors import CheckpointError
+from geocam_gui.core.models import MEAN, MODEL_NAMES, STD, build_model
+
+FORMAT_VERSION = 1
+_META_KEY = "geocam"
+
+
+@dataclass
+class LoadedCheckpoint:
+    """A model ready for inference (eval mode, on the asked device) with its metadata."""
+
+    model: nn.Module
+    meta: dict
+    path: Path
+
+
+# --------------------------------------------------------------------------- atomic writes
+def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """Run ``write(tmp_path)`` then fsync and rename ``tmp_path`` over ``path``.
+
+    If ``write`` (or the fsync) fails, the temporary file is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    _default_mode(tmp)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable (no-op where directories cannot be opened, e.g. Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _write_text(text: str) -> Callable[[Path], None]:
+    def write(tmp: Path) -> None:
+        tmp.write_text(text, encoding="utf-8")
+
+    return write
+
+
+# --------------------------------------------------------------------------- metadata helpers
+def library_versions() -> dict[str, str]:
+    """Versions worth recording next to a trained model."""
+    import numpy
+    import torchvision
+
+    from geocam_gui import __version__
+
+    return {
+        "geocam": __version__,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def base_meta(model_name: str, classes: list[str], image_size: int, **extra: Any) -> dict:
+    """The metadata every checkpoint carries; ``extra`` adds or overrides keys."""
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "model": model_name,
+        "classes": list(classes),
+        "image_size": int(image_size),
+        "mean": list(MEAN),
+        "std": list(STD),
+        "epoch": None,
+        "metrics": {},
+        "versions": library_versions(),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    meta.update(extra)
+    return meta
+
+
+def _plain_state(model: nn.Module | dict) -> dict[str, torch.Tensor]:
+    state = model.state_dict() if isinstance(model, nn.Module) else model
+    return {_strip_prefix(k): v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
+
+
+def _strip_prefix(key: str) -> str:
+    # DistributedDataParallel adds "module.", torch.compile adds "_orig_mod.".
+    for prefix in ("module.", "_orig_mod."):
+        while key.startswith(prefix):
+            key = key[len(prefix):]
+    return key
+
+
+# --------------------------------------------------------------------------- save
+def save_checkpoint(path_without_suffix: str | Path, model: nn.Module | dict, meta: dict) -> Path:
+    """Write ``<stem>.safetensors`` and ``<stem>.json`` atomically; returns the ``.json`` path.
+
+    ``meta`` must hold at least ``model`` and ``classes``; ``base_meta`` fills the rest.
+    Both files are first written and fsync'ed as temporaries; only then are they renamed, so an
+    error at any point leaves the previous checkpoint (if any) as it was.
+    """
+    from safetensors.torch import save_file
+
+    stem = _stem(Path(path_without_suffix))
+    if "model" not in meta or "classes" not in meta:
+        raise CheckpointError("Checkpoint metadata needs at least 'model' and 'classes'.")
+    meta = dict(meta)
+    meta.setdefault("format_version", FORMAT_VERSION)
+    meta.setdefault("created", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    meta.setdefault("versions", library_versions())
+    meta_text = json.dumps(meta, indent=2, sort_keys=True, default=_json_default)
+    state = _plain_state(model)
+    st_path = stem.with_name(stem.name + ".safetensors")
+    js_path = stem.with_name(stem.name + ".json")
+    st_path.parent.mkdir(parents=True, exist_ok=True)
+
+    tmp_files: list[Path] = []
+    try:
+        st_tmp = _temp_beside(st_path, tmp_files)
+        save_file(state, str(st_tmp), metadata={_META_KEY: json.dumps(meta, default=_json_default)})
+        _fsync_file(st_tmp)
+        js_tmp = _temp_beside(js_path, tmp_files)
+        js_tmp.write_text(meta_text + "\n", encoding="utf-8")
+        _fsync_file(js_tmp)
+        os.replace(st_tmp, st_path)
+        os.replace(js_tmp, js_path)
+    except Exception as exc:
+        for tmp in tmp_files:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        raise CheckpointError(f"Could not write checkpoint {js_path}: {exc}") from exc
+    _fsync_dir(stem.parent)
+    return js_path
+
+
+def _temp_beside(path: Path, registry: list[Path]) -> Path:
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    registry.append(Path(name))
+    _default_mode(Path(name))
+    return Path(name)
+
+
+def _read_umask() -> int:
+    umask = os.umask(0o022)  # read once, at import time (os.umask is process-wide)
+    os.umask(umask)
+    return umask
+
+
+_UMASK = _read_umask()
+
+
+def _default_mode(path: Path) -> None:
+    """mkstemp makes 0600 files; give them the mode a plain ``open`` would (0666 & ~umask)."""
+    with contextlib.suppress(OSError):
+        os.chmod(path, 0o666 & ~_UMASK)
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb+") as fh:
+        os.fsync(fh.fileno())
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, (set, tuple)):
+        return list(obj)
+    if hasattr(obj, "item"):
+        return obj.item()
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
+def _stem(path: Path) -> Path:
+    if path.suffix in (".json", ".safetensors"):
+        return path.with_suffix("")
+    return path
+
+
+# --------------------------------------------------------------------------- load
+def read_meta(path: str | Path) -> dict:
+    """The metadata of a checkpoint (``.json``, ``.safetensors`` or stem) without its weights."""
+    stem = _stem(Path(path))
+    st_path = stem.with_name(stem.name + ".safetensors")
+    if st_path.is_file():
+        embedded = _embedded_meta(st_path)
+        if embedded is not None:
+            return embedded
+    js_path = stem.with_name(stem.name + ".json")
+    if js_path.is_file():
+        try:
+            return json.loads(js_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise CheckpointError(f"{js_path.name} is not readable checkpoint metadata: {exc}") from exc
+    raise CheckpointError(f"No checkpoint found at {path}.")
+
+
+def _embedded_meta(st_path: Path) -> dict | None:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(st_path), framework="pt") as fh:
+            raw = (fh.metadata() or {}).get(_META_KEY)
+    except Exception as exc:  # noqa: BLE001 - a truncated or foreign file
+        raise CheckpointError(f"{st_path.name} is not a readable safetensors file: {exc}") from exc
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise CheckpointError(f"{st_path.name} carries corrupt metadata: {exc}") from exc
+
+
+def _resolve(path: Path) -> tuple[str, Path]:
+    """('safetensors' | 'torch', file) for a user path (.json, .safetensors, stem or .pt)."""
+    if path.suffix == ".json" or path.suffix == ".safetensors" or not path.suffix or not path.exists():
+        stem = _stem(path)
+        st_path = stem.with_name(stem.name + ".safetensors")
+        if st_path.is_file():
+            return "safetensors", st_path
+        if path.suffix == ".json" and path.is_file():
+            raise CheckpointError(f"{path.name} has no weights beside it ({st_path.name} is missing).")
+    if path.is_file():
+        if path.suffix == ".safetensors":
+            return "safetensors", path
+        return "torch", path
+    raise CheckpointError(f"No checkpoint found at {path}.")
+
+
+def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """Tensors of a safetensors file, or of a plain PyTorch file read with ``weights_only=True``.
+
+    A pickle that would import or call code is refused with ``CheckpointError``.
+    """
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except Exception as exc:  # noqa: BLE001
+            raise CheckpointError(f"{path.name} is not a readable safetensors file: {exc}") from exc
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"{path.name} was refused: it is a pickle that carries code, not plain weights "
+            "(only tensors and containers are loaded)."
+        ) from exc
+    except Exception as exc:  # noqa: BLE001 - truncated zip, not a torch file, ...
+        raise CheckpointError(f"{path.name} is not a loadable PyTorch weights file: {exc}") from exc
+    for key in ("state_dict", "model_state_dict", "model"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{path.name} does not hold a state dict of tensors.")
+    return {_strip_prefix(k): v for k, v in obj.items()}
+
+
+def infer_architecture(state: dict[str, torch.Tensor]) -> tuple[str, int]:
+    """(model name, number of classes) of a state dict, from its keys and head shape."""
+    if "fc.weight" in state and "layer4.1.conv2.weight" in state and "layer1.0.conv1.weight" in state:
+        return "resnet18", int(state["fc.weight"].shape[0])
+    if "classifier.6.weight" in state:
+        return "vgg11", int(state["classifier.6.weight"].shape[0])
+    if "classifier.4.weight" in state and "features.9.weight" in state:
+        return "shallow", int(state["classifier.4.weight"].shape[0])
+    raise CheckpointError(
+        "Cannot tell which architecture these weights belong to "
+        f"(known: {', '.join(MODEL_NAMES)})."
+    )
+
+
+def load_checkpoint(
+    path: str | Path,
+    *,
+    device: str | torch.device = "cpu",
+    expect_model: str | None = None,
+    expect_classes: list[str] | None = None,
+    meta: dict | None = None,
+) -> LoadedCheckpoint:
+    """Load a checkpoint (its ``.json``, ``.safetensors`` or stem), or a plain state dict file.
+
+    For a plain PyTorch state dict (no GeoCAM metadata) the architecture and class count are
+    inferred from the tensors; ``meta`` (or ``expect_classes``) supplies the class names and
+    the input size. ``expect_model`` / ``expect_classes`` turn a mismatch into a clear
+    ``CheckpointError`` instead of a surprise later.
+    """
+    path = Path(path)
+    kind, file = _resolve(path)
+    state = load_state_dict_file(file)
+    found = _maybe_meta(file) if kind == "safetensors" else {}
+    found = {**found, **(meta or {})}
+    inferred_name, inferred_k = infer_architecture(state) if _needs_inference(found) else (None, None)
+    name = found.get("model") or inferred_name
+    classes = found.get("classes") or expect_classes
+    if classes is None and inferred_k is not None:
+        classes = [f"class{i}" for i in range(inferred_k)]
+    if not name or not classes:
+        raise CheckpointError(f"{file.name} carries no model name or class list; pass them as meta.")
+    if name not in MODEL_NAMES:
+        raise CheckpointError(f"{file.name} is for an unknown model {name!r} (known: {', '.join(MODEL_NAMES)}).")
+    if expect_model is not None and name != expect_model:
+        raise CheckpointError(f"{file.name} is a {name} checkpoint, but a {expect_model} model was asked for.")
+    if expect_classes is not None and list(expect_classes) != list(classes):
+        raise CheckpointError(
+            f"{file.name} was trained on classes {list(classes)}, which differ from the data's "
+            f"{list(expect_classes)}."
+        )
+    model = build_model(name, len(classes))
+    _load_into(model, state, name, len(classes), file)
+    full = base_meta(name, list(classes), int(found.get("image_size") or 224))
+    full.update(found)
+    full["model"], full["classes"] = name, list(classes)
+    model.to(device).eval()
+    return LoadedCheckpoint(model=model, meta=full, path=file.with_suffix(".json") if kind == "safetensors" else file)
+
+
+def _maybe_meta(st_path: Path) -> dict:
+    """Embedded metadata, else the JSON sidecar, else {} (a foreign safetensors file)."""
+    embedded = _embedded_meta(st_path)
+    if embedded is not None:
+        return embedded
+    js_path = st_path.with_suffix(".json")
+    if js_path.is_file():
+        return read_meta(js_path)
+    return {}
+
+
+def _needs_inference(meta: dict) -> bool:
+    return not meta.get("model") or not meta.get("classes")
+
+
+def _load_into(model: nn.Module, state: dict, name: str, k: int, file: Path) -> None:
+    own = model.state_dict()
+    missing = [key for key in own if key not in state]
+    unexpected = [key for key in state if key not in own]
+    if missing or unexpected:
+        try:
+            other, other_k = infer_architecture(state)
+            what = f"a {other} with {other_k} classes"
+        except CheckpointError:
+            what = "another architecture"
+        raise CheckpointError(
+            f"{file.name} holds weights of {what}, not a {name} with {k} classes "
+            f"({len(missing)} tensors missing, {len(unexpected)} unexpected)."
+        )
+    bad = [key for key in own if tuple(own[key].shape) != tuple(state[key].shape)]
+    if bad:
+        key = bad[0]
+        raise CheckpointError(
+            f"{file.name} does not fit a {name} with {k} classes: {key} has shape "
+            f"{tuple(state[key].shape)}, expected {tuple(own[key].shape)}."
+        )
+    model.load_state_dict(state, strict=True)
+
+
+# --------------------------------------------------------------------------- discovery
+def find_checkpoints(folder: str | Path) -> list[Path]:
+    """Every ``best.json`` below ``folder`` that has its weights beside it, newest first."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.rglob("best.json") if p.with_suffix(".safetensors").is_file()]
+    return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+# --------------------------------------------------------------------------- training state
+def save_train_state(path: str | Path, state: dict) -> Path:
+    """Atomically ``torch.save`` a resume state made of tensors, numbers, strings and containers."""
+
+    def write(tmp: Path) -> None:
+        torch.save(state, tmp)
+
+    try:
+        return atomic_write(path, write)
+    except Exception as exc:
+        raise CheckpointError(f"Could not write the training state {path}: {exc}") from exc
+
+
+def load_train_state(path: str | Path) -> dict:
+    """Read a resume state with ``weights_only=True`` (no code runs)."""
+    path = Path(path)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError as exc:
+        raise CheckpointError(f"No training state to resume from at {path}.") from exc
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(f"{path.name} was refused: it is a pickle that carries code.") from exc
+    except Exception as exc:  # noqa: BLE001
+        raise CheckpointError(f"{path.name} is not a readable training state: {exc}") from exc
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path.name} is not a GeoCAM training state.")
+    return obj
+
+
+def write_json(path: str | Path, obj: Any) -> Path:
+    """Atomically write ``obj`` as indented JSON."""
+    return atomic_write(path, _write_text(json.dumps(obj, indent=2, default=_json_default) + "\n"))
