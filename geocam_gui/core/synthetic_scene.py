@@ -125,7 +125,7 @@ def _tokyo_item(sc, rng, st, boxes, far):
 
 
 def _truss(sc, rng, x0, x1, deck_y, t, rgb, deck_rgb):
-    beam = max(.018, .03 * t)
+    beam = max(.022, .03 * t)
     th = rng.uniform(.2, .4) * t * 1.5
     panels = int(rng.integers(4, 9))
     arch = rng.random() < .35
@@ -182,7 +182,7 @@ def _pittsburgh_item(sc, rng, st, boxes, far):
             pts += [(xa, yy), (xb, yy)]
         pts.append((x0 + w, base) if up_right else (x0, base))
         sc.poly(pts, second, EVIDENCE)
-        rail = max(.014, .022 * t)
+        rail = max(.018, .024 * t)
         lift = .12 * t * 1.6
         a = (x0, base - lift) if up_right else (x0 + w, base - lift)
         b = (x0 + w, base - rise - lift) if up_right else (x0, base - rise - lift)
@@ -347,7 +347,7 @@ def build_scene(rng: np.random.Generator, city: str, cloudy: bool) -> Scene:
     _facades(sc, rng, st, st.xl)
     _facades(sc, rng, st, st.xr)
     # Evidence until it covers a target fraction drawn from one distribution for both cities.
-    target = rng.uniform(.045, .12)
+    target = rng.uniform(.05, .125)
     item = _tokyo_item if city == "tokyo" else _pittsburgh_item
     boxes: list[tuple] = []
     layers: list[tuple] = []
@@ -361,7 +361,7 @@ def build_scene(rng: np.random.Generator, city: str, cloudy: bool) -> Scene:
             continue  # too big for this place: try a smaller one
         boxes.append(made[0])
         layers.append((made[1], sub.ops))
-        if covered >= target:
+        if covered >= target and len(layers) >= 2:
             break
     items = _distractors(sc, rng, st)
     for depth, ops in layers:
