@@ -20,6 +20,7 @@ import json
 import os
 import pickle
 import platform
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -289,15 +290,7 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
             return load_file(str(path))
         except Exception as exc:  # noqa: BLE001
             raise CheckpointError(f"{path.name} is not a readable safetensors file: {exc}") from exc
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise CheckpointError(
-            f"{path.name} was refused: it is a pickle that carries code, not plain weights "
-            "(only tensors and containers are loaded)."
-        ) from exc
-    except Exception as exc:  # noqa: BLE001 - truncated zip, not a torch file, ...
-        raise CheckpointError(f"{path.name} is not a loadable PyTorch weights file: {exc}") from exc
+    obj = _torch_load_safe(path)
     for key in ("state_dict", "model_state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
@@ -305,6 +298,27 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(f"{path.name} does not hold a state dict of tensors.")
     return {_strip_prefix(k): v for k, v in obj.items()}
+
+
+def _torch_load_safe(path: Path) -> Any:
+    """``torch.load(weights_only=True)`` with its refusals turned into ``CheckpointError``."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError as exc:
+        raise CheckpointError(f"No checkpoint found at {path}.") from exc
+    except pickle.UnpicklingError as exc:
+        match = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        if match:
+            raise CheckpointError(
+                f"{path.name} was refused: it is a pickle that carries code ({match.group(1)}), not plain "
+                "weights; only tensors and containers are loaded."
+            ) from exc
+        raise CheckpointError(
+            f"{path.name} is not a loadable PyTorch weights file (it holds something other than plain "
+            "tensors, or is damaged)."
+        ) from exc
+    except Exception as exc:  # noqa: BLE001 - truncated zip, not a torch file, ...
+        raise CheckpointError(f"{path.name} is not a loadable PyTorch weights file: {exc}") from exc
 
 
 def infer_architecture(state: dict[str, torch.Tensor]) -> tuple[str, int]:
@@ -431,14 +445,9 @@ def save_train_state(path: str | Path, state: dict) -> Path:
 def load_train_state(path: str | Path) -> dict:
     """Read a resume state with ``weights_only=True`` (no code runs)."""
     path = Path(path)
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError as exc:
-        raise CheckpointError(f"No training state to resume from at {path}.") from exc
-    except pickle.UnpicklingError as exc:
-        raise CheckpointError(f"{path.name} was refused: it is a pickle that carries code.") from exc
-    except Exception as exc:  # noqa: BLE001
-        raise CheckpointError(f"{path.name} is not a readable training state: {exc}") from exc
+    if not path.is_file():
+        raise CheckpointError(f"No training state to resume from at {path}.")
+    obj = _torch_load_safe(path)
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path.name} is not a GeoCAM training state.")
     return obj

@@ -128,7 +128,11 @@ class BatchFeeder:
         self._gpu: torch.Tensor | None = None
         if self.device.type == "cuda" and self.n and self._want_resident(resident):
             host = torch.from_numpy(np.ascontiguousarray(images)) if not torch.is_tensor(images) else images
-            self._gpu = host.to(self.device)
+            try:
+                self._gpu = host.to(self.device)
+            except torch.cuda.OutOfMemoryError:  # keep the data on the host, pinned batch by batch
+                self._gpu = None
+                torch.cuda.empty_cache()
         self._labels_dev = self._labels.to(self.device)
         self.resident = self._gpu is not None
 

@@ -1,0 +1,259 @@
+"""The training engine: events, files, cancel/pause, NaN and OOM handling, resume after SIGKILL,
+``geocam train`` / ``geocam eval``, and the demo acceptance run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from geocam_gui.core import training_loop
+from geocam_gui.core.checkpoints import load_checkpoint
+from geocam_gui.core.errors import BadArgument, GeoCamError
+from geocam_gui.core.training import TrainConfig, Trainer, default_config, evaluate
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def tiny_demo(tmp_path_factory):
+    """32 px demo set: 16 images per class, split by place into train/val/test."""
+    from geocam_gui.core.synthetic import generate_demo
+
+    return generate_demo(tmp_path_factory.mktemp("data") / "tiny", per_class=16, size=32, views_per_place=2, seed=3)
+
+
+@pytest.fixture
+def tiny_index(tiny_demo):
+    from geocam_gui.core.datasets import open_data
+
+    return open_data(tiny_demo)
+
+
+def _config(**kw) -> TrainConfig:
+    base = dict(model="shallow", epochs=2, batch_size=8, lr=1e-3, image_size=32, device="cpu", seed=1)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+class _Recorder:
+    def __init__(self):
+        self.events = []
+
+    def __call__(self, event):
+        self.events.append(event)
+
+    def kinds(self, kind):
+        return [e.data for e in self.events if e.kind == kind]
+
+
+def test_config_validation_and_device_defaults():
+    cpu = default_config("shallow", "cpu")
+    assert cpu.image_size == 64 and cpu.batch_size == 32 and cpu.optimizer == "adamw"
+    assert default_config("vgg11", "cpu").lr < cpu.lr
+    with pytest.raises(BadArgument, match="Image size must be at least 32"):
+        _config(image_size=16).validate()
+    with pytest.raises(BadArgument, match="optimizer must be one of|Optimizer must be one of"):
+        _config(optimizer="rmsprop").validate()
+    with pytest.raises(BadArgument, match="Unknown model"):
+        _config(model="alexnet").validate()
+    again = TrainConfig.from_dict(json.loads(json.dumps(_config().to_dict())))
+    assert again == _config()
+
+
+def test_a_run_writes_checkpoints_metrics_and_emits_events(tiny_index, tmp_path, torch_threads):
+    rec = _Recorder()
+    jsonl = tmp_path / "all.jsonl"
+    result = Trainer(_config(), tiny_index, tmp_path / "out", rec, metrics_jsonl=jsonl).run()
+    assert result.status == "finished" and result.epochs_done == 2
+    run = tmp_path / "out" / "shallow"
+    for name in ("best.json", "best.safetensors", "last.json", "last.safetensors", "last_state.pt", "metrics.jsonl"):
+        assert (run / name).is_file(), name
+    assert (tmp_path / "out" / "index" / "index.csv").is_file()
+    kinds = [e.kind for e in rec.events]
+    assert kinds[0] in ("log", "start") and "start" in kinds and kinds[-1] == "finished"
+    assert kinds.index("start") < kinds.index("batch") < kinds.index("epoch")
+    epochs = rec.kinds("epoch")
+    assert [e["epoch"] for e in epochs] == [1, 2]
+    for e in epochs:
+        assert {"train_loss", "train_acc", "val_loss", "val_acc", "images_per_s", "seconds", "eta_s"} <= set(e)
+    batch = rec.kinds("batch")[0]
+    assert {"epoch", "batch", "batches", "loss", "acc", "images_per_s", "eta_s"} <= set(batch)
+    ckpts = rec.kinds("checkpoint")
+    assert {c["kind"] for c in ckpts} == {"best", "last"} and all(Path(c["path"]).is_file() for c in ckpts)
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [x["epoch"] for x in lines] == [1, 2] and lines == [json.loads(x) for x in jsonl.read_text().splitlines()]
+    assert {"model", "train_loss", "train_acc", "val_loss", "val_acc", "images_per_s", "seconds"} <= set(lines[0])
+    test = rec.kinds("finished")[0]["test"]
+    assert test["n"] == len(tiny_index.split("test")) and sum(map(sum, test["confusion"])) == test["n"]
+    assert set(test["per_class"]) == set(tiny_index.classes)
+    loaded = load_checkpoint(result.best_checkpoint, expect_model="shallow", expect_classes=list(tiny_index.classes))
+    meta = loaded.meta
+    assert meta["metrics"]["test"]["accuracy"] == test["accuracy"]
+    assert meta["index_fingerprint"] == tiny_index.fingerprint() and Path(meta["split_file"]).is_file()
+    assert meta["hyper_parameters"]["lr"] == 1e-3 and meta["image_size"] == 32 and meta["epoch"] == result.best_epoch
+    again = evaluate(result.best_checkpoint, tiny_index, "test", device="cpu")
+    assert again["accuracy"] == test["accuracy"] and again["confusion"] == test["confusion"]
+
+
+def test_cancel_stops_within_a_batch_and_keeps_completed_epochs(tiny_index, tmp_path, monkeypatch):
+    monkeypatch.setattr(training_loop, "_EVENT_INTERVAL_S", 0.0)
+    rec = _Recorder()
+    trainer = None
+
+    def callback(event):
+        rec(event)
+        if event.kind == "batch" and event.data["epoch"] == 2 and event.data["batch"] == 1:
+            trainer.cancel()
+
+    trainer = Trainer(_config(epochs=3), tiny_index, tmp_path, callback)
+    result = trainer.run()
+    assert result.status == "cancelled" and result.epochs_done == 1
+    assert [b["batch"] for b in rec.kinds("batch") if b["epoch"] == 2] == [1]
+    assert rec.events[-1].kind == "cancelled" and not rec.kinds("finished")
+    assert load_checkpoint(tmp_path / "shallow" / "last.json").meta["epoch"] == 1
+
+
+def test_pause_holds_the_loop_until_resume(tiny_index, tmp_path, monkeypatch):
+    monkeypatch.setattr(training_loop, "_EVENT_INTERVAL_S", 0.0)
+    rec = _Recorder()
+    observed = {}
+
+    def watcher(trainer):
+        time.sleep(0.3)
+        before = len(rec.kinds("batch"))
+        time.sleep(0.6)
+        observed["batches_while_paused"] = len(rec.kinds("batch")) - before
+        observed["paused"] = trainer.paused
+        trainer.resume()
+
+    def callback(event):
+        rec(event)
+        if event.kind == "batch" and event.data["batch"] == 1 and event.data["epoch"] == 1:
+            trainer.pause()
+            threading.Thread(target=watcher, args=(trainer,), daemon=True).start()
+
+    trainer = Trainer(_config(epochs=1), tiny_index, tmp_path, callback)
+    result = trainer.run()
+    assert result.status == "finished"
+    assert observed == {"batches_while_paused": 0, "paused": True}
+    messages = [d["message"] for d in rec.kinds("log")]
+    assert "Paused." in messages and "Resumed." in messages
+
+
+def test_nan_loss_stops_the_run_with_a_message(tiny_index, tmp_path, monkeypatch):
+    monkeypatch.setattr(training_loop, "augment", lambda x, cfg, gen: x * float("nan"))
+    rec = _Recorder()
+    with pytest.raises(GeoCamError, match="NaN"):
+        Trainer(_config(), tiny_index, tmp_path, rec).run()
+    assert rec.events[-1].kind == "failed" and "NaN" in rec.events[-1].data["message"]
+    assert not (tmp_path / "shallow" / "last.json").exists()
+
+
+def test_out_of_memory_retries_at_half_the_batch(tiny_index, tmp_path, monkeypatch):
+    real_augment = training_loop.augment
+
+    def picky(x, cfg, gen):
+        if x.shape[0] > 4:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real_augment(x, cfg, gen)
+
+    monkeypatch.setattr(training_loop, "augment", picky)
+    rec = _Recorder()
+    result = Trainer(_config(epochs=1), tiny_index, tmp_path, rec).run()
+    assert result.status == "finished" and result.history[0]["batch_size"] == 4
+    logs = [d["message"] for d in rec.kinds("log")]
+    assert any("retrying at batch size 4" in m for m in logs)
+    monkeypatch.setattr(training_loop, "augment", lambda *a: (_ for _ in ()).throw(torch.OutOfMemoryError("oom")))
+    with pytest.raises(GeoCamError, match="ran out of memory at batch size 2"):
+        Trainer(_config(epochs=1), tiny_index, tmp_path / "again", None).run()
+
+
+_KILL_SCRIPT = textwrap.dedent("""
+    import json, os, signal, sys
+    import torch
+    torch.set_num_threads(1)
+    from geocam_gui.core import training_loop
+    from geocam_gui.core.datasets import open_data
+    from geocam_gui.core.training import Trainer, TrainConfig
+    data, out, mode = sys.argv[1], sys.argv[2], sys.argv[3]
+    training_loop._EVENT_INTERVAL_S = 0.0
+    cfg = TrainConfig(model="shallow", epochs=3, batch_size=8, lr=1e-3, image_size=32, device="cpu",
+                      seed=5, deterministic=True)
+    def callback(event):
+        if mode == "kill" and event.kind == "batch" and event.data["epoch"] == 2 and event.data["batch"] == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+    result = Trainer(cfg, open_data(data), out, callback, resume=(mode == "resume")).run()
+    print(json.dumps({"history": result.history, "test": result.test}))
+""")
+
+
+def _run_script(*args):
+    return subprocess.run([sys.executable, "-c", _KILL_SCRIPT, *map(str, args)], capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_matches_an_uninterrupted_run(tiny_demo, tmp_path):
+    killed = _run_script(tiny_demo, tmp_path / "a", "kill")
+    assert killed.returncode == -9, killed.stderr
+    state = torch.load(tmp_path / "a" / "shallow" / "last_state.pt", weights_only=True)
+    assert state["epoch"] == 1  # killed in the middle of epoch 2
+    resumed = _run_script(tiny_demo, tmp_path / "a", "resume")
+    assert resumed.returncode == 0, resumed.stderr
+    straight = _run_script(tiny_demo, tmp_path / "b", "straight")
+    assert straight.returncode == 0, straight.stderr
+    a, b = json.loads(resumed.stdout), json.loads(straight.stdout)
+    keys = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr")
+    assert [[h[k] for k in keys] for h in a["history"]] == [[h[k] for k in keys] for h in b["history"]]
+    assert a["test"] == b["test"]
+    lines = (tmp_path / "a" / "shallow" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["epoch"] for x in lines] == [1, 2, 3]
+
+
+def test_cli_train_then_eval(tiny_demo, tmp_path, capsys):
+    from geocam_gui.cli import main
+
+    out = tmp_path / "runs"
+    assert main(["train", str(tiny_demo), "--model", "shallow", "--epochs", "0", "--out", str(out)]) == 2
+    assert main(["train", str(tiny_demo), "--model", "shallow", "--device", "tpu", "--out", str(out)]) == 2
+    assert not out.exists()  # arguments are checked before anything is written
+    jsonl = tmp_path / "m.jsonl"
+    code = main(["train", str(tiny_demo), "--model", "shallow", "--epochs", "1", "--image-size", "32",
+                 "--batch-size", "8", "--device", "cpu", "--out", str(out), "--metrics-jsonl", str(jsonl)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "shallow epoch 1/1" in printed and "test accuracy" in printed
+    assert json.loads(jsonl.read_text().splitlines()[0])["model"] == "shallow"
+    assert main(["train", str(tiny_demo), "--model", "shallow", "--lr", "0.5", "--resume", "--out", str(out)]) == 2
+    assert "Cannot resume" in capsys.readouterr().err
+    assert main(["eval", str(out), str(tiny_demo), "--split", "val", "--device", "cpu"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    from geocam_gui.core.datasets import open_data
+
+    assert result["split"] == "val" and result["n"] == len(open_data(tiny_demo).split("val"))
+    assert set(result) >= {"accuracy", "per_class", "confusion", "checkpoint"}
+    assert main(["eval", str(tmp_path / "missing.json"), str(tiny_demo)]) == 2
+
+
+@pytest.mark.slow
+def test_demo_acceptance_shallow_reaches_95_percent_at_64px(tmp_path, torch_threads):
+    """The demo's promise: the shallow CNN learns the two cities at 64 px in a few CPU minutes."""
+    from geocam_gui.core.datasets import open_data
+    from geocam_gui.core.synthetic import generate_demo
+
+    data = generate_demo(tmp_path / "demo", per_class=DEMO_PER_CLASS, size=64, seed=0)
+    cfg = default_config("shallow", "cpu")
+    result = Trainer(cfg, open_data(data), tmp_path / "out").run()
+    assert result.test["accuracy"] >= 0.95, result.history
+
+
+DEMO_PER_CLASS = 200
