@@ -29,10 +29,12 @@ the same folder and renamed, so a failure (full disk, no permission) leaves no p
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import json
 import os
+import secrets
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -547,13 +549,28 @@ def _layer_names(loaded: dict, models: list[ModelInfo]) -> dict[int, str]:
 
 # --------------------------------------------------------------------------- writing
 def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    from geocam_gui.core.checkpoints import atomic_write
+    """``write(tmp)`` to a temporary name in the destination folder, then rename it over ``path``.
 
+    On any failure the temporary file is removed and ``path`` is left as it was. (No fsync:
+    exports are re-creatable from their sidecars, and a batch of thousands of files would
+    spend most of its time waiting for the disk.)
+    """
+    tmp: Path | None = None
     try:
-        atomic_write(path, write)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        name = path.parent / f".{path.name}.{secrets.token_hex(4)}.part"
+        os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))  # umask applies, unlike mkstemp
+        tmp = name
+        write(tmp)
+        os.replace(tmp, path)
+        tmp = None
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise ExportWriteError(f"Could not write {path}: {reason}.") from exc
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
 
 
 def _save_image(array: np.ndarray, fmt: str, dpi: int) -> Callable[[Path], None]:
