@@ -257,11 +257,26 @@ def test_exact_duplicates_across_splits_are_reported(tmp_path):
     src = next((root / "a").glob("*.jpg"))
     for i in range(4):
         (root / "a" / f"copy{i}.jpg").write_bytes(src.read_bytes())
-    index = index_dataset(root, verify="none")
+    assert index_dataset(root, verify="none").audit["duplicates"]["checked"] is False
+    index = index_dataset(root, verify="sample")
     dup = index.audit["duplicates"]
     assert dup["groups"] == 1 and dup["files"] == 5
     if dup["across_splits"]:
         assert any(f["kind"] == "duplicate_leak" for f in index.audit["flags"])
+
+
+def test_find_duplicates_compares_whole_files(tmp_path):
+    from geocam_gui.core.audit import find_duplicates
+    from geocam_gui.core.layouts import Found
+
+    big = np.random.default_rng(1).integers(0, 256, 40000, dtype=np.uint8).tobytes()
+    contents = {"h1": big + b"1", "h2": big + b"2", "h3": big + b"1", "s1": b"abc", "s2": b"abc", "s3": b"abd"}
+    found = []
+    for name, data in contents.items():
+        (tmp_path / name).write_bytes(data)
+        found.append(Found(str(tmp_path / name), "a", name, len(data), 0))
+    groups = [[Path(f.path).name for f in g] for g in find_duplicates(found)]
+    assert sorted(groups) == [["h1", "h3"], ["s1", "s2"]]
 
 
 def test_save_load_roundtrip_and_fingerprint(tmp_path):

@@ -28,6 +28,16 @@ CONFOUND_MARGIN = 0.10
 _THUMB = 32
 
 
+_EXT_FORMAT = {"jpg": "JPEG", "jpeg": "JPEG", "jpe": "JPEG", "jfif": "JPEG", "tif": "TIFF", "tiff": "TIFF",
+               "pgm": "PPM", "pnm": "PPM", "ppm": "PPM"}
+
+
+def _ext(path: str) -> str:
+    name = path[path.rfind("/") + 1:]
+    dot = name.rfind(".")
+    return name[dot + 1:].lower() if dot > 0 else "?"
+
+
 def _workers() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
@@ -73,50 +83,77 @@ def inspect_files(found: list, verify: str, *, seed: int = 0, per_class: int = 2
     return info, bad
 
 
-def _hash_file(path: str) -> tuple[str, str | None]:
+_HEAD = 16 << 10
+
+
+def _hash_file(path: str, limit: int | None = None) -> tuple[str, str | None]:
     h = hashlib.blake2b(digest_size=16)
     try:
         with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
+            if limit is not None:
+                h.update(fh.read(limit))
+            else:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
     except OSError:
         return path, None
     return path, h.hexdigest()
 
 
+def _refine(groups: list[list], limit: int | None) -> list[list]:
+    """Split each candidate group by the hash of its files' first ``limit`` bytes (None: all)."""
+    todo = [f for g in groups for f in g]
+    if not todo:
+        return []
+    by_path = {f.path: f for f in todo}
+    digests: dict[str, str | None] = {}
+    with ThreadPoolExecutor(_workers()) as pool:
+        for path, digest in pool.map(lambda p: _hash_file(p, limit), list(by_path), chunksize=32):
+            digests[path] = digest
+    out = []
+    for g in groups:
+        buckets: dict[str, list] = defaultdict(list)
+        for f in g:
+            if digests.get(f.path) is not None:
+                buckets[digests[f.path]].append(f)
+        out.extend(b for b in buckets.values() if len(b) > 1)
+    return out
+
+
 def find_duplicates(found: list) -> list[list]:
-    """Groups of files with identical content (same size first, then the same BLAKE2 hash)."""
+    """Groups of files with identical content.
+
+    Files are compared by size first (no reading), then by a hash of their first 16 KiB, and
+    only files still alike are hashed whole: a collection of unique photos is mostly read for a
+    few KiB per file of equal size, never in full.
+    """
     by_size: dict[int, list] = defaultdict(list)
     for f in found:
         by_size[f.size].append(f)
-    candidates = [f for fs in by_size.values() if len(fs) > 1 for f in fs]
-    if not candidates:
-        return []
-    by_path = {f.path: f for f in candidates}
-    by_hash: dict[str, list] = defaultdict(list)
-    with ThreadPoolExecutor(_workers()) as pool:
-        for path, digest in pool.map(_hash_file, [f.path for f in candidates], chunksize=32):
-            if digest is not None:
-                by_hash[digest].append(by_path[path])
-    return [sorted(fs, key=lambda f: f.path) for fs in by_hash.values() if len(fs) > 1]
+    groups = [g for g in by_size.values() if len(g) > 1]
+    small = [g for g in groups if g[0].size <= _HEAD]
+    large = _refine([g for g in groups if g[0].size > _HEAD], _HEAD)
+    return sorted((sorted(g, key=lambda f: f.path) for g in _refine(small + large, None)), key=lambda g: g[0].path)
 
 
-def _predictability(pairs: list[tuple[str, str]]) -> tuple[float, float]:
-    """Accuracy of guessing the class from the property's value, and of the majority guess."""
-    if not pairs:
+def _predictability(table: Counter) -> tuple[float, float]:
+    """Accuracy of guessing the class from a property's value, and of always guessing the
+    largest class; ``table`` counts ``(value, label)`` pairs."""
+    total = sum(table.values())
+    if not total:
         return 0.0, 1.0
-    by_value: dict[str, Counter] = defaultdict(Counter)
-    for value, label in pairs:
-        by_value[value][label] += 1
-    right = sum(c.most_common(1)[0][1] for c in by_value.values())
-    baseline = Counter(label for _, label in pairs).most_common(1)[0][1]
-    return right / len(pairs), baseline / len(pairs)
+    best_per_value: dict[str, int] = {}
+    per_label: Counter = Counter()
+    for (value, label), n in table.items():
+        best_per_value[value] = max(best_per_value.get(value, 0), n)
+        per_label[label] += n
+    return sum(best_per_value.values()) / total, max(per_label.values()) / total
 
 
-def _share_sentence(pairs: list[tuple[str, str]], classes: list[str], what: str) -> str:
+def _share_sentence(table: Counter, classes: list[str], what: str) -> str:
     parts = []
     for c in classes:
-        vals = Counter(v for v, label in pairs if label == c)
+        vals = Counter({v: n for (v, label), n in table.items() if label == c})
         if not vals:
             continue
         top, n = vals.most_common(1)[0]
@@ -128,54 +165,87 @@ def _share_sentence(pairs: list[tuple[str, str]], classes: list[str], what: str)
     return "; ".join(parts)
 
 
-def _confound_flag(kind: str, pairs: list[tuple[str, str]], classes: list[str], what: str, advice: str) -> dict | None:
-    acc, base = _predictability(pairs)
-    if len(set(v for v, _ in pairs)) < 2 or acc < CONFOUND_ACCURACY or acc - base < CONFOUND_MARGIN:
+def _confound_flag(kind: str, table: Counter, classes: list[str], what: str, advice: str) -> dict | None:
+    acc, base = _predictability(table)
+    if len({v for v, _ in table}) < 2 or acc < CONFOUND_ACCURACY or acc - base < CONFOUND_MARGIN:
         return None
-    sentence = (f"{_share_sentence(pairs, classes, what)}: the {kind} alone tells the classes apart "
+    sentence = (f"{_share_sentence(table, classes, what)}: the {kind} alone tells the classes apart "
                 f"({100 * acc:.0f}% right, against {100 * base:.0f}% by always guessing the largest class), "
                 f"so a CNN can learn it instead of the streets. {advice}")
     return {"kind": f"{kind}_confound", "severity": "warning", "property": kind,
-            "accuracy": round(acc, 4), "baseline": round(base, 4), "checked_files": len(pairs),
+            "accuracy": round(acc, 4), "baseline": round(base, 4), "checked_files": sum(table.values()),
             "message": sentence[0].upper() + sentence[1:]}
 
 
 def build_audit(found: list, classes: list[str], inspected: dict, bad: list[tuple[str, str]], *,
                 detected: list | None = None, settings: dict | None = None, balance: dict | None = None,
-                progress: Callable[[int, int], None] | None = None) -> dict:
-    """The audit of split records ``found`` as a JSON-ready dict (see module docstring)."""
+                check_duplicates: bool = True, progress: Callable[[int, int], None] | None = None) -> dict:
+    """The audit of split records ``found`` as a JSON-ready dict (see module docstring).
+
+    ``inspected`` maps paths to ``(format, width, height, mean_rgb)`` for the files that were
+    decoded (see :func:`inspect_files`); ``check_duplicates`` False skips reading file contents.
+    """
+    # One pass over every file; per-file work is counting only (this runs on 250k files).
+    ext_table: Counter = Counter()  # (extension, label)
+    split_table: Counter = Counter()  # (split, label)
+    size_sum: Counter = Counter()
+    group_splits: dict[tuple[str, str], set] = {}
+    checked: dict[str, list] = defaultdict(list)
+    for f in found:
+        label = f.label
+        ext_table[(_ext(f.path), label)] += 1
+        split_table[(f.split, label)] += 1
+        size_sum[label] += f.size
+        key = (label, f.group)
+        seen = group_splits.get(key)
+        if seen is None:
+            group_splits[key] = {f.split}
+        else:
+            seen.add(f.split)
+        if inspected:
+            r = inspected.get(f.path)
+            if r is not None:
+                checked[label].append(r)
+    fmt_table: Counter = Counter()
+    res_table: Counter = Counter()
+    for (ext, label), n in ext_table.items():
+        fmt_table[(_EXT_FORMAT.get(ext, ext.upper()), label)] += n
+    if inspected:  # decoded files: their real format replaces the guess from the extension
+        fmt_table = Counter()
+        for label, rows in checked.items():
+            for r in rows:
+                fmt_table[(r[0], label)] += 1
+                res_table[(f"{r[1]}x{r[2]}", label)] += 1
+    groups_per_label = Counter(label for label, _ in group_splits)
+
     per_class: dict[str, dict] = {}
     for c in classes:
-        members = [f for f in found if f.label == c]
-        exts = Counter(os.path.splitext(f.path)[1].lower().lstrip(".") or "?" for f in members)
-        checked = [inspected[f.path] for f in members if f.path in inspected]
-        formats = Counter(r[0] for r in checked)
-        res = Counter(f"{r[1]}x{r[2]}" for r in checked)
-        means = np.array([r[3] for r in checked], dtype=np.float64) if checked else np.zeros((0, 3))
+        rows = checked.get(c, [])
+        count = sum(n for (_, label), n in split_table.items() if label == c)
+        exts = Counter({e: n for (e, label), n in ext_table.items() if label == c})
+        formats = Counter(r[0] for r in rows)
+        res = Counter(f"{r[1]}x{r[2]}" for r in rows)
+        means = np.array([r[3] for r in rows], dtype=np.float64) if rows else np.zeros((0, 3))
         per_class[c] = {
-            "count": len(members),
-            "groups": len({f.group for f in members}),
-            "splits": {s: sum(f.split == s for f in members) for s in ("train", "val", "test")},
+            "count": count,
+            "groups": groups_per_label[c],
+            "splits": {s: split_table[(s, c)] for s in ("train", "val", "test")},
             "extensions": dict(exts.most_common()),
             "formats": dict(formats.most_common()),
             "resolutions": dict(res.most_common(8)),
             "distinct_resolutions": len(res),
-            "median_size": [int(np.median([r[1] for r in checked])), int(np.median([r[2] for r in checked]))] if checked else None,
+            "median_size": [int(np.median([r[1] for r in rows])), int(np.median([r[2] for r in rows]))] if rows else None,
             "mean_rgb": [round(float(v), 1) for v in means.mean(axis=0)] if len(means) else None,
-            "bytes_mean": int(np.mean([f.size for f in members])) if members else 0,
-            "checked_files": len(checked),
+            "bytes_mean": int(size_sum[c] / count) if count and size_sum[c] >= 0 else None,
+            "checked_files": len(rows),
         }
 
     flags: list[dict] = []
-    fmt_pairs = [(inspected[f.path][0] if f.path in inspected else os.path.splitext(f.path)[1].lower().lstrip(".")
-                  .replace("jpeg", "jpg"), f.label) for f in found]
-    fmt_pairs = [(("JPEG" if v in ("jpg", "jpe", "jfif") else v.upper()), label) for v, label in fmt_pairs]
-    flag = _confound_flag("format", fmt_pairs, classes, "a",
+    flag = _confound_flag("format", fmt_table, classes, "a",
                           "Re-encode every image to one format and quality before training.")
     if flag:
         flags.append(flag)
-    res_pairs = [(f"{inspected[f.path][1]}x{inspected[f.path][2]}", f.label) for f in found if f.path in inspected]
-    flag = _confound_flag("resolution", res_pairs, classes, "",
+    flag = _confound_flag("resolution", res_table, classes, "",
                           "Resize every image to one resolution (and aspect) before training.")
     if flag:
         flags.append(flag)
@@ -195,17 +265,14 @@ def build_audit(found: list, classes: list[str], inspected: dict, bad: list[tupl
                       "message": f"The training split is unbalanced ({', '.join(f'{c}: {n}' for c, n in zip(classes, counts))}); "
                                  "use --balance undersample or weighted as the paper does."})
 
-    leaks = defaultdict(set)
-    for f in found:
-        leaks[(f.label, f.group)].add(f.split)
-    straddling = [f"{label}/{g}" for (label, g), s in leaks.items() if len(s) > 1]
+    straddling = [f"{label}/{g}" for (label, g), s in group_splits.items() if len(s) > 1]
     if straddling:
         flags.append({"kind": "group_leak", "severity": "warning", "property": "group", "count": len(straddling),
                       "examples": sorted(straddling)[:10],
                       "message": f"{len(straddling)} group(s) have images in more than one split (as the manifest "
                                  "gave them): near-identical views leak between training and test."})
 
-    dup_groups = find_duplicates(found)
+    dup_groups = find_duplicates(found) if check_duplicates else []
     cross_split = [g for g in dup_groups if len({f.split for f in g}) > 1]
     cross_class = [g for g in dup_groups if len({f.label for f in g}) > 1]
     if cross_split:
@@ -229,6 +296,7 @@ def build_audit(found: list, classes: list[str], inspected: dict, bad: list[tupl
         "balance": balance or {"mode": "none"},
         "per_class": per_class,
         "duplicates": {
+            "checked": check_duplicates,
             "groups": len(dup_groups),
             "files": sum(len(g) for g in dup_groups),
             "across_splits": len(cross_split),

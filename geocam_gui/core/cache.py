@@ -20,7 +20,7 @@ import shutil
 import tempfile
 import threading
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -186,6 +186,23 @@ def _build(folder: Path, path_list: list[str], labels: np.ndarray, classes: list
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return _open_entry(folder, labels, classes, size)
+
+
+def iter_batches(arrays: DecodedArrays, batch_size: int, *, shuffle: bool = True, seed: int = 0,
+                 skip_bad: bool = True) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield ``(images uint8 (B, size, size, 3), labels int64 (B,))`` batches from the cache.
+
+    Rows whose file failed to decode are left out (``skip_bad``). Each batch reads its rows in
+    file order (sorted indices), which keeps reads of the memory map sequential-ish.
+    """
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    idx = np.flatnonzero(arrays.ok) if skip_bad else np.arange(len(arrays))
+    if shuffle:
+        idx = np.random.default_rng(seed).permutation(idx)
+    for start in range(0, len(idx), batch_size):
+        rows = np.sort(idx[start:start + batch_size])
+        yield np.asarray(arrays.images[rows]), arrays.labels[rows]
 
 
 def clear_decoded_cache() -> int:

@@ -33,7 +33,8 @@ _WHITE = (255, 255, 255)
 
 def is_image_name(name: str) -> bool:
     """True when ``name`` has an image file extension (case-insensitive)."""
-    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+    dot = name.rfind(".")
+    return dot > 0 and name[dot:].lower() in IMAGE_EXTENSIONS
 
 
 def _open(path: str | os.PathLike) -> Image.Image:

@@ -94,8 +94,11 @@ def _skip_dir(name: str) -> bool:
 
 
 def walk_images(top: str, bad: list[tuple[str, str]], counter: list[int] | None = None,
-                visited: set | None = None) -> Iterator[tuple[os.DirEntry, int, int]]:
+                visited: set | None = None, stat: bool = True) -> Iterator[tuple[os.DirEntry, int, int]]:
     """Yield ``(entry, size, mtime_ns)`` for every image file below ``top``, depth first.
+
+    With ``stat`` False files are not stat'ed (size and mtime are -1, zero-byte files are not
+    detected here but when decoded): a folder listing then costs no system call per file.
 
     Symbolic links to folders are followed once: a folder already visited (same device and
     inode) is skipped, so link loops end. Zero-byte and unreadable files go to ``bad``; files
@@ -143,6 +146,9 @@ def walk_images(top: str, bad: list[tuple[str, str]], counter: list[int] | None 
                 if not is_image_name(name):
                     if counter is not None:
                         counter[0] += 1
+                    continue
+                if not stat:
+                    yield entry, -1, -1
                     continue
                 try:
                     fst = entry.stat()
@@ -245,7 +251,11 @@ def detect_layout(root: str) -> str:
 
 
 def _stem(rel: str) -> str:
-    return os.path.splitext(rel.replace(os.sep, "/"))[0]
+    """``rel`` with ``/`` separators and without its extension (the extension always exists here)."""
+    if os.sep != "/":
+        rel = rel.replace(os.sep, "/")
+    dot = rel.rfind(".")
+    return rel[:dot] if dot > rel.rfind("/") + 1 else rel
 
 
 def _group_by_name(stem: str) -> str | None:
@@ -279,17 +289,17 @@ def _assign_folder_groups(files: list[tuple[str, str, int, int]], label: str) ->
     return found, how
 
 
-def _collect(top: str, bad: list, counter: list[int], visited: set) -> list[tuple[str, str, int, int]]:
+def _collect(top: str, bad: list, counter: list[int], visited: set, stat: bool = True) -> list[tuple[str, str, int, int]]:
     top_abs = os.path.abspath(top)
     n = len(top_abs) + 1
     out = []
-    for entry, size, mt in walk_images(top_abs, bad, counter, visited):
+    for entry, size, mt in walk_images(top_abs, bad, counter, visited, stat):
         path = entry.path
         out.append((path, path[n:], size, mt))
     return out
 
 
-def scan_folders(root: str, label: str | None = None) -> RootScan:
+def scan_folders(root: str, label: str | None = None, *, stat: bool = True) -> RootScan:
     """Class-per-folder (``label`` None) or a single-class folder (``label`` given)."""
     root = os.path.abspath(root)
     bad: list[tuple[str, str]] = []
@@ -298,13 +308,13 @@ def scan_folders(root: str, label: str | None = None) -> RootScan:
     files: list[Found] = []
     notes = []
     if label is not None:
-        found, how = _assign_folder_groups(_collect(root, bad, counter, visited), label)
+        found, how = _assign_folder_groups(_collect(root, bad, counter, visited, stat), label)
         files.extend(found)
         notes.append(f"grouped by {how}")
     else:
         loose = _image_names(root, 1)
         for cls in _subdirs(root):
-            found, how = _assign_folder_groups(_collect(os.path.join(root, cls), bad, counter, visited), cls)
+            found, how = _assign_folder_groups(_collect(os.path.join(root, cls), bad, counter, visited, stat), cls)
             if found:
                 files.extend(found)
                 notes.append(f"{cls} grouped by {how}")
@@ -314,41 +324,47 @@ def scan_folders(root: str, label: str | None = None) -> RootScan:
     return RootScan(root, "folders", files, bad, counter[0], note)
 
 
-def scan_pitts250k(root: str, label: str | None = None) -> RootScan:
+def scan_pitts250k(root: str, label: str | None = None, *, stat: bool = True) -> RootScan:
     """Pittsburgh 250k/30k database: folders ``000``..``010``; group = panorama."""
-    return _scan_panorama_db(root, label or DEFAULT_LABELS["pitts250k"], "pitts250k", _PITTS_DIR, _PITTS_NAME)
+    return _scan_panorama_db(root, label or DEFAULT_LABELS["pitts250k"], "pitts250k", _PITTS_DIR, _PITTS_NAME, stat)
 
 
-def scan_tokyo247(root: str, label: str | None = None) -> RootScan:
+def scan_tokyo247(root: str, label: str | None = None, *, stat: bool = True) -> RootScan:
     """Tokyo 24/7 database: folders ``03814``..``03829``; group = panorama."""
-    return _scan_panorama_db(root, label or DEFAULT_LABELS["tokyo247"], "tokyo247", _TOKYO_DIR, _TOKYO_NAME)
+    return _scan_panorama_db(root, label or DEFAULT_LABELS["tokyo247"], "tokyo247", _TOKYO_DIR, _TOKYO_NAME, stat)
 
 
-def _scan_panorama_db(root: str, label: str, layout: str, dir_re: re.Pattern, name_re: re.Pattern) -> RootScan:
+def _scan_panorama_db(root: str, label: str, layout: str, dir_re: re.Pattern, name_re: re.Pattern,
+                      stat: bool) -> RootScan:
     root = os.path.abspath(root)
     bad: list[tuple[str, str]] = []
     counter = [0]
     visited: set = set()
     files: list[Found] = []
+    append = files.append
+    match = name_re.match
     odd = 0
     folders = [d for d in _subdirs(root) if dir_re.match(d)]
     for d in folders:
-        for path, rel, size, mt in _collect(os.path.join(root, d), bad, counter, visited):
-            stem = _stem(rel)
-            m = name_re.match(stem.rsplit("/", 1)[-1])
+        top = os.path.join(root, d)
+        n = len(top) + 1
+        for entry, size, mt in walk_images(top, bad, counter, visited, stat):  # hot loop: 250k files
+            name = entry.name
+            m = match(name[:name.rfind(".")])
             if m:
-                extra = {"pitch": m.group("pitch"), "yaw": m.group("yaw")}
-                files.append(Found(path, label, m.group("pano"), size, mt, extra=extra))
+                pano, pitch, yaw = m.group("pano", "pitch", "yaw")
+                append(Found(entry.path, label, pano, size, mt, None, {"pitch": pitch, "yaw": yaw}))
             else:
                 odd += 1
-                files.append(Found(path, label, f"{d}/{stem}", size, mt, extra={"pitch": "", "yaw": ""}))
+                path = entry.path
+                append(Found(path, label, f"{d}/{_stem(path[n:])}", size, mt, None, {"pitch": "", "yaw": ""}))
     note = f"{len(folders)} database folders ({', '.join(folders[:3])}{'...' if len(folders) > 3 else ''})"
     if odd:
         note += f"; {odd} file names did not match the panorama pattern and form groups of their own"
     return RootScan(root, layout, files, bad, counter[0], note)
 
 
-def scan_tokyotm(root: str, label: str | None = None) -> RootScan:
+def scan_tokyotm(root: str, label: str | None = None, *, stat: bool = True) -> RootScan:
     """Tokyo Time Machine: ``images/<place>/<time>/...``; group = place, ``time`` kept as extra."""
     root = os.path.abspath(root)
     label = label or DEFAULT_LABELS["tokyotm"]
@@ -359,7 +375,7 @@ def scan_tokyotm(root: str, label: str | None = None) -> RootScan:
     files: list[Found] = []
     places = _subdirs(images)
     for place in places:
-        for path, rel, size, mt in _collect(os.path.join(images, place), bad, counter, visited):
+        for path, rel, size, mt in _collect(os.path.join(images, place), bad, counter, visited, stat):
             parts = rel.replace(os.sep, "/").split("/")
             when = parts[0] if len(parts) > 1 else ""
             files.append(Found(path, label, place, size, mt, extra={"time": when}))
@@ -430,8 +446,9 @@ def scan_csv(root: str) -> RootScan:
     return RootScan(os.path.abspath(root), "csv", files, bad, 0, note)
 
 
-def scan_root(root: str, layout: str = "auto", label: str | None = None) -> RootScan:
-    """Read one root with ``layout`` (``auto`` detects it)."""
+def scan_root(root: str, layout: str = "auto", label: str | None = None, *, stat: bool = True) -> RootScan:
+    """Read one root with ``layout`` (``auto`` detects it); ``stat`` False skips per-file stats
+    (CSV manifests are always checked file by file)."""
     if layout == "auto":
         layout = detect_layout(root)
     if layout == "csv":
@@ -441,11 +458,11 @@ def scan_root(root: str, layout: str = "auto", label: str | None = None) -> Root
                 f.label = label
         return scan
     if layout == "folders":
-        return scan_folders(root, label)
+        return scan_folders(root, label, stat=stat)
     if layout == "pitts250k":
-        return scan_pitts250k(root, label)
+        return scan_pitts250k(root, label, stat=stat)
     if layout == "tokyo247":
-        return scan_tokyo247(root, label)
+        return scan_tokyo247(root, label, stat=stat)
     if layout == "tokyotm":
-        return scan_tokyotm(root, label)
+        return scan_tokyotm(root, label, stat=stat)
     raise ValueError(f"unknown layout {layout!r}; expected auto or one of {', '.join(LAYOUTS)}")
