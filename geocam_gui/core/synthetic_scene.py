@@ -65,7 +65,7 @@ def _glyph(rng) -> list[tuple]:
 def _glyphs(sc, rng, x0, y0, cell, n, vertical, rgb):
     """``n`` glyphs of side ``cell`` from (x0, y0), downwards or rightwards."""
     alphabet = [_glyph(rng) for _ in range(rng.integers(3, 6))]
-    width = max(cell * .13, 0.004)
+    width = max(cell * .14, 0.006)
     for i in range(n):
         gx, gy = (x0, y0 + i * cell * 1.1) if vertical else (x0 + i * cell * 1.1, y0)
         for (ax, ay), (bx, by) in alphabet[rng.integers(len(alphabet))]:
@@ -347,7 +347,7 @@ def build_scene(rng: np.random.Generator, city: str, cloudy: bool) -> Scene:
     _facades(sc, rng, st, st.xl)
     _facades(sc, rng, st, st.xr)
     # Evidence until it covers a target fraction drawn from one distribution for both cities.
-    target = rng.uniform(.05, .125)
+    target = rng.uniform(.06, .14)
     item = _tokyo_item if city == "tokyo" else _pittsburgh_item
     boxes: list[tuple] = []
     layers: list[tuple] = []
