@@ -72,7 +72,8 @@ def test_sixteen_bit_grey_is_scaled(tmp_path):
     arr = np.full((8, 8), 65535, dtype=np.uint16)
     arr[0, 0] = 0
     Image.fromarray(arr).save(tmp_path / "g16.png")
-    assert Image.open(tmp_path / "g16.png").mode.startswith("I")
+    with Image.open(tmp_path / "g16.png") as im:
+        assert im.mode.startswith("I")
     out = images.load_rgb(tmp_path / "g16.png")
     assert out.getpixel((4, 4)) == (255, 255, 255) and out.getpixel((0, 0)) == (0, 0, 0)
 

@@ -10,6 +10,7 @@ at streets. The audit measures such properties and raises a *flag* (a dict with 
 from __future__ import annotations
 
 import hashlib
+import operator
 import os
 import random
 from collections import Counter, defaultdict
@@ -36,6 +37,14 @@ def _ext(path: str) -> str:
     name = path[path.rfind("/") + 1:]
     dot = name.rfind(".")
     return name[dot + 1:].lower() if dot > 0 else "?"
+
+
+_get_label = operator.attrgetter("label")
+_get_path = operator.attrgetter("path")
+_get_split = operator.attrgetter("split")
+_label_group_split = operator.attrgetter("label", "group", "split")
+_rpartition_dot = operator.methodcaller("rpartition", ".")
+_get_ext = operator.itemgetter(2)
 
 
 def _workers() -> int:
@@ -185,27 +194,31 @@ def build_audit(found: list, classes: list[str], inspected: dict, bad: list[tupl
     ``inspected`` maps paths to ``(format, width, height, mean_rgb)`` for the files that were
     decoded (see :func:`inspect_files`); ``check_duplicates`` False skips reading file contents.
     """
-    # One pass over every file; per-file work is counting only (this runs on 250k files).
+    # Counting over every file (250k for the paper's set-up) runs in C: map/attrgetter/zip feed
+    # Counter directly; the per-class numbers come from these few tables.
+    labels = list(map(_get_label, found))
+    raw_ext = Counter(zip(map(_get_ext, map(_rpartition_dot, map(_get_path, found))), labels))
     ext_table: Counter = Counter()  # (extension, label)
-    split_table: Counter = Counter()  # (split, label)
+    for (ext, label), n in raw_ext.items():
+        ext_table[(ext.lower() if "/" not in ext else "?", label)] += n
+    split_table = Counter(zip(map(_get_split, found), labels))  # (split, label)
     size_sum: Counter = Counter()
-    group_splits: dict[tuple[str, str], set] = {}
+    size_known: Counter = Counter()
+    if any(f.size >= 0 for f in found[:1000]):  # sizes are -1 when the index did not stat files
+        for f in found:
+            if f.size >= 0:
+                size_sum[f.label] += f.size
+                size_known[f.label] += 1
+    triples = set(map(_label_group_split, found))
+    group_splits: dict[tuple[str, str], set] = defaultdict(set)
+    for label, group, split in triples:
+        group_splits[(label, group)].add(split)
     checked: dict[str, list] = defaultdict(list)
-    for f in found:
-        label = f.label
-        ext_table[(_ext(f.path), label)] += 1
-        split_table[(f.split, label)] += 1
-        size_sum[label] += f.size
-        key = (label, f.group)
-        seen = group_splits.get(key)
-        if seen is None:
-            group_splits[key] = {f.split}
-        else:
-            seen.add(f.split)
-        if inspected:
+    if inspected:
+        for f in found:
             r = inspected.get(f.path)
             if r is not None:
-                checked[label].append(r)
+                checked[f.label].append(r)
     fmt_table: Counter = Counter()
     res_table: Counter = Counter()
     for (ext, label), n in ext_table.items():
@@ -236,7 +249,7 @@ def build_audit(found: list, classes: list[str], inspected: dict, bad: list[tupl
             "distinct_resolutions": len(res),
             "median_size": [int(np.median([r[1] for r in rows])), int(np.median([r[2] for r in rows]))] if rows else None,
             "mean_rgb": [round(float(v), 1) for v in means.mean(axis=0)] if len(means) else None,
-            "bytes_mean": int(size_sum[c] / count) if count and size_sum[c] >= 0 else None,
+            "bytes_mean": int(size_sum[c] / size_known[c]) if size_known[c] else None,
             "checked_files": len(rows),
         }
 

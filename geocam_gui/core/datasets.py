@@ -19,6 +19,7 @@ import hashlib
 import io
 import json
 import logging
+import operator
 import os
 import random
 import tempfile
@@ -379,7 +380,7 @@ def index_dataset(
                 continue
             seen.add(f.path)
             found.append(f)
-    found.sort(key=lambda f: f.path)
+    found.sort(key=operator.attrgetter("path"))
 
     classes = sorted({f.label for f in found})
     if len(classes) < 2:

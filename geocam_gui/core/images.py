@@ -30,6 +30,12 @@ IMAGE_EXTENSIONS = frozenset(
 
 _WHITE = (255, 255, 255)
 
+# Decoding runs on worker threads, where warnings.catch_warnings() is not safe (it swaps a
+# process-wide filter list). The warnings Pillow gives for files we judge ourselves (bomb size,
+# odd EXIF, palette transparency) are silenced once here instead; failures still raise.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
+
 
 def is_image_name(name: str) -> bool:
     """True when ``name`` has an image file extension (case-insensitive)."""
@@ -53,9 +59,7 @@ def _open(path: str | os.PathLike) -> Image.Image:
     if st.st_size == 0:
         raise ImageError(p, "empty file (0 bytes)")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(p)
+        im = Image.open(p)
     except Image.DecompressionBombError:
         raise ImageError(p, f"decompression bomb (over {MAX_PIXELS // 1_000_000} MP)") from None
     except UnidentifiedImageError:
@@ -118,19 +122,41 @@ def _to_rgb(im: Image.Image) -> Image.Image:
         raise ValueError(f"unsupported colour mode {mode}") from None
 
 
-def _decode(path: str | os.PathLike, draft: int | None = None) -> Image.Image:
-    p = os.fspath(path)
+def _orient(im: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation (a copy only when there is one to apply)."""
+    try:
+        orientation = im.getexif().get(0x0112, 1)
+    except Exception:  # unreadable EXIF: show the pixels as stored
+        return im
+    if orientation in (2, 3, 4, 5, 6, 7, 8):
+        return ImageOps.exif_transpose(im) or im
+    return im
+
+
+def _decode_unchecked(p: str, draft: int | None) -> Image.Image:
     im = _open(p)
     try:
         if draft and im.format == "JPEG":
             # Let libjpeg decode at 1/2, 1/4 or 1/8 scale when the target is small: both
             # sides stay >= draft, so the final resize still averages real pixels.
             im.draft("RGB", (draft, draft))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            im.load()
-            im = ImageOps.exif_transpose(im) or im
-            return _to_rgb(im)
+        im.load()
+        out = _to_rgb(_orient(im))
+        if out is not im:
+            im.close()  # the pixels live in ``out``; multi-frame formats (GIF, TIFF) kept the file open
+        elif getattr(im, "fp", None) is not None or getattr(im, "_fp", None) is not None:
+            out = im.copy()
+            im.close()
+        return out
+    except BaseException:
+        im.close()  # release the file now: a scan of 250k files must not leak descriptors
+        raise
+
+
+def _decode(path: str | os.PathLike, draft: int | None = None) -> Image.Image:
+    p = os.fspath(path)
+    try:
+        return _decode_unchecked(p, draft)
     except ImageError:
         raise
     except MemoryError:
