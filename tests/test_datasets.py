@@ -309,6 +309,8 @@ def test_errors_name_the_root_or_class(tmp_path):
     with pytest.raises(DataError, match="holds no images"):
         index_dataset(tmp_path / "empty")
     one = class_tree(tmp_path / "one", {"tokyo": (6, 1, "jpg")})
+    with pytest.raises(DataError, match="no class subfolders"):
+        index_dataset(one / "tokyo")
     with pytest.raises(DataError, match="Only one class"):
         index_dataset(one)
     few = class_tree(tmp_path / "few", {"a": (6, 1, "jpg"), "b": (2, 3, "jpg")})
@@ -340,3 +342,25 @@ def test_cli_index_writes_files_and_exit_codes(tmp_path, capsys):
     assert cli_main(["index", str(pitts), str(tokyo), "--label", "x", "--out", str(tmp_path / "o4")]) == 2
     assert cli_main(["index", str(pitts), "--split", "a:b", "--out", str(tmp_path / "o5")]) == 2
     assert not (tmp_path / "o2").exists() and not (tmp_path / "o3").exists()
+
+
+def test_flat_folders_each_labelled_and_tokyotm_images_root(tmp_path):
+    for i in range(5):
+        write_image(tmp_path / "my_pgh" / f"IMG_{i:04d}.jpg", seed=i)
+        write_image(tmp_path / "my_tokyo" / "day1" / f"DSC{i:04d}.jpg", seed=20 + i)
+    index = index_dataset([tmp_path / "my_pgh", tmp_path / "my_tokyo"], labels=["pittsburgh", "tokyo"], verify="none")
+    assert index.classes == ["pittsburgh", "tokyo"] and len(index.samples) == 10
+    assert {d["layout"] for d in index.audit["detected"]} == {"folders"}
+    assert_no_leak(index)
+    tm = _tokyotm(tmp_path / "tm")
+    assert layouts.detect_layout(str(tm / "images")) == "tokyotm"
+    scan = layouts.scan_root(str(tm / "images"))
+    assert scan.layout == "tokyotm" and len({f.group for f in scan.files}) == 5
+    assert "Tokyo Time Machine" in scan.describe()
+
+
+def test_progress_is_reported(tmp_path):
+    root = class_tree(tmp_path / "d", {"a": (4, 1, "jpg"), "b": (4, 1, "jpg")})
+    seen = []
+    index_dataset(root, progress=lambda done, total: seen.append((done, total)))
+    assert seen and seen[-1][0] == seen[-1][1] and all(d <= t for d, t in seen)

@@ -26,7 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--balance", choices=("none", "undersample", "weighted"), default="none",
                         help="balance the training split: drop images of larger classes, or store sampler weights")
     parser.add_argument("--verify", choices=("none", "sample", "all"), default="sample",
-                        help="decode a sample per class (default), every file, or none to find bad files")
+                        help="files decoded to find bad ones and audit formats, sizes and colours: "
+                             "a sample per class (default), all, or none (fastest: no file is read)")
     parser.add_argument("--out", required=True, metavar="DIR", help="folder for index.csv and audit.json")
 
 

@@ -358,6 +358,9 @@ def index_dataset(
     scans = []
     for i, r in enumerate(root_list):
         scan = layouts.scan_root(r, layout, labels[i] if labels else None, stat=verify != "none")
+        if not scan.files and scan.layout == "folders" and layouts.has_loose_images(r):
+            raise DataError(f"The dataset root {r} holds images but no class subfolders: put each class in its "
+                            "own folder, or give every root a label (--label, once per root).")
         if not scan.files:
             extra = f" ({len(scan.bad)} unreadable or empty files)" if scan.bad else ""
             ignored = f", {scan.ignored} other files" if scan.ignored else ""

@@ -54,8 +54,8 @@ class Found:
     path: str
     label: str
     group: str
-    size: int
-    mtime_ns: int
+    size: int  # -1 when the scan did not stat files
+    mtime_ns: int  # -1 likewise
     split: str | None = None
     extra: dict = field(default_factory=dict)
 
@@ -192,12 +192,9 @@ def _image_names(path: str, limit: int = 50) -> list[str]:
     return out
 
 
-def _has_images_below(path: str, depth: int = 3) -> bool:
-    if _image_names(path, 1):
-        return True
-    if depth <= 0:
-        return False
-    return any(_has_images_below(os.path.join(path, d), depth - 1) for d in _subdirs(path))
+def has_loose_images(path: str) -> bool:
+    """True when ``path`` itself (not a subfolder) holds image files."""
+    return bool(_image_names(path, 1))
 
 
 # ---------------------------------------------------------------- detection
@@ -312,7 +309,7 @@ def scan_folders(root: str, label: str | None = None, *, stat: bool = True) -> R
         files.extend(found)
         notes.append(f"grouped by {how}")
     else:
-        loose = _image_names(root, 1)
+        loose = has_loose_images(root)
         for cls in _subdirs(root):
             found, how = _assign_folder_groups(_collect(os.path.join(root, cls), bad, counter, visited, stat), cls)
             if found:
@@ -357,7 +354,7 @@ def _scan_panorama_db(root: str, label: str, layout: str, dir_re: re.Pattern, na
             else:
                 odd += 1
                 path = entry.path
-                append(Found(path, label, f"{d}/{_stem(path[n:])}", size, mt, None, {"pitch": "", "yaw": ""}))
+                append(Found(path, label, f"{d}/{_stem(path[n:])}", size, mt))
     note = f"{len(folders)} database folders ({', '.join(folders[:3])}{'...' if len(folders) > 3 else ''})"
     if odd:
         note += f"; {odd} file names did not match the panorama pattern and form groups of their own"
@@ -433,7 +430,7 @@ def scan_csv(root: str) -> RootScan:
             split = SPLIT_ALIASES.get(raw)
             if split is None:
                 raise DataError(f"{manifest} line {line}: split must be train, val or test, not {raw!r}.")
-        extra = {c: (row.get(c) or "") for c in extras if c is not None}
+        extra = {c: row[c].strip() for c in extras if c is not None and (row.get(c) or "").strip()}
         if "weight" in extra:
             try:
                 extra["weight"] = float(extra["weight"])
