@@ -202,7 +202,7 @@ def test_figure_files_are_deterministic(fmt):
     assert blobs[0] == blobs[1]
     if fmt == "svg":
         text = blobs[0].decode()
-        assert "<text" in text and "pred. pittsburgh 0.61" in text and "<dc:date>" not in text
+        assert "<text" in text and "pittsburgh (0.61)" in text and "CAM: tokyo" in text and "<dc:date>" not in text
 
 
 def test_from_sidecar_refuses_changed_sources(assets, tmp_path):

@@ -42,7 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="overlay image format (default png)")
     parser.add_argument("--only", nargs="+", choices=("overlay", "heatmap", "raw"), default=None,
                         help="overlay outputs to write (default: all three)")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing files")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace existing files and re-create up-to-date ones (without it, outputs whose "
+                             "sidecar matches are skipped and any other existing file stops the export)")
     parser.add_argument("--limit", type=int, metavar="N", help="use only the first N images")
     parser.add_argument("--device", default="cpu", help="device for the CAMs (default cpu: reproducible bytes)")
     parser.add_argument("--from-sidecar", metavar="FILE",
@@ -88,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
             raise BadArgument(f"{c[0]} already exists{more}; pass --overwrite to replace it.")
     status = 0
     for plan in plans:
-        summary = ex.run_export(plan, overwrite=args.overwrite, progress=_progress(plan.request.kind))
+        summary = ex.run_export(plan, overwrite=args.overwrite, force=args.overwrite,
+                                progress=_progress(plan.request.kind))
         _print_summary(summary)
         if summary.failed and not summary.written and not summary.skipped:
             status = 1  # every image failed

@@ -640,13 +640,14 @@ def _pane_result(j: int, pane: _Pane) -> dict:
 
 
 # --------------------------------------------------------------------------- run
-def run_export(plan: ExportPlan, *, overwrite: bool = False, progress: Progress = None,
+def run_export(plan: ExportPlan, *, overwrite: bool = False, force: bool = False, progress: Progress = None,
                cancel: Cancel = None) -> ExportSummary:
     """Write the planned outputs and their sidecars; returns what was done.
 
     Conflicts (existing files not from an identical export) raise ``BadArgument`` unless
     ``overwrite``; up-to-date outputs are skipped. Images that cannot be decoded are skipped and
-    reported in ``summary.failed``. ``cancel()`` is polled between images; a cancelled run returns
+    reported in ``summary.failed``. ``force`` re-creates up-to-date outputs too (they would
+    come out the same unless GeoCAM or a library changed). ``cancel()`` is polled between images; a cancelled run returns
     its summary with ``cancelled=True`` (a figure is then not written).
     """
     conflicts = plan.conflicts
@@ -654,6 +655,10 @@ def run_export(plan: ExportPlan, *, overwrite: bool = False, progress: Progress 
         more = f" ({len(conflicts)} files in all)" if len(conflicts) > 1 else ""
         raise BadArgument(f"{conflicts[0]} already exists{more}; pass --overwrite to replace it.")
     req = plan.request
+    if force:
+        for t in plan.targets:
+            if t.status == "up_to_date":
+                t.status = "new"
     summary = ExportSummary(kind=req.kind, destination=req.destination, images=len(req.images))
     summary.skipped = [str(t.output) for t in plan.targets if t.status == "up_to_date"]
     if req.kind == "figure":
@@ -785,13 +790,15 @@ def _run_figure(plan: ExportPlan, t: Target, summary: ExportSummary, progress: P
     if not rows:
         raise DataError(f"None of the {n} image(s) could be read, so no figure was made.")
     fmt = t.params["format"]
-    label = f"{METHOD_LABELS.get(o.method, o.method)}, " + ("per-map scale" if o.normalize == "per_map" else "shared scale")
+    scale = "per-map scale" if o.normalize == "per_map" else "shared scale"
+    label = f"{METHOD_LABELS.get(o.method, o.method)}, {scale}"
     size_in: list[float] = []
 
     def write(tmp: Path) -> None:
         size_in[:] = render_figure(rows, ["Image"] + [m.title for m in plan.models], str(tmp), fmt, dpi=o.dpi,
                                    width_in=t.params["width_in"], cmap=o.cmap,
-                                   show_predictions=o.show_predictions, colorbar_label=label)
+                                   show_predictions=o.show_predictions, colorbar_label=label,
+                                   explains_predicted=o.class_choice == CLASS_PREDICTED)
 
     _write_atomic(t.output, write)
     extra = {"size_in": {"width": round(size_in[0], 4), "height": round(size_in[1], 4)},
@@ -804,10 +811,11 @@ def _run_figure(plan: ExportPlan, t: Target, summary: ExportSummary, progress: P
 
 
 # --------------------------------------------------------------------------- convenience
-def export(request: ExportRequest, *, overwrite: bool = False, progress: Progress = None,
+def export(request: ExportRequest, *, overwrite: bool = False, force: bool = False, progress: Progress = None,
            cancel: Cancel = None) -> ExportSummary:
     """``plan_export`` then ``run_export`` in one call."""
-    return run_export(plan_export(request, cancel=cancel), overwrite=overwrite, progress=progress, cancel=cancel)
+    return run_export(plan_export(request, cancel=cancel), overwrite=overwrite, force=force, progress=progress,
+                      cancel=cancel)
 
 
 def read_sidecar(path: str | os.PathLike) -> dict:

@@ -40,7 +40,7 @@ MIN_WIDTH_IN = 1.5
 MAX_WIDTH_IN = 40.0
 FIGURE_FORMATS: tuple[str, ...] = ("pdf", "svg", "png")
 FONT_FAMILY = "DejaVu Sans"
-MIN_CAPTION_PT = 4.5
+MIN_CAPTION_PT = 5.0
 
 _RC = {
     "pdf.fonttype": 42,
@@ -123,21 +123,36 @@ class _LazyTTP:
 _TTP = _LazyTTP()
 
 
-def _captions(row: FigureRow, level: int, show_predictions: bool) -> list[list[str]]:
-    """Caption lines of every panel of a row (photo first) at an abbreviation level 0..2."""
-    out = []
-    if row.label:
-        out.append([("true: " if level < 2 else "") + row.label])
-    else:
-        out.append([])
+def _shorten(name: str, keep: int) -> str:
+    return name if len(name) <= keep else name[: max(1, keep - 1)] + "…"
+
+
+def _captions(row: FigureRow, level: int, show_predictions: bool, explains_predicted: bool,
+              keep: int = 1000) -> list[list[str]]:
+    """Caption lines of every panel of a row (photo first) at an abbreviation level 0..2;
+    class names longer than ``keep`` characters are cut with an ellipsis (last resort).
+
+    When every panel explains its model's predicted class, each panel says "pred. tokyo (0.93)".
+    Otherwise the class explained is the same for the whole row (the true label or a named
+    class), so it is said once under the photo ("CAM: tokyo") and each panel gives the
+    prediction.
+    """
+    photo = [("true: " if level < 2 else "") + _shorten(row.label, keep)] if row.label else []
+    shown = {p.class_name for p in row.panels if p.overlay is not None}
+    per_row = not explains_predicted and len(shown) == 1
+    if per_row:
+        photo.append("CAM: " + _shorten(shown.pop(), keep))
+    out = [photo]
     for p in row.panels:
         if p.overlay is None:
             out.append([p.error or "n/a"])
             continue
-        lines = [("CAM: " if level < 1 else "") + p.class_name]
+        prob = "" if p.probability is None else (f" ({p.probability:.2f})" if level < 2 else f" {p.probability:.2f}")
+        lines = []
+        if not per_row and not (explains_predicted and show_predictions):
+            lines.append("CAM: " + _shorten(p.class_name, keep))
         if show_predictions and p.predicted:
-            prob = "" if p.probability is None else f" {p.probability:.2f}"
-            lines.append(("pred. " if level < 1 else "→ " if level < 2 else "") + p.predicted + prob)
+            lines.append(("pred. " if level < 1 else "") + _shorten(p.predicted, keep) + prob)
         out.append(lines)
     return out
 
@@ -151,12 +166,14 @@ def build_figure(
     show_predictions: bool = True,
     colorbar_label: str = "Grad-CAM",
     vector: bool = True,
+    explains_predicted: bool = False,
 ):
     """A ``matplotlib.figure.Figure`` (Agg canvas attached) with the grid described above.
 
     ``column_titles``: the photo column's title, then one per model (len = 1 + panels per row).
     ``vector``: True for PDF/SVG (images embedded unsampled), False for PNG (images resampled
-    with antialiasing at the output DPI).
+    with antialiasing at the output DPI). ``explains_predicted``: every panel shows the CAM of
+    its model's predicted class, so one caption line ("pred. tokyo (0.93)") says both.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.colorbar import Colorbar
@@ -193,16 +210,25 @@ def build_figure(
     cell_pt = cell * 72 - 1.0
     chosen = None
     sizes = [base - 1 - 0.5 * k for k in range(int((base - 1 - MIN_CAPTION_PT) / 0.5) + 1)]
+
+    def fits(caps, size: float) -> bool:
+        return all(_text_width_pt(line, size) <= cell_pt for rc in caps for pc in rc for line in pc)
+
     for size in sizes:
         for level in range(3):
-            caps = [_captions(r, level, show_predictions) for r in rows]
-            if all(_text_width_pt(line, size) <= cell_pt for rc in caps for pc in rc for line in pc):
+            caps = [_captions(r, level, show_predictions, explains_predicted) for r in rows]
+            if fits(caps, size):
                 chosen = (size, caps)
                 break
         if chosen:
             break
-    if chosen is None:
-        chosen = (sizes[-1], [_captions(r, 2, show_predictions) for r in rows])
+    if chosen is None:  # last resort: cut long class names
+        size = sizes[-1]
+        for keep in range(24, 2, -1):
+            caps = [_captions(r, 2, show_predictions, explains_predicted, keep) for r in rows]
+            if fits(caps, size) or keep == 3:
+                chosen = (size, caps)
+                break
     cap_pt, caps = chosen
     line_in = cap_pt * 1.25 / 72
 
@@ -295,13 +321,15 @@ def render_figure(
     cmap: str = "jet",
     show_predictions: bool = True,
     colorbar_label: str = "Grad-CAM",
+    explains_predicted: bool = False,
 ) -> tuple[float, float]:
     """Build and save a figure in one step (under the rc lock); returns its size in inches."""
     import matplotlib
 
     with _LOCK, matplotlib.rc_context(_RC):
         fig = build_figure(rows, column_titles, width_in=width_in, cmap=cmap, show_predictions=show_predictions,
-                           colorbar_label=colorbar_label, vector=fmt != "png")
+                           colorbar_label=colorbar_label, vector=fmt != "png",
+                           explains_predicted=explains_predicted)
         save_figure(fig, target, fmt, dpi=dpi)
         size = tuple(float(v) for v in fig.get_size_inches())
     return size  # type: ignore[return-value]
