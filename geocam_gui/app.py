@@ -93,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     QApplication.setApplicationName("GeoCAM")
     QApplication.setApplicationVersion(__version__)
     app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setDesktopFileName("geocam")  # Wayland matches the window to geocam.desktop
     if args.screenshot:
         app.setProperty("geocamQuiet", True)  # no modal dialogs when nobody can click them
     install_excepthook()
