@@ -1,0 +1,1 @@
+"""Application and action icons (package data)."""
