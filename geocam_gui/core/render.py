@@ -34,6 +34,25 @@ def _lut(name: str) -> np.ndarray:
     return lut
 
 
+@lru_cache(maxsize=None)
+def _lut32(name: str) -> np.ndarray:
+    """The LUT packed as one uint32 per entry (R, G, B, 255 in memory order): a single ``take``
+    of 4-byte words is several times faster than fancy-indexing (256, 3) rows."""
+    packed = np.empty((256, 4), np.uint8)
+    packed[:, :3] = _lut(name)
+    packed[:, 3] = 255
+    out = packed.view(np.uint32).reshape(256)
+    out.setflags(write=False)
+    return out
+
+
+def _colour4(map01: np.ndarray, cmap: str) -> np.ndarray:
+    """(H, W, 4) uint8 view: RGB from the colormap, alpha 255."""
+    colormap_lut(cmap)  # validates the name
+    idx = _indices(map01)
+    return np.take(_lut32(cmap), idx).view(np.uint8).reshape(idx.shape + (4,))
+
+
 def colormap_lut(name: str) -> np.ndarray:
     """The (256, 3) uint8 RGB table of a colormap in ``COLORMAPS`` (read-only, cached)."""
     if name not in COLORMAPS:
@@ -54,16 +73,16 @@ def _as_map(map01, what: str = "map") -> np.ndarray:
 
 def _indices(map01: np.ndarray) -> np.ndarray:
     """Map values -> LUT indices (uint8): ``floor(v * 256)`` clipped to [0, 255], NaN -> 0."""
-    idx = np.asarray(map01, dtype=np.float32) * np.float32(256.0)  # always a fresh array
-    np.nan_to_num(idx, copy=False, nan=0.0)
-    np.clip(idx, 0, 255, out=idx)
+    idx = np.multiply(map01, np.float32(256.0), dtype=np.float32)  # always a fresh array
+    np.fmax(idx, np.float32(0.0), out=idx)  # fmax also turns NaN into 0
+    np.minimum(idx, np.float32(255.0), out=idx)
     return idx.astype(np.uint8)
 
 
 def colorize(map01, cmap: str = "jet") -> np.ndarray:
     """A map with values in [0, 1] (H, W) -> RGB image (H, W, 3) uint8 (values outside are clipped)."""
     m = _as_map(map01)
-    return colormap_lut(cmap)[_indices(m)]
+    return np.ascontiguousarray(_colour4(m, cmap)[..., :3])
 
 
 def heatmap_rgba(map01, cmap: str = "jet", *, alpha_from_value: bool = True) -> np.ndarray:
@@ -73,8 +92,7 @@ def heatmap_rgba(map01, cmap: str = "jet", *, alpha_from_value: bool = True) -> 
     opaque everywhere except at NaN.
     """
     m = _as_map(map01)
-    out = np.empty(m.shape + (4,), np.uint8)
-    out[..., :3] = colormap_lut(cmap)[_indices(m)]
+    out = _colour4(m, cmap)
     v = m.astype(np.float32, copy=False)
     if alpha_from_value:
         a = np.clip(np.nan_to_num(v, nan=0.0) * np.float32(255.0) + np.float32(0.5), 0, 255)
@@ -134,9 +152,9 @@ def overlay(image, map01, *, opacity: float = 0.5, cmap: str = "jet") -> np.ndar
     w = int(round(float(opacity) * 256))
     if w == 0:
         return img.copy()
-    colour = colormap_lut(cmap)[_indices(m)]
+    colour = _colour4(m, cmap)[..., :3]
     if w == 256:
-        return colour
+        return np.ascontiguousarray(colour)
     acc = img.astype(np.uint16) * np.uint16(256 - w)
     acc += colour.astype(np.uint16) * np.uint16(w)
     acc += np.uint16(128)
