@@ -111,10 +111,12 @@ def _images(args):
         if args.data:
             raise BadArgument("--data goes with --split; give either --images or --split with --data.")
         out = []
+        classes = _classes(args.checkpoint)
         for p in args.images:
             if not os.path.exists(p):
                 raise BadArgument(f"The image {p} does not exist.")
-            out.append(ExportImage(str(Path(p).absolute()), _label_from_folder(p, args.checkpoint)))
+            parent = Path(p).absolute().parent.name  # class-folder layout: the folder is the label
+            out.append(ExportImage(str(Path(p).absolute()), parent if parent in classes else None))
     elif args.split:
         if not args.data:
             raise BadArgument("--split needs --data DATA (the dataset to take the split from).")
@@ -131,17 +133,15 @@ def _images(args):
     return out[: args.limit] if args.limit else out
 
 
-def _label_from_folder(path: str, checkpoints: list[str]) -> str | None:
-    """A photo in a folder named after a class (the class-folder layout) has that label."""
+def _classes(checkpoints: list[str]) -> list[str]:
+    """The class names of the first checkpoint (empty when unreadable: reported later)."""
     from geocam_gui.core.checkpoints import read_meta
     from geocam_gui.core.errors import GeoCamError
 
-    parent = Path(path).absolute().parent.name
     try:
-        classes = read_meta(checkpoints[0]).get("classes", []) if checkpoints else []
+        return list(read_meta(checkpoints[0]).get("classes", [])) if checkpoints else []
     except GeoCamError:
-        return None
-    return parent if parent in classes else None
+        return []
 
 
 def _run_from_sidecar(args, ex) -> int:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import IO, Sequence
 
@@ -83,9 +84,9 @@ def parse_width(text: str | float | int) -> float:
         value = float(text)
     else:
         s = str(text).strip().lower()
-        if s in ("single", "single-column", "1"):
+        if s in ("single", "single-column"):
             return SINGLE_COLUMN_IN
-        if s in ("double", "double-column", "2"):
+        if s in ("double", "double-column"):
             return DOUBLE_COLUMN_IN
         s = s.removesuffix("in").removesuffix('"').strip()
         try:
@@ -105,22 +106,16 @@ def _text_width_pt(text: str, size: float, weight: str = "normal") -> float:
     if not text:
         return 0.0
     prop = FontProperties(family=FONT_FAMILY, size=size, weight=weight)
-    w, _h, _d = _TTP.get_text_width_height_descent(text, prop, ismath=False)
+    w, _h, _d = _text_to_path().get_text_width_height_descent(text, prop, ismath=False)
     return float(w)
 
 
-class _LazyTTP:
-    _inst = None
+@lru_cache(maxsize=1)
+def _text_to_path():
+    """matplotlib's font-metrics helper (used under ``_LOCK``: FreeType objects are not thread-safe)."""
+    from matplotlib.textpath import TextToPath
 
-    def get_text_width_height_descent(self, *a, **k):
-        if _LazyTTP._inst is None:
-            from matplotlib.textpath import TextToPath
-
-            _LazyTTP._inst = TextToPath()
-        return _LazyTTP._inst.get_text_width_height_descent(*a, **k)
-
-
-_TTP = _LazyTTP()
+    return TextToPath()
 
 
 def _shorten(name: str, keep: int) -> str:
@@ -168,7 +163,27 @@ def build_figure(
     vector: bool = True,
     explains_predicted: bool = False,
 ):
-    """A ``matplotlib.figure.Figure`` (Agg canvas attached) with the grid described above.
+    """A ``matplotlib.figure.Figure`` (Agg canvas attached) of the grid (see ``_build_figure``),
+    built under the module's lock and rc settings, so it is safe from any thread."""
+    import matplotlib
+
+    with _LOCK, matplotlib.rc_context(_RC):
+        return _build_figure(rows, column_titles, width_in=width_in, cmap=cmap, show_predictions=show_predictions,
+                             colorbar_label=colorbar_label, vector=vector, explains_predicted=explains_predicted)
+
+
+def _build_figure(
+    rows: Sequence[FigureRow],
+    column_titles: Sequence[str],
+    *,
+    width_in: float = SINGLE_COLUMN_IN,
+    cmap: str = "jet",
+    show_predictions: bool = True,
+    colorbar_label: str = "Grad-CAM",
+    vector: bool = True,
+    explains_predicted: bool = False,
+):
+    """The figure with the grid described in the module docstring (caller holds ``_LOCK``).
 
     ``column_titles``: the photo column's title, then one per model (len = 1 + panels per row).
     ``vector``: True for PDF/SVG (images embedded unsampled), False for PNG (images resampled
@@ -327,7 +342,7 @@ def render_figure(
     import matplotlib
 
     with _LOCK, matplotlib.rc_context(_RC):
-        fig = build_figure(rows, column_titles, width_in=width_in, cmap=cmap, show_predictions=show_predictions,
+        fig = _build_figure(rows, column_titles, width_in=width_in, cmap=cmap, show_predictions=show_predictions,
                            colorbar_label=colorbar_label, vector=fmt != "png",
                            explains_predicted=explains_predicted)
         save_figure(fig, target, fmt, dpi=dpi)
