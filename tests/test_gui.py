@@ -45,7 +45,7 @@ def test_window_shell_has_three_areas_and_empty_states(main_window):
     assert img.width() >= 1000 and img.height() >= 650
 
 
-def test_browse_train_and_explain(main_window, qtbot, demo_set):
+def test_browse_train_and_explain(main_window, qtbot, demo_set, monkeypatch):
     w = main_window
     open_demo_set(w, qtbot, demo_set)
     assert w.browser.proxy.rowCount() == 40
@@ -91,6 +91,18 @@ def test_browse_train_and_explain(main_window, qtbot, demo_set):
     # predictions reach the browser's table
     qtbot.waitUntil(lambda: "shallow" in w.browser.model.predictions and w.is_idle(), timeout=60000)
     assert w.browser.model.predictions["shallow"].shape == (40, 2)
+
+    # File > Export... opens the dialog on the current image and the visible rows
+    from geocam_gui.ui.export_dialog import ExportDialog
+
+    opened = []
+    monkeypatch.setattr(ExportDialog, "exec", lambda self: opened.append(self) or 0)
+    w.export_action.trigger()
+    assert len(opened) == 1
+    dlg = opened[0]
+    qtbot.addWidget(dlg)
+    assert dlg.checkpoints["shallow"] == w.viewer.checkpoints()["shallow"]
+    assert [p for p, _ in dlg.images] == [w.viewer.current_sample()[0]]
 
 
 def test_cancel_a_run(main_window, qtbot, demo_set):

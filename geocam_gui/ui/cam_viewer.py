@@ -363,6 +363,10 @@ class CamViewer(QWidget):
         self._sample = (str(path), label) if path else None
         self.recompute()
 
+    def current_sample(self) -> tuple[str, str | None] | None:
+        """(path, true label) of the image the viewer shows, or None."""
+        return self._sample
+
     def _refresh_empty(self, name: str) -> None:
         pane = self.panes[name]
         ckpt = self._checkpoints.get(name)

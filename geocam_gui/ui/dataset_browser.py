@@ -614,6 +614,10 @@ class DatasetBrowser(QWidget):
         self.current_view().scrollTo(idx)
         return idx.isValid()
 
+    def visible_samples(self) -> list:
+        """The samples the browser shows now, after its filters, in its order."""
+        return [self.proxy.index(r, 0).data(SAMPLE_ROLE) for r in range(self.proxy.rowCount())]
+
     def first_row_of_split(self, split: str) -> int | None:
         for r in range(self.proxy.rowCount()):
             s = self.proxy.index(r, 0).data(SAMPLE_ROLE)

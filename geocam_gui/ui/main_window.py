@@ -431,12 +431,22 @@ class MainWindow(QMainWindow):
 
     # -- export, about ----------------------------------------------------------------------------
     def export(self) -> None:
-        try:
-            from geocam_gui.ui.export_dialog import ExportDialog
-        except ImportError:
-            self.show_error("GeoCAM", "Export is not available in this build.")
-            return
-        dlg = ExportDialog(self)
+        """The export dialog for the current image, or the rows the browser shows."""
+        from geocam_gui.ui.export_dialog import ExportDialog
+
+        sample = self.viewer.current_sample()
+        images = [sample] if sample is not None else []
+        batch = self.browser.visible_samples() if self.index is not None else None
+        dlg = ExportDialog(
+            self,
+            checkpoints=self.viewer.checkpoints(),
+            images=images,
+            batch_samples=batch,
+            class_choice=self.viewer.class_choice(),
+            method=self.viewer.method.currentData() or "gradcam",
+            cmap=self.viewer.cmap.currentData() or "jet",
+            opacity=self.viewer.opacity.value() / 100,
+        )
         dlg.exec()
 
     def about(self) -> None:

@@ -1,0 +1,377 @@
+"""The Analysis tab: measured interpretability of the loaded models, side by side.
+
+Thin by design: ``core.analysis.run_analysis`` computes everything in a ``TaskWorker`` thread
+(progress bar, Cancel), ``core.analysis_report.write_report`` draws the plots into the cache,
+and this panel shows the report's tables (``QTableWidget``), the plot PNGs and the mosaics of
+discriminative elements. Clicking a patch of a mosaic emits ``sampleRequested(image_path)``,
+which the window connects to the dataset browser.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from PySide6.QtCore import QRect, Qt, Signal
+from PySide6.QtGui import QPixmap
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from geocam_gui.core.cam import METHOD_LABELS, METHODS
+from geocam_gui.core.models import MODEL_LABELS, MODEL_NAMES
+from geocam_gui.ui.workers import TaskWorker
+
+SPLITS = ("test", "val", "train")
+
+
+class MosaicView(QLabel):
+    """A mosaic image whose patches are clickable: ``patchClicked(image_path)``."""
+
+    patchClicked = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        self.setMouseTracking(True)
+        self._tiles: list[tuple[QRect, str]] = []
+
+    def set_mosaic(self, path: str | None, clusters: list[dict]) -> None:
+        """Show the PNG at ``path`` and make every patch with a ``tile`` rectangle clickable."""
+        self._tiles = [(QRect(*p["tile"]), p["path"]) for c in clusters for p in c["patches"] if p.get("tile")]
+        pix = QPixmap(path) if path else QPixmap()
+        self.setPixmap(pix)
+        self.setText("" if not pix.isNull() else "No clusters from two places or more for this class.")
+        self.adjustSize()
+
+    def tiles(self) -> list[tuple[QRect, str]]:
+        return list(self._tiles)
+
+    def path_at(self, x: int, y: int) -> str | None:
+        for rect, path in self._tiles:
+            if rect.contains(x, y):
+                return path
+        return None
+
+    def mouseMoveEvent(self, event) -> None:  # noqa: N802 - Qt override
+        path = self.path_at(*event.position().toPoint().toTuple())
+        self.setCursor(Qt.CursorShape.PointingHandCursor if path else Qt.CursorShape.ArrowCursor)
+        self.setToolTip(f"{path}\nClick to open it in the browser" if path else "")
+        super().mouseMoveEvent(event)
+
+    def mousePressEvent(self, event) -> None:  # noqa: N802 - Qt override
+        if event.button() == Qt.MouseButton.LeftButton:
+            path = self.path_at(*event.position().toPoint().toTuple())
+            if path:
+                self.patchClicked.emit(path)
+                return
+        super().mousePressEvent(event)
+
+
+def _scroll(widget: QWidget) -> QScrollArea:
+    area = QScrollArea()
+    area.setWidgetResizable(True)
+    area.setWidget(widget)
+    return area
+
+
+class AnalysisPanel(QWidget):
+    """Run ``core.analysis`` on the loaded checkpoints and show the results.
+
+    ``set_context(index, {model_name: checkpoint_path_or_None})`` tells the panel what to analyse.
+    Signals: ``sampleRequested(path)`` when a mosaic patch is clicked, ``analysisFinished(report)``,
+    ``statusMessage(text)``.
+    """
+
+    sampleRequested = Signal(str)
+    analysisFinished = Signal(object)
+    statusMessage = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self._index = None
+        self._checkpoints: dict[str, str | None] = {}
+        self._worker: TaskWorker | None = None
+        self._running = False
+        self.report: dict | None = None
+        self.files: dict[str, Path] = {}
+        self._build()
+        self._update_buttons()
+
+    # ------------------------------------------------------------------ construction
+    def _build(self) -> None:
+        layout = QVBoxLayout(self)
+        bar = QHBoxLayout()
+        self.models = QListWidget()
+        self.models.setMaximumHeight(70)
+        self.models.setFlow(QListWidget.Flow.LeftToRight)
+        self.models.itemChanged.connect(lambda *_: self._update_buttons())
+        self.split = QComboBox()
+        self.split.addItems(SPLITS)
+        self.method = QComboBox()
+        for m in METHODS:
+            self.method.addItem(METHOD_LABELS.get(m, m), m)
+        self.limit = QSpinBox()
+        self.limit.setRange(0, 1_000_000)
+        self.limit.setSpecialValueText("all")
+        self.limit.setSingleStep(50)
+        self.limit.setToolTip("Analyse only the first N images of the split (classes interleaved); 0 = all")
+        self.run_button = QPushButton("Run analysis")
+        self.run_button.clicked.connect(self.start)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.clicked.connect(self.cancel)
+        self.export_button = QPushButton("Export report…")
+        self.export_button.clicked.connect(self._choose_export)
+        for text, w in (("Models", self.models), ("Split", self.split), ("Method", self.method), ("Images", self.limit)):
+            bar.addWidget(QLabel(text))
+            bar.addWidget(w, 2 if w is self.models else 0)
+        for b in (self.run_button, self.cancel_button, self.export_button):
+            bar.addWidget(b)
+        layout.addLayout(bar)
+        row = QHBoxLayout()
+        self.progress = QProgressBar()
+        self.progress.setTextVisible(True)
+        self.status = QLabel("Load a dataset and trained models, then run the analysis.")
+        self.status.setWordWrap(True)
+        row.addWidget(self.progress, 1)
+        row.addWidget(self.status, 2)
+        layout.addLayout(row)
+
+        self.tabs = QTabWidget()
+        self.tables_box = QWidget()
+        self.tables_layout = QVBoxLayout(self.tables_box)
+        self.tables_layout.addStretch(1)
+        self.tabs.addTab(_scroll(self.tables_box), "Tables")
+        self.plots_box = QWidget()
+        self.plots_layout = QVBoxLayout(self.plots_box)
+        self.plots_layout.addStretch(1)
+        self.tabs.addTab(_scroll(self.plots_box), "Plots")
+        elements = QWidget()
+        el = QVBoxLayout(elements)
+        pick = QHBoxLayout()
+        pick.addWidget(QLabel("Discriminative elements of"))
+        self.mosaic_choice = QComboBox()
+        self.mosaic_choice.currentIndexChanged.connect(self._show_mosaic)
+        pick.addWidget(self.mosaic_choice, 1)
+        el.addLayout(pick)
+        self.mosaic = MosaicView()
+        self.mosaic.patchClicked.connect(self.sampleRequested)
+        el.addWidget(_scroll(self.mosaic), 1)
+        el.addWidget(QLabel("Click a patch to open its image in the browser."))
+        self.tabs.addTab(elements, "Elements")
+        layout.addWidget(self.tabs, 1)
+        self.table_widgets: dict[str, QTableWidget] = {}
+        self.plot_labels: dict[str, QLabel] = {}
+
+    # ------------------------------------------------------------------ context
+    def set_context(self, index, checkpoints: dict[str, str | None]) -> None:
+        """The data to analyse and the checkpoint of each model (None: not trained yet)."""
+        self._index = index
+        self._checkpoints = dict(checkpoints)
+        self.models.blockSignals(True)
+        self.models.clear()
+        order = [n for n in MODEL_NAMES if n in checkpoints] + [n for n in checkpoints if n not in MODEL_NAMES]
+        for name in order:
+            path = checkpoints[name]
+            item = QListWidgetItem(MODEL_LABELS.get(name, name) + ("" if path else " (not trained)"))
+            item.setData(Qt.ItemDataRole.UserRole, name)
+            if path:
+                item.setFlags(Qt.ItemFlag.ItemIsUserCheckable | Qt.ItemFlag.ItemIsEnabled)
+                item.setCheckState(Qt.CheckState.Checked)
+                item.setToolTip(str(path))
+            else:
+                item.setFlags(Qt.ItemFlag.NoItemFlags)
+            self.models.addItem(item)
+        self.models.blockSignals(False)
+        self._update_buttons()
+
+    def selected_checkpoints(self) -> list[str]:
+        """Checkpoint paths of the ticked models, in the list's order."""
+        out = []
+        for i in range(self.models.count()):
+            item = self.models.item(i)
+            name = item.data(Qt.ItemDataRole.UserRole)
+            if item.checkState() == Qt.CheckState.Checked and self._checkpoints.get(name):
+                out.append(str(self._checkpoints[name]))
+        return out
+
+    def is_running(self) -> bool:
+        return self._running
+
+    def _update_buttons(self) -> None:
+        running = self.is_running()
+        self.run_button.setEnabled(not running and self._index is not None and bool(self.selected_checkpoints()))
+        self.cancel_button.setEnabled(running)
+        self.export_button.setEnabled(not running and self.report is not None)
+        for w in (self.models, self.split, self.method, self.limit):
+            w.setEnabled(not running)
+
+    # ------------------------------------------------------------------ running
+    def start(self) -> bool:
+        """Run the analysis with the chosen settings; False when nothing can be run now."""
+        if self.is_running() or self._index is None:
+            return False
+        checkpoints = self.selected_checkpoints()
+        if not checkpoints:
+            self._set_status("Tick at least one trained model to analyse.")
+            return False
+        index, split, method = self._index, self.split.currentText(), self.method.currentData()
+        limit = self.limit.value() or None
+        if not index.split(split):
+            self._set_status(f"The {split} split of this data has no images.")
+            return False
+
+        def work(progress, cancelled):
+            from geocam_gui.core import paths
+            from geocam_gui.core.analysis import run_analysis, write_report
+
+            report = run_analysis(checkpoints, index, split=split, method=method, limit=limit,
+                                  progress=progress, cancel=cancelled)
+            key = hashlib.sha256(json.dumps([checkpoints, index.fingerprint(), split, method, limit]).encode())
+            files = write_report(report, paths.cache_dir() / "analysis" / "reports" / key.hexdigest()[:20])
+            return report, files
+
+        self._worker = TaskWorker("analysis", work, self)
+        self._worker.progress.connect(self._on_progress)
+        self._worker.finished.connect(self._on_finished)
+        self._worker.failed.connect(self._on_failed)
+        self._worker.cancelled.connect(lambda: self._set_status("Analysis cancelled."))
+        self._worker.done.connect(self._on_done)
+        self.progress.setRange(0, 0)
+        self._set_status(f"Analysing {len(checkpoints)} model(s) on the {split} split…")
+        self._running = True
+        self._worker.start()
+        self._update_buttons()
+        return True
+
+    def cancel(self) -> None:
+        if self._worker is not None and self._running:
+            self._worker.cancel()
+            self._set_status("Cancelling…")
+
+    def shutdown(self, ms: int = 60000) -> bool:
+        """Cancel a running analysis and wait for its thread (the window calls this on close)."""
+        worker = self._worker
+        if worker is None:
+            return True
+        worker.cancel()
+        return worker.wait(ms)
+
+    def _on_progress(self, done: int, total: int, text: str) -> None:
+        self.progress.setRange(0, max(1, total))
+        self.progress.setValue(done)
+        if text:
+            self.status.setText(text)
+
+    def _on_finished(self, result) -> None:
+        report, files = result
+        self.show_report(report, files)
+        n = len(report["models"])
+        cached = sum(1 for m in report["models"] if m.get("cached"))
+        self._set_status(f"Analysed {n} model(s) on {report['data']['images']} images"
+                         + (f" ({cached} from the cache)." if cached else "."))
+        self.analysisFinished.emit(report)
+
+    def _on_failed(self, message: str) -> None:
+        self._set_status(f"Analysis failed: {message}")
+
+    def _on_done(self) -> None:
+        # The worker object stays referenced until the next run: its thread may still be
+        # returning from the task when this slot runs.
+        self._running = False
+        self.progress.setRange(0, 1)
+        self.progress.setValue(1 if self.report else 0)
+        self._update_buttons()
+
+    def _set_status(self, text: str) -> None:
+        self.status.setText(text)
+        self.statusMessage.emit(text)
+
+    # ------------------------------------------------------------------ showing
+    def show_report(self, report: dict, files: dict) -> None:
+        """Fill the tables, plots and mosaics from a report and its written files."""
+        from geocam_gui.core.analysis_report import tables
+
+        self.report, self.files = report, {k: Path(v) for k, v in files.items()}
+        for w in list(self.table_widgets.values()) + list(self.plot_labels.values()):
+            w.setParent(None)
+            w.deleteLater()
+        self.table_widgets.clear()
+        self.plot_labels.clear()
+        for name, t in tables(report).items():
+            table = QTableWidget(len(t["rows"]), len(t["columns"]))
+            table.setHorizontalHeaderLabels(t["columns"])
+            for r, row in enumerate(t["rows"]):
+                for c, cell in enumerate(row):
+                    item = QTableWidgetItem(str(cell))
+                    item.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
+                    table.setItem(r, c, item)
+            table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+            table.verticalHeader().setVisible(False)
+            table.setMinimumHeight(min(260, 30 + 26 * max(1, len(t["rows"]))))
+            title = QLabel(f"<b>{t['title']}</b>")
+            self.tables_layout.insertWidget(self.tables_layout.count() - 1, title)
+            self.tables_layout.insertWidget(self.tables_layout.count() - 1, table)
+            self.table_widgets[name] = table
+            self.plot_labels[f"_title_{name}"] = title
+        from geocam_gui.core.analysis_report import PLOTS
+
+        for name in PLOTS:
+            if name in self.files and self.files[name].is_file():
+                label = QLabel()
+                label.setPixmap(QPixmap(str(self.files[name])))
+                self.plots_layout.insertWidget(self.plots_layout.count() - 1, label)
+                self.plot_labels[name] = label
+        self.mosaic_choice.blockSignals(True)
+        self.mosaic_choice.clear()
+        for m in report["models"]:
+            for cls, e in m.get("elements", {}).items():
+                text = f"{m['label'] if m['key'] == m['model'] else m['key']}: {cls} ({len(e['clusters'])} clusters)"
+                self.mosaic_choice.addItem(text, (m["key"], cls))
+        self.mosaic_choice.blockSignals(False)
+        self._show_mosaic()
+        self._update_buttons()
+
+    def _show_mosaic(self, *_):
+        data = self.mosaic_choice.currentData()
+        if not data or self.report is None:
+            self.mosaic.set_mosaic(None, [])
+            return
+        key, cls = data
+        model = next(m for m in self.report["models"] if m["key"] == key)
+        e = model["elements"][cls]
+        self.mosaic.set_mosaic(e.get("mosaic"), e["clusters"])
+
+    def export_report(self, folder: str | Path) -> dict:
+        """Write the shown report (JSON, HTML, plots, mosaics) into ``folder``."""
+        from geocam_gui.core.analysis_report import write_report
+
+        if self.report is None:
+            raise RuntimeError("There is no report to export yet.")
+        files = write_report(self.report, folder)
+        self._set_status(f"Report written to {files['html']}.")
+        return files
+
+    def _choose_export(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Export the analysis report into a folder")
+        if folder:
+            try:
+                self.export_report(folder)
+            except OSError as exc:
+                self._set_status(f"Could not write the report: {exc}")
