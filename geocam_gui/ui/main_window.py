@@ -268,12 +268,8 @@ class MainWindow(QMainWindow):
 
         roots = [str(s) for s in (spec if isinstance(spec, (list, tuple)) else [spec])]
 
-        def work(_progress, _cancelled):
-            if len(roots) == 1:
-                return open_data(roots[0])
-            from geocam_gui.core.datasets import index_dataset
-
-            return index_dataset(roots)
+        def work(progress, _cancelled):
+            return open_data(roots[0] if len(roots) == 1 else roots, progress=lambda d, t: progress(d, t))
 
         self.show_message(f"Indexing {', '.join(roots)}…")
         self.run_task("index", work, lambda index: self.set_index(index, demo=demo, spec=roots),
