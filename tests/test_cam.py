@@ -253,6 +253,19 @@ def test_one_forward_and_batch_independence(models):
     assert np.allclose(full.probabilities().sum(1), 1.0, atol=1e-6)
 
 
+def test_class_subset_in_any_order_equals_the_full_set():
+    torch.manual_seed(4)
+    model = build_model("shallow", 4).eval()
+    layer = target_layer(model, "shallow")
+    x = _images(2, seed=22)
+    full = compute_cams(model, x, layer, method="gradcam++", normalize="none")
+    part = compute_cams(model, x, layer, method="gradcam++", classes=[3, 1], normalize="none")
+    assert part.classes == [3, 1] and part.raw.shape[1] == 2
+    assert torch.allclose(part.raw, full.raw[:, [3, 1]], atol=1e-6)
+    one = compute_cams(model, x, layer, classes=2)
+    assert one.classes == [2] and one.maps.shape == (2, 1, SIZE, SIZE)
+
+
 # --------------------------------------------------------------------------- normalisation
 
 

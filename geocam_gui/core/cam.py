@@ -262,6 +262,15 @@ def _gap_linear_head(model: nn.Module, layer: nn.Module) -> nn.Linear | None:
 # --------------------------------------------------------------------------- methods
 
 
+def _select(t: torch.Tensor, dim: int, classes: list[int]) -> torch.Tensor:
+    """``t`` indexed by ``classes`` along ``dim`` without building an index tensor from a
+    Python list (on CUDA that would be a host-to-device copy and a synchronisation)."""
+    start = classes[0]
+    if classes == list(range(start, start + len(classes))):
+        return t.narrow(dim, start, len(classes))
+    return torch.stack([t.select(dim, k) for k in classes], dim)
+
+
 def _cams_from_gradients(method: str, A: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
     """A (B, n, h, w), G (C, B, n, h, w) -> raw maps (B, C, h, w)."""
     if method == "gradcam":
@@ -293,7 +302,6 @@ def _scorecam(model: nn.Module, x: torch.Tensor, A: torch.Tensor, classes: list[
     lo = flat.amin(dim=2)[..., None, None]
     hi = flat.amax(dim=2)[..., None, None]
     masks = (up - lo) / (hi - lo + 1e-8)  # (B, n, H, W)
-    idx = torch.as_tensor(classes, device=x.device)
     scores = []
     with torch.no_grad():
         for b in range(B):
@@ -301,7 +309,7 @@ def _scorecam(model: nn.Module, x: torch.Tensor, A: torch.Tensor, classes: list[
             for s in range(0, n, SCORECAM_BATCH):
                 m = masks[b, s : s + SCORECAM_BATCH].unsqueeze(1)  # (k, 1, H, W)
                 out = model(x[b : b + 1] * m)
-                per_image.append(out.index_select(1, idx))
+                per_image.append(_select(out, 1, classes))
             scores.append(torch.cat(per_image, 0))  # (n, C)
     w = torch.softmax(torch.stack(scores, 0), dim=1)  # (B, n, C), softmax over channels
     return torch.einsum("bnc,bnhw->bchw", w, A)
@@ -414,16 +422,16 @@ def compute_cams(
 def _analytic_gradients(fc: nn.Linear, classes: list[int], A: torch.Tensor) -> torch.Tensor:
     """d logit_k / d A for GAP + linear: W[k] / (h*w) at every position, (C, B, n, h, w)."""
     B, n, h, w = A.shape
-    W = fc.weight.detach()[classes].to(A.dtype) / (h * w)  # (C, n)
+    W = _select(fc.weight.detach(), 0, classes).to(A.dtype) / (h * w)  # (C, n)
     return W[:, None, :, None, None].expand(len(classes), B, n, h, w)
 
 
 def _autograd_gradients(logits: torch.Tensor, activation: torch.Tensor, classes: list[int]) -> torch.Tensor:
     """All classes' gradients w.r.t. the hooked activation in one batched backward."""
     C = len(classes)
-    idx = torch.as_tensor(classes, device=logits.device)
     onehot = torch.zeros(C, *logits.shape, dtype=logits.dtype, device=logits.device)
-    onehot[torch.arange(C, device=logits.device), :, idx] = 1
+    for c, k in enumerate(classes):  # fills on the device, no host-to-device copy
+        onehot[c, :, k] = 1
     if C == 1:
         (g,) = torch.autograd.grad(logits, activation, onehot[0])
         return g.unsqueeze(0)
