@@ -1,0 +1,107 @@
+"""``geocam analyze``: measured interpretability of trained models (see core/analysis.py).
+
+    geocam analyze --checkpoint CKPT [CKPT ...] --data DATA [--split test] [--method gradcam]
+                   [--limit N] --out DIR
+
+writes DIR/report.json, DIR/report.html (self-contained) and the plots and mosaics as PNG.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from geocam_gui.core.cam import METHODS
+
+NAME = "analyze"
+HELP = ("measure the models' explanations: accuracy, localisation against masks, faithfulness, "
+        "sanity check, agreement, sky bias and discriminative elements")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", "-c", nargs="+", required=True, metavar="CKPT",
+                        help="checkpoints to analyse (best.json / .safetensors), or a training run folder "
+                             "(every best.json below it)")
+    parser.add_argument("--data", "-d", required=True, metavar="DATA",
+                        help="the data: a demo set, a folder written by 'geocam index', or an image root")
+    parser.add_argument("--split", default="test", choices=("train", "val", "test"), help="split to analyse (default test)")
+    parser.add_argument("--method", default="gradcam", choices=METHODS, help="CAM method (default gradcam)")
+    parser.add_argument("--limit", type=int, default=None, metavar="N",
+                        help="analyse only the first N images of the split (classes interleaved)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
+    parser.add_argument("--no-cache", action="store_true", help="recompute even when cached results exist")
+    parser.add_argument("--out", "-o", required=True, metavar="DIR", help="output folder for the report")
+
+
+def _expand(items: list[str]) -> list[Path]:
+    from geocam_gui.core.checkpoints import find_checkpoints
+    from geocam_gui.core.errors import BadArgument
+
+    out: list[Path] = []
+    for item in items:
+        p = Path(item).expanduser()
+        if p.is_dir():
+            found = find_checkpoints(p)
+            if not found:
+                raise BadArgument(f"{p} is a folder without any trained checkpoint (best.json) in it.")
+            out.extend(sorted(found))
+        else:
+            out.append(p)
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from geocam_gui.core.analysis import run_analysis, write_report
+    from geocam_gui.core.datasets import open_data
+    from geocam_gui.core.errors import BadArgument, DataError
+
+    if args.limit is not None and args.limit < 1:
+        raise BadArgument(f"--limit must be at least 1, got {args.limit}.")
+    checkpoints = _expand(args.checkpoint)
+    data = Path(args.data).expanduser()
+    if not data.exists():
+        raise BadArgument(f"The data folder {data} does not exist.")
+    out = Path(args.out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise BadArgument(f"--out {out} exists and is not a folder.")
+    index = open_data(data)
+    if not index.split(args.split):
+        raise DataError(f"The {args.split!r} split of {data} has no images.")
+    show = sys.stderr.isatty()
+    last = [0.0]
+
+    def progress(done: int, total: int, text: str = "") -> None:
+        now = time.monotonic()
+        if show and (now - last[0] > 0.5 or done == total):
+            last[0] = now
+            print(f"\r[{done}/{total}] {text[:70]:<70}", end="\n" if done == total else "", file=sys.stderr, flush=True)
+
+    start = time.perf_counter()
+    report = run_analysis(checkpoints, index, split=args.split, method=args.method, limit=args.limit,
+                          progress=progress, device=args.device, use_cache=not args.no_cache)
+    files = write_report(report, out)
+    took = time.perf_counter() - start
+    print(f"Analysed {len(report['models'])} model(s) on {report['data']['images']} {args.split} images "
+          f"with {args.method} in {took:.1f} s.")
+    for m in report["models"]:
+        loc = m["localisation"]
+        pg = loc["pointing_game"]["cam"] if loc.get("available") else None
+        sky = (loc["sky_energy"]["cam"]["mean"] if loc.get("available") else None)
+        f = m["faithfulness"]
+        line = f"  {m['key']:<24} accuracy {m['accuracy']['accuracy']:.3f}"
+        if pg is not None:
+            line += f", pointing {pg:.3f} (random {loc['pointing_game']['random']:.3f})"
+        if sky is not None:
+            line += f", sky energy {sky:.3f}"
+        line += f", deletion AUC {f['deletion']['auc']['mean']:.3f}, insertion AUC {f['insertion']['auc']['mean']:.3f}"
+        print(line)
+        if loc.get("available") and loc["without_masks"]:
+            print(f"    ({loc['without_masks']} of {loc['images']} images have no evidence mask and were left out "
+                  "of localisation)")
+    reliance = report["bias"].get("sky_reliance") or {}
+    for key, v in reliance.items():
+        print(f"  sky reliance {key}: {v:+.3f} (accuracy as trained minus flipped sky)")
+    print(f"Report: {files['html']} (and report.json, {len(files) - 2} PNG files) in {out}")
+    return 0

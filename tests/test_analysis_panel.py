@@ -1,0 +1,128 @@
+"""The Analysis tab (pytest-qt): runs the core analysis in a worker, shows tables, plots and
+clickable mosaics, cancels, and leaves no thread behind."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("pytestqt")
+
+from PySide6.QtCore import QPoint, Qt  # noqa: E402
+
+from geocam_gui.ui import workers  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def context(tmp_path_factory):
+    """A tiny demo set and an untrained shallow checkpoint (the panel only shows what core computes)."""
+    from geocam_gui.core import datasets, synthetic
+    from geocam_gui.core.checkpoints import save_checkpoint
+    from geocam_gui.core.models import build_model
+
+    root = tmp_path_factory.mktemp("panel")
+    data = synthetic.generate_demo(root / "demo", per_class=24, size=40, sky_bias=0.5, seed=1, views_per_place=2)
+    import torch
+
+    torch.manual_seed(0)
+    ck = save_checkpoint(root / "ck" / "shallow" / "best", build_model("shallow", 2),
+                         {"model": "shallow", "classes": ["pittsburgh", "tokyo"], "image_size": 40})
+    return datasets.open_data(data), str(ck)
+
+
+@pytest.fixture
+def panel(qtbot, qt_settings, torch_threads):
+    from geocam_gui.ui.analysis_panel import AnalysisPanel
+
+    p = AnalysisPanel()
+    qtbot.addWidget(p)
+    p.resize(1000, 700)
+    p.show()
+    yield p
+    assert p.shutdown(30000)
+    qtbot.waitUntil(lambda: not workers.running_threads(), timeout=20000)
+    assert not workers.running_threads()
+
+
+def test_context_lists_models_and_enables_run(panel, context):
+    index, ck = context
+    assert not panel.run_button.isEnabled()
+    panel.set_context(index, {"shallow": ck, "vgg11": None, "resnet18": None})
+    assert panel.models.count() == 3
+    assert panel.selected_checkpoints() == [ck]
+    assert panel.run_button.isEnabled() and not panel.cancel_button.isEnabled()
+    panel.models.item(0).setCheckState(Qt.CheckState.Unchecked)
+    assert not panel.run_button.isEnabled()
+
+
+def test_run_shows_tables_plots_and_clickable_mosaics(panel, context, qtbot):
+    index, ck = context
+    panel.set_context(index, {"shallow": ck})
+    panel.limit.setValue(6)
+    with qtbot.waitSignal(panel.analysisFinished, timeout=240000) as blocker:
+        assert panel.start()
+        assert panel.is_running() and panel.cancel_button.isEnabled()
+    report = blocker.args[0]
+    qtbot.waitUntil(lambda: not panel.is_running(), timeout=10000)
+    assert report["data"]["images"] == 6
+    acc = panel.table_widgets["accuracy"]
+    assert acc.rowCount() == 1 and acc.item(0, 0).text() == "Shallow CNN"
+    assert acc.item(0, 1).text() == "6"
+    assert {"localisation", "faithfulness", "sanity"} <= set(panel.table_widgets)
+    assert not panel.plot_labels["faithfulness"].pixmap().isNull()
+    assert panel.export_button.isEnabled()
+
+    assert panel.mosaic_choice.count() == 2  # one entry per class
+    for i in range(panel.mosaic_choice.count()):
+        panel.mosaic_choice.setCurrentIndex(i)
+        if panel.mosaic.tiles():
+            break
+    tiles = panel.mosaic.tiles()
+    assert tiles, "an untrained model still classifies about half of the images right, so patches exist"
+    rect, path = tiles[0]
+    with qtbot.waitSignal(panel.sampleRequested, timeout=2000) as clicked:
+        qtbot.mouseClick(panel.mosaic, Qt.MouseButton.LeftButton, pos=rect.center())
+    assert clicked.args == [path]
+    assert panel.mosaic.path_at(0, 0) is None  # the label column is not a patch
+
+
+def test_rerun_is_served_from_the_cache_and_exports(panel, context, qtbot, tmp_path):
+    index, ck = context
+    panel.set_context(index, {"shallow": ck})
+    panel.limit.setValue(6)
+    with qtbot.waitSignal(panel.analysisFinished, timeout=240000):
+        assert panel.start()
+    qtbot.waitUntil(lambda: not panel.is_running(), timeout=10000)
+    with qtbot.waitSignal(panel.analysisFinished, timeout=240000) as blocker:
+        assert panel.start()
+    qtbot.waitUntil(lambda: not panel.is_running(), timeout=10000)
+    assert all(m["cached"] for m in blocker.args[0]["models"])
+    assert "cache" in panel.status.text()
+    files = panel.export_report(tmp_path / "out")
+    assert files["html"].is_file() and (tmp_path / "out" / "report.json").is_file()
+
+
+def test_cancel_stops_the_worker_and_shutdown_joins_it(panel, context, qtbot):
+    index, ck = context
+    panel.set_context(index, {"shallow": ck})
+    panel.limit.setValue(0)  # all images: long enough to cancel
+    panel.method.setCurrentIndex(panel.method.findData("scorecam"))
+    assert panel.start()
+    panel.cancel()
+    qtbot.waitUntil(lambda: not panel.is_running(), timeout=120000)
+    assert "cancel" in panel.status.text().lower()
+    assert panel.shutdown(30000)
+    assert not workers.running_threads()
+
+
+def test_failure_is_reported_not_raised(panel, context, qtbot, tmp_path):
+    from geocam_gui.core.checkpoints import save_checkpoint
+    from geocam_gui.core.models import build_model
+
+    index, _ = context
+    bad = save_checkpoint(tmp_path / "bad" / "best", build_model("shallow", 2),
+                          {"model": "shallow", "classes": ["paris", "rome"], "image_size": 40})
+    panel.set_context(index, {"shallow": str(bad)})
+    assert panel.start()
+    qtbot.waitUntil(lambda: not panel.is_running(), timeout=60000)
+    assert "failed" in panel.status.text() and "trained on classes" in panel.status.text()
+    assert panel.run_button.isEnabled()
