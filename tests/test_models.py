@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from geocam_gui.core.errors import BadArgument, CheckpointError
-from geocam_gui.core.models import MEAN, MODEL_NAMES, STD, build_model, load_pretrained, preprocess, target_layer
+from geocam_gui.core.models import MEAN, MODEL_NAMES, STD, build_model, preprocess, target_layer
 
 # Spatial size of the target layer's output relative to the input (see models' docstring).
 STRIDE = {"shallow": 8, "vgg11": 16, "resnet18": 32}

@@ -22,10 +22,8 @@ test counts are summed over ranks, and only rank 0 writes files and emits events
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import os
 import threading
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -38,15 +36,14 @@ from torch import nn
 from geocam_gui.core import checkpoints as ckpt
 from geocam_gui.core.device import resolve_device
 from geocam_gui.core.errors import BadArgument, Cancelled, CheckpointError, DataError, GeoCamError
-from geocam_gui.core.loader import AugmentConfig, BatchFeeder, augment, epoch_generator, epoch_order
-from geocam_gui.core.metrics import confusion_update, summarize
-from geocam_gui.core.models import MODEL_NAMES, MIN_INPUT, build_model
+from geocam_gui.core.loader import AugmentConfig, BatchFeeder
+from geocam_gui.core.metrics import summarize
+from geocam_gui.core.models import MIN_INPUT, MODEL_NAMES
 
 EVENT_KINDS = ("start", "batch", "epoch", "checkpoint", "finished", "failed", "cancelled", "log")
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "step", "none")
 BALANCE = ("none", "loss", "sample")
-_OOM = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 #: Fields that may differ between a run and its ``--resume`` (the rest must match).
 RESUMABLE_CHANGES = ("epochs", "device", "workers", "max_batches_per_epoch")
 
@@ -67,7 +64,9 @@ class TrainConfig:
     seed: int = 0
     deterministic: bool = False
     workers: int = 0  # background threads assembling batches (host-resident data only)
-    balance: str = "none"  # "none" | "loss" (class-weighted loss) | "sample" (balanced sampling)
+    # "none" | "loss" (class-weighted loss) | "sample" (draw with the index's sample weights, or
+    # inverse class frequency when it has none)
+    balance: str = "none"
     weight_decay: float = 1e-4
     momentum: float = 0.9
     weights: str | None = None  # optional local ImageNet state dict (head re-made)

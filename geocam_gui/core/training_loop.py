@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from geocam_gui.core import checkpoints as ckpt
 from geocam_gui.core.device import describe_device, resolve_device
-from geocam_gui.core.errors import Cancelled, CheckpointError, DataError, GeoCamError
+from geocam_gui.core.errors import CheckpointError, DataError, GeoCamError
 from geocam_gui.core.loader import BatchFeeder, augment, epoch_generator, epoch_order
 from geocam_gui.core.metrics import confusion_update, summarize
 from geocam_gui.core.models import build_model
@@ -279,7 +279,7 @@ class TrainingLoop:
         if cfg.balance == "loss":
             class_w = (counts.sum() / (k * counts.clamp(min=1))).float().to(dev)
         elif cfg.balance == "sample":
-            sample_w = (1.0 / counts.clamp(min=1))[train_labels]
+            sample_w = self._sample_weights(train, counts, train_labels)
         feeders = {s: BatchFeeder(d.images, d.labels, dev, channels_last=cuda and cfg.channels_last)
                    for s, d in data.items() if d is not None}
         amp = cuda and cfg.amp
@@ -341,6 +341,16 @@ class TrainingLoop:
                seconds=round(time.perf_counter() - started, 2))
         return TrainResult("finished", cfg.model, run_dir, best_path, last_path, best["epoch"], cfg.epochs,
                            history, test, time.perf_counter() - started)
+
+    def _sample_weights(self, train: SplitData, counts: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Per-image sampling weights: the index's own (``balance="weighted"`` when indexing) if it
+        has any, else inverse class frequency (each class drawn equally often)."""
+        own = getattr(self.t.index, "sample_weights", None)
+        if own is not None:
+            w = torch.as_tensor(np.asarray(own("train"), dtype=np.float64))
+            if len(w) == len(train.labels) and not torch.all(w == 1.0):
+                return w[train.positions]
+        return (1.0 / counts.clamp(min=1))[labels]
 
     def _n_batches(self, n: int) -> int:
         b = n // self.batch_size + (1 if n % self.batch_size >= 2 else 0)
