@@ -390,6 +390,16 @@ def test_bad_inputs_raise_clear_errors(models):
     unused = WithSpare()
     with pytest.raises(BadArgument, match="did not run"):
         compute_cams(unused, x, unused.spare)
+
+    class SideBranch(WithSpare):
+        def forward(self, t):
+            self.spare(t)  # runs, but the logits do not depend on it
+            return self.net(t)
+
+    side = SideBranch()
+    for classes in (None, [1]):
+        with pytest.raises(BadArgument, match="does not depend on the explained layer"):
+            compute_cams(side, x, side.spare, classes=classes)
     assert _hooks(model) == 0 and all(p.grad is None for p in model.parameters())
 
 

@@ -189,6 +189,7 @@ class _Capture:
         self.with_grad = with_grad
         self.head = head
         self.pool_ok = False
+        self.fc_ok_input = False
         self.pool_out: torch.Tensor | None = None
         self.fc_out: torch.Tensor | None = None
         self.handles = [layer.register_forward_hook(self._hook)]
@@ -224,8 +225,7 @@ class _Capture:
         self.fc_out = output
 
     def analytic_ok(self, logits: torch.Tensor) -> bool:
-        return bool(self.head is not None and self.pool_ok and getattr(self, "fc_ok_input", False)
-                    and logits is self.fc_out)
+        return bool(self.head is not None and self.pool_ok and self.fc_ok_input and logits is self.fc_out)
 
     def remove(self) -> None:
         for h in self.handles:
@@ -432,16 +432,28 @@ def _autograd_gradients(logits: torch.Tensor, activation: torch.Tensor, classes:
     onehot = torch.zeros(C, *logits.shape, dtype=logits.dtype, device=logits.device)
     for c, k in enumerate(classes):  # fills on the device, no host-to-device copy
         onehot[c, :, k] = 1
-    if C == 1:
-        (g,) = torch.autograd.grad(logits, activation, onehot[0])
-        return g.unsqueeze(0)
     try:
-        (g,) = torch.autograd.grad(logits, activation, onehot, is_grads_batched=True, retain_graph=True)
-        return g
-    except RuntimeError:
-        # Some ops have no batching rule for vmap: fall back to one backward per class.
-        grads = [torch.autograd.grad(logits, activation, onehot[c], retain_graph=True)[0] for c in range(C)]
-        return torch.stack(grads, 0)
+        if C == 1:
+            (g,) = torch.autograd.grad(logits, activation, onehot[0], allow_unused=True)
+            g = None if g is None else g.unsqueeze(0)
+        else:
+            try:
+                (g,) = torch.autograd.grad(
+                    logits, activation, onehot, is_grads_batched=True, retain_graph=True, allow_unused=True
+                )
+            except RuntimeError:
+                # An op without a vmap batching rule: one backward per class instead.
+                gs = [torch.autograd.grad(logits, activation, onehot[c], retain_graph=True, allow_unused=True)[0]
+                      for c in range(C)]
+                g = None if gs[0] is None else torch.stack(gs, 0)
+    except RuntimeError as exc:
+        if "does not require grad" in str(exc) or "does not have a grad_fn" in str(exc):
+            g = None
+        else:
+            raise
+    if g is None:
+        raise BadArgument("The model's output does not depend on the explained layer (it runs on a side branch).")
+    return g
 
 
 def explain(
