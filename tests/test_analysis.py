@@ -1,0 +1,374 @@
+"""Measured interpretability (core/analysis*.py and `geocam analyze`).
+
+Two shallow nets are trained with the real Trainer on tiny demo sets that differ only in the
+sky bias of train/val (1.0 vs 0.5); the test places, and so the test images, are the same.
+Models this small learn the sky in a few epochs but not the evidence (bridges, kanji signs),
+so the checks that need a model to look at *something* use the sky as that something.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from geocam_gui.core import analysis_metrics as am
+from geocam_gui.core import analysis_model as amod
+
+TRAIN = dict(epochs=6, batch_size=16, image_size=48)
+DEMO = dict(per_class=32, size=48, test_sky_bias=0.5, seed=0, views_per_place=2)
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, torch_threads):
+    import os
+
+    from geocam_gui.core import datasets, synthetic, training
+
+    home = tmp_path_factory.mktemp("analysis_home")
+    old = os.environ.get("GEOCAM_HOME")
+    os.environ["GEOCAM_HOME"] = str(home)
+    try:
+        out = {}
+        for name, bias in (("biased", 1.0), ("plain", 0.5)):
+            data = synthetic.generate_demo(home / f"demo_{name}", sky_bias=bias, **DEMO)
+            index = datasets.open_data(data)
+            cfg = training.default_config("shallow", "cpu")
+            for k, v in TRAIN.items():
+                setattr(cfg, k, v)
+            cfg.deterministic = True
+            result = training.Trainer(cfg, index, home / f"run_{name}").run()
+            out[name] = {"data": data, "index": index, "checkpoint": str(result.best_checkpoint)}
+        out["home"] = home
+        yield out
+    finally:
+        if old is None:
+            os.environ.pop("GEOCAM_HOME", None)
+        else:
+            os.environ["GEOCAM_HOME"] = old
+
+
+@pytest.fixture(scope="module")
+def report(trained):
+    from geocam_gui.core.analysis import run_analysis
+
+    seen = []
+    rep = run_analysis([trained["biased"]["checkpoint"], trained["plain"]["checkpoint"]],
+                       trained["biased"]["index"], progress=lambda d, t, s: seen.append((d, t)))
+    rep["_progress"] = seen
+    return rep
+
+
+def _model(rep, which):
+    return next(m for m in rep["models"] if f"run_{which}" in m["key"])
+
+
+@pytest.fixture
+def home(trained, monkeypatch):
+    monkeypatch.setenv("GEOCAM_HOME", str(trained["home"]))
+    return trained["home"]
+
+
+def _untrained(tmp_path, classes=("pittsburgh", "tokyo"), size=48):
+    from geocam_gui.core.checkpoints import save_checkpoint
+    from geocam_gui.core.models import build_model
+
+    return str(save_checkpoint(tmp_path / "untrained" / "best", build_model("shallow", len(classes)),
+                               {"model": "shallow", "classes": list(classes), "image_size": size}))
+
+
+# --------------------------------------------------------------------------- measures
+
+
+def test_rankdata_and_spearman_follow_their_definitions():
+    assert am.rankdata([10, 20, 20, 5]).tolist() == [2.0, 3.5, 3.5, 1.0]
+    a = np.array([[1, 2, 3, 4, 5.0]])
+    assert am.spearman(a, a ** 3)[0] == pytest.approx(1.0)
+    assert am.spearman(a, -a)[0] == pytest.approx(-1.0)
+    assert np.isnan(am.spearman(a, np.ones_like(a))[0])  # a constant map has no ranking
+    rng = np.random.default_rng(0)
+    x, y = rng.random((1, 200)), rng.random((1, 200))
+    rx, ry = am.rankdata(x), am.rankdata(y)
+    assert am.spearman(x, y)[0] == pytest.approx(np.corrcoef(rx, ry)[0, 1])
+
+
+def test_ssim_is_one_for_identical_maps_and_low_for_unrelated_ones():
+    rng = np.random.default_rng(1)
+    m = rng.random((3, 32, 32))
+    assert am.ssim(m, m) == pytest.approx(np.ones(3))
+    assert (am.ssim(m, rng.random((3, 32, 32))) < 0.2).all()
+    assert (am.ssim(m, np.full_like(m, 0.5)) < 0.1).all()
+    assert am.ssim(m[:, :4, :4], m[:, :4, :4]) == pytest.approx(np.ones(3))  # window shrinks to the map
+
+
+def test_pointing_game_energy_share_top_fraction_and_areas():
+    maps = np.zeros((3, 20, 20))
+    maps[0, 5, 5] = 1.0  # inside the mask
+    maps[1, 5, 8] = 1.0  # 2 px from the mask: a hit only with tolerance
+    masks = np.zeros((3, 20, 20), bool)
+    masks[:, 4:7, 4:7] = True
+    hit0, defined = am.pointing_game(maps, masks, 0)
+    assert hit0.tolist() == [True, False, False] and defined.tolist() == [True, True, False]
+    hit2, _ = am.pointing_game(maps, masks, 2)
+    assert hit2.tolist() == [True, True, False]
+    share = am.energy_share(maps, masks)
+    assert share[0] == 1.0 and share[1] == 0.0 and np.isnan(share[2])
+    top = am.top_fraction(np.arange(100.0).reshape(1, 10, 10), 0.2)
+    assert top.sum() == 20 and top[0, 8:].all()
+    assert am.iou(top, top)[0] == 1.0 and am.iou(top, ~top)[0] == 0.0
+    assert am.curve_area(np.full((1, 11), 0.3))[0] == pytest.approx(0.3)
+    assert am.curve_area(np.linspace(1, 0, 11)[None])[0] == pytest.approx(0.5)
+    assert am.pointing_tolerance(224) == 15 and am.pointing_tolerance(48) == 3
+
+
+def test_kmeans_separates_blobs_and_is_seeded():
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(0, 0.1, (20, 4)), rng.normal(5, 0.1, (20, 4))])
+    labels, centres = am.kmeans(x, 2, seed=3)
+    assert len(set(labels[:20])) == 1 and len(set(labels[20:])) == 1 and labels[0] != labels[-1]
+    again, _ = am.kmeans(x, 2, seed=3)
+    assert (labels == again).all()
+    assert len(centres) == 2
+
+
+def test_peaks_and_cascade_groups():
+    m = np.zeros((20, 20))
+    m[3, 3], m[15, 15], m[16, 16] = 1.0, 0.8, 0.7
+    peaks = amod.find_peaks(m, radius=3)
+    assert [(y, x) for y, x, _ in peaks] == [(3, 3), (15, 15)]  # (16, 16) is suppressed
+    assert amod.find_peaks(np.ones((5, 5))) == []
+    from geocam_gui.core.models import build_model
+
+    groups = [g for g, _ in amod.cascade_groups(build_model("resnet18", 2))]
+    assert groups[0] == "fc" and groups[1] == "layer4.1" and groups[-1] == "conv1"
+    assert [g for g, _ in amod.cascade_groups(build_model("shallow", 2))][0] == "classifier.4"
+
+
+def test_deletion_in_map_order_beats_random_order_on_a_model_that_reads_one_region(torch_threads):
+    import torch
+    from torch import nn
+
+    class Corner(nn.Module):  # class 1's logit is the mean of the top-left quarter
+        def forward(self, x):
+            v = x[:, :, :8, :8].mean(dim=(1, 2, 3)) * 10
+            return torch.stack([torch.zeros_like(v), v], 1)
+
+    x = torch.full((2, 3, 16, 16), 1.0)
+    good = np.zeros((2, 16, 16))
+    good[:, :8, :8] = 1 + np.random.default_rng(0).random((2, 8, 8))
+    cls, p0 = np.array([1, 1]), torch.softmax(Corner()(x), 1)[:, 1].numpy()
+    d_good, i_good = amod.perturbation_curves(Corner(), x, amod._ranks(good), cls, p0, steps=8)
+    rnd = np.stack([np.random.default_rng(b).permutation(256) for b in range(2)])
+    d_rnd, _ = amod.perturbation_curves(Corner(), x, rnd, cls, p0, steps=8)
+    assert (am.curve_area(d_good) < am.curve_area(d_rnd) - 0.1).all()
+    # The region is the first quarter of the pixels: after 2 of 8 steps it is all mean colour
+    # (zero), so class 1's logit is 0 and its probability 1/2; a random order is far slower.
+    assert d_good[:, 2] == pytest.approx(0.5, abs=1e-5)
+    assert i_good[:, -1] == pytest.approx(p0)
+
+
+def test_select_samples_interleaves_classes():
+    from geocam_gui.core.analysis import select_samples
+    from geocam_gui.core.datasets import Sample
+
+    s = [Sample(f"/a{i}", "a", f"g{i}", "test") for i in range(5)] + [Sample(f"/b{i}", "b", "g", "test") for i in range(2)]
+    out = select_samples(s, 4, ["a", "b"])
+    assert [x.label for x in out] == ["a", "b", "a", "b"]
+    assert len(select_samples(s, None, ["a", "b"])) == 7
+
+
+# --------------------------------------------------------------------------- trained models
+
+
+def test_sky_biased_model_puts_more_cam_energy_on_the_sky(report):
+    biased, plain = _model(report, "biased"), _model(report, "plain")
+    b, p = biased["localisation"], plain["localisation"]
+    assert b["available"] and b["with_sky_mask"] == b["images"]
+    assert b["sky_energy"]["cam"]["mean"] > p["sky_energy"]["cam"]["mean"] + 0.05
+    assert b["sky_energy_predicted"]["mean"] > p["sky_energy_predicted"]["mean"] + 0.08
+    assert b["sky_energy_predicted"]["mean"] > b["sky_energy"]["random"]["mean"]
+
+
+def test_bias_probe_shows_which_model_leans_on_the_sky(report):
+    bias = report["bias"]
+    assert bias["available"] and bias["params"]["sky_bias"] == 1.0
+    names = [s["name"] for s in bias["sets"]]
+    assert names == ["test", "as trained", "flipped"]
+    kb, kp = _model(report, "biased")["key"], _model(report, "plain")["key"]
+    flipped = bias["sets"][2]["accuracy"]
+    as_trained = bias["sets"][1]["accuracy"]
+    assert as_trained[kb] > flipped[kb] + 0.5, (as_trained, flipped)
+    assert bias["sky_reliance"][kb] > bias["sky_reliance"][kp] + 0.4, bias["sky_reliance"]
+    cong = _model(report, "biased")["sky_congruence"]
+    assert cong["usual"]["accuracy"] > cong["unusual"]["accuracy"] + 0.5
+
+
+def test_randomised_models_give_maps_unlike_the_trained_ones(report):
+    for m in report["models"]:
+        steps = m["sanity"]["steps"]
+        assert steps[0]["spearman"]["mean"] == 1.0 and steps[0]["ssim"]["mean"] == 1.0
+        assert len(steps) == 7  # 2 linear + 4 conv layers of the shallow net, plus the trained model
+        randomised = [s for s in steps[1:]]
+        assert all(s["spearman"]["mean"] < 0.7 for s in randomised), randomised
+        assert all(s["ssim"]["mean"] < 0.7 for s in randomised), randomised
+        assert steps[-1]["spearman"]["mean"] < 0.5 and steps[-1]["ssim"]["mean"] < 0.5
+
+
+def _test_maps(trained, which, normalize="per_map", images=None):
+    from geocam_gui.core import cache, checkpoints
+    from geocam_gui.core.cam import explain
+
+    index = trained["biased"]["index"]
+    samples = index.split("test")
+    ck = checkpoints.load_checkpoint(trained[which]["checkpoint"])
+    if images is None:
+        images = np.array(cache.decoded_split(samples, 48, classes=index.classes).images)
+    res = explain(ck.model, "shallow", images, normalize=normalize)
+    pred = res.probabilities().argmax(1)
+    return samples, images, res.maps.numpy()[np.arange(len(pred)), pred], pred
+
+
+def test_pointing_game_of_a_trained_model_beats_a_uniform_random_map(trained, home):
+    from geocam_gui.core.analysis import load_masks
+
+    samples, _, maps, _ = _test_maps(trained, "biased")
+    _, sky, _, has_sky = load_masks([s.path for s in samples], 48)
+    assert has_sky.all()
+    tol = am.pointing_tolerance(48)
+    hits, _ = am.pointing_game(maps, sky, tol)
+    rnd = np.random.default_rng(0).random((50, *maps.shape))
+    random_rate = np.mean([am.pointing_game(r, sky, tol)[0].mean() for r in rnd])
+    assert hits.mean() > random_rate + 0.2, (hits.mean(), random_rate)
+
+
+def test_filling_the_cue_with_background_removes_heat_there(trained, home):
+    from geocam_gui.core.analysis import load_masks
+
+    samples, images, _, pred = _test_maps(trained, "biased")
+    ev, sky, _, _ = load_masks([s.path for s in samples], 48)
+    filled = images.copy()
+    for i in range(len(filled)):
+        filled[i][sky[i]] = images[i][~sky[i] & ~ev[i]].mean(axis=0).astype(np.uint8)
+    from geocam_gui.core import checkpoints
+    from geocam_gui.core.cam import explain
+
+    model = checkpoints.load_checkpoint(trained["biased"]["checkpoint"]).model
+    before = explain(model, "shallow", images, normalize="none", classes=None).maps.numpy()
+    after = explain(model, "shallow", filled, normalize="none", classes=None).maps.numpy()
+    idx = np.arange(len(pred))
+    heat_before = (np.clip(before[idx, pred], 0, None) * sky).sum(axis=(1, 2))
+    heat_after = (np.clip(after[idx, pred], 0, None) * sky).sum(axis=(1, 2))
+    assert heat_after.mean() < 0.5 * heat_before.mean()
+    assert (heat_after < heat_before).mean() >= 0.7
+
+
+def test_report_covers_every_section_and_is_strict_json(report):
+    json.dumps({k: v for k, v in report.items()}, allow_nan=False)
+    assert report["data"]["images"] == 12 and report["method"] == "gradcam"
+    for m in report["models"]:
+        acc = m["accuracy"]
+        assert acc["n"] == 12 and np.asarray(acc["confusion"]).sum() == 12
+        loc = m["localisation"]
+        assert loc["with_evidence_mask"] == 12 and loc["without_masks"] == 0
+        assert 0 <= loc["pointing_game"]["random"] <= 1
+        f = m["faithfulness"]
+        assert len(f["deletion"]["curve"]) == amod.FAITHFULNESS_STEPS + 1
+        assert 0 <= f["deletion"]["auc"]["mean"] <= 1 and 0 <= f["insertion"]["auc"]["mean"] <= 1
+        for cls, e in m["elements"].items():
+            for c in e["clusters"]:
+                assert c["places"] >= 2 and c["size"] >= len(c["patches"]) >= 1
+                assert all(p["path"].endswith(".png") and len(p["tile"]) == 4 for p in c["patches"])
+    assert any(e["clusters"] for m in report["models"] for e in m["elements"].values())
+    pair = report["agreement"]["pairs"][0]
+    assert pair["n"] == 12 and 0 <= pair["iou_top20"]["mean"] <= 1
+    done = report["_progress"]
+    assert done[-1][0] == done[-1][1] and all(a <= b for (a, _), (b, _) in zip(done, done[1:]))
+
+
+def test_second_run_comes_from_the_cache(trained, report, home):
+    from geocam_gui.core.analysis import run_analysis
+
+    again = run_analysis([trained["biased"]["checkpoint"], trained["plain"]["checkpoint"]], trained["biased"]["index"])
+    assert all(m["cached"] for m in again["models"])
+    assert again["models"][0]["faithfulness"] == report["models"][0]["faithfulness"]
+
+
+def test_cli_writes_report_files_that_open(trained, home, tmp_path):
+    from geocam_gui.cli import main
+
+    out = tmp_path / "rep"
+    rc = main(["analyze", "--checkpoint", trained["biased"]["checkpoint"], trained["plain"]["checkpoint"],
+               "--data", str(trained["biased"]["data"]), "--out", str(out)])
+    assert rc == 0
+    rep = json.loads((out / "report.json").read_text())
+    assert len(rep["models"]) == 2
+    html = (out / "report.html").read_text()
+    assert html.count("<table>") >= 5 and "Pointing game" in html and "Sky-bias probe" in html
+    assert html.count("data:image/png;base64,") >= 6
+    for name in ("accuracy", "confusion", "localisation", "faithfulness", "sanity", "agreement"):
+        with Image.open(out / f"{name}.png") as im:
+            assert im.size[0] > 100
+    mosaics = [e["mosaic"] for m in rep["models"] for e in m["elements"].values() if e["mosaic"]]
+    assert mosaics and all((out / name).is_file() for name in mosaics)
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def test_checkpoint_with_other_classes_is_a_bad_argument(trained, home, tmp_path, capsys):
+    from geocam_gui.cli import main
+    from geocam_gui.core.analysis import run_analysis
+    from geocam_gui.core.errors import BadArgument
+
+    ck = _untrained(tmp_path, classes=("paris", "rome"))
+    with pytest.raises(BadArgument, match="trained on classes"):
+        run_analysis([ck], trained["biased"]["index"])
+    rc = main(["analyze", "--checkpoint", ck, "--data", str(trained["biased"]["data"]), "--out", str(tmp_path / "o")])
+    assert rc == 2 and "trained on classes ['paris', 'rome']" in capsys.readouterr().err
+    rc = main(["analyze", "--checkpoint", str(tmp_path / "nope.json"), "--data", str(trained["biased"]["data"]),
+               "--out", str(tmp_path / "o")])
+    assert rc == 2 and "does not exist" in capsys.readouterr().err
+
+
+def test_split_without_images_and_bad_settings_are_clear_errors(trained, home, tmp_path):
+    from geocam_gui.core.analysis import run_analysis
+    from geocam_gui.core.datasets import DatasetIndex
+    from geocam_gui.core.errors import BadArgument, DataError
+
+    idx = trained["biased"]["index"]
+    no_test = DatasetIndex([s for s in idx.samples if s.split != "test"], idx.classes, idx.roots, idx.layout)
+    ck = _untrained(tmp_path)
+    with pytest.raises(DataError, match="no images"):
+        run_analysis([ck], no_test)
+    with pytest.raises(BadArgument, match="method"):
+        run_analysis([ck], idx, method="magic")
+    with pytest.raises(BadArgument, match="limit"):
+        run_analysis([ck], idx, limit=0)
+    with pytest.raises(BadArgument, match="at least one checkpoint"):
+        run_analysis([], idx)
+
+
+def test_missing_masks_are_counted_not_fatal(trained, home, tmp_path):
+    import shutil
+
+    from geocam_gui.core import datasets, synthetic
+    from geocam_gui.core.analysis import run_analysis
+
+    data = tmp_path / "demo"
+    shutil.copytree(trained["plain"]["data"], data)
+    index = datasets.open_data(data)
+    test = index.split("test")
+    for s in test[:5]:
+        synthetic.mask_paths(s.path)["evidence"].unlink()
+    rep = run_analysis([_untrained(tmp_path)], index, bias_sets={})
+    loc = rep["models"][0]["localisation"]
+    assert loc["images"] == len(test) and loc["with_evidence_mask"] == len(test) - 5 and loc["without_masks"] == 5
+    for s in test:
+        synthetic.mask_paths(s.path)["evidence"].unlink(missing_ok=True)
+    rep = run_analysis([_untrained(tmp_path)], index, bias_sets={}, use_cache=False)
+    assert rep["models"][0]["localisation"]["available"] is False
