@@ -319,6 +319,8 @@ def _bias(models: list[_Model], index, split_limit, bias_sets, *, device, cancel
         def gen_progress(done, total):
             if cancel is not None and cancel():
                 raise Cancelled("The analysis was cancelled.")
+            if ticker.progress is not None and (done % 50 == 0 or done == total):
+                ticker.progress(ticker.done, ticker.total, f"generating a sky-probe test set: {done}/{total} images")
         sets = ab.probe_sets(index, progress=gen_progress, cancel=cancel)
     congruence = {m.key: p.get("sky_congruence") for m, p in zip(models, parts)}
     if not sets:
