@@ -74,6 +74,10 @@ class MainWindow(QMainWindow):
         self.training = TrainingPanel()
         self.bottom_tabs = QTabWidget()
         self.bottom_tabs.addTab(self.training, "Training")
+        from geocam_gui.ui.analysis_panel import AnalysisPanel
+
+        self.analysis = AnalysisPanel()
+        self.bottom_tabs.addTab(self.analysis, "Analysis")
         self.training_dock = self._dock("Training", "trainingDock", self.bottom_tabs,
                                         Qt.DockWidgetArea.BottomDockWidgetArea)
         self.resizeDocks([self.browser_dock], [360], Qt.Orientation.Horizontal)
@@ -151,6 +155,7 @@ class MainWindow(QMainWindow):
         self.training.epochCheckpoint.connect(self._on_epoch_checkpoint)
         self.training.checkpointReady.connect(self._on_checkpoint_ready)
         self.training.runFinished.connect(self._on_run_finished)
+        self.analysis.sampleRequested.connect(self._show_sample_path)
 
     # -- settings -------------------------------------------------------------------------------
     def _settings(self) -> QSettings:
@@ -219,23 +224,32 @@ class MainWindow(QMainWindow):
         task = TaskWorker(name, fn, self)
         dialog = None
         if progress_text:
+            # Not modal: a modal QProgressDialog runs the event loop inside setValue(), which
+            # would deliver the task's end (and delete the dialog) in the middle of an update.
             dialog = QProgressDialog(progress_text, "Cancel", 0, 0, self)
             dialog.setWindowTitle("GeoCAM")
-            dialog.setWindowModality(Qt.WindowModality.WindowModal)
+            dialog.setWindowModality(Qt.WindowModality.NonModal)
             dialog.setMinimumDuration(400)
             dialog.canceled.connect(task.cancel)
-            task.progress.connect(lambda d, t, _s: (dialog.setMaximum(max(t, 1)), dialog.setValue(d)))
+
+            def show_progress(done: int, total: int, _text: str) -> None:
+                if task in self._tasks:
+                    dialog.setMaximum(max(total, 1))
+                    dialog.setValue(min(done, max(total, 1)))
+
+            task.progress.connect(show_progress)
         task.finished.connect(on_done)
         task.failed.connect(on_fail or (lambda msg: self.show_error("GeoCAM", msg)))
         task.cancelled.connect(lambda: self.show_message(f"{progress_text or name}: cancelled."))
 
         def cleanup():
+            if task in self._tasks:
+                self._tasks.remove(task)
             if dialog is not None:
+                task.progress.disconnect(show_progress)
                 dialog.reset()
                 dialog.deleteLater()
             task.thread.wait(5000)
-            if task in self._tasks:
-                self._tasks.remove(task)
             self.idleChanged.emit()
 
         task.done.connect(cleanup)
@@ -304,6 +318,7 @@ class MainWindow(QMainWindow):
         if demo and self.auto_train_missing and missing:
             self.show_message(f"No demo models yet: training {', '.join(MODEL_LABELS[m] for m in missing)}…")
             self.training.start(configs=self.demo_configs(missing))
+        self._sync_analysis()
         self.datasetOpened.emit(index)
         self.idleChanged.emit()
 
@@ -326,6 +341,14 @@ class MainWindow(QMainWindow):
         dlg.setDetailedText(json.dumps(self.index.audit, indent=2, default=str)
                             + ("\n\nUnreadable files:\n" + "\n".join(lines) if lines else ""))
         dlg.exec()
+
+    def _show_sample_path(self, path: str) -> None:
+        """A patch of the Analysis tab was clicked: select its image in the browser."""
+        if not self.browser.select_path(path):
+            self.show_message(f"{path} is not in the open dataset.")
+
+    def _sync_analysis(self) -> None:
+        self.analysis.set_context(self.index, self.viewer.checkpoints())
 
     def _on_sample(self, sample) -> None:
         if sample is None:
@@ -357,6 +380,7 @@ class MainWindow(QMainWindow):
                     continue
                 found[name] = str(path)
                 self.viewer.set_checkpoint(name, str(path))
+                self._sync_analysis()
                 self.training.show_checkpoint_metrics(name, meta, str(path))
                 self.update_predictions(name, str(path))
         return found
@@ -410,6 +434,7 @@ class MainWindow(QMainWindow):
 
     def _on_checkpoint_ready(self, name: str, path: str) -> None:
         self.viewer.set_checkpoint(name, path)
+        self._sync_analysis()
 
     def _on_run_finished(self, ok: bool) -> None:
         if self.run_dir is not None:
@@ -422,6 +447,7 @@ class MainWindow(QMainWindow):
                     seen.add(name)
                     self.viewer.set_checkpoint(name, str(path))
                     self.update_predictions(name, str(path))
+        self._sync_analysis()
         self.show_message("Training finished." if ok else "Training stopped.")
         self.idleChanged.emit()
 
@@ -492,6 +518,7 @@ class MainWindow(QMainWindow):
         for task in list(self._tasks):
             task.wait(60000)
         QApplication.processEvents()
+        self.analysis.shutdown()
         self.viewer.shutdown()
         self.browser.shutdown()
 
