@@ -35,6 +35,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", "-o", required=True, metavar="DIR", help="output folder for the report")
 
 
+def _model_order(path: Path) -> tuple:
+    """Checkpoints of a run folder in the paper's order (shallow, vgg11, resnet18), then by path."""
+    from geocam_gui.core.models import MODEL_NAMES
+
+    name = path.parent.name
+    return (MODEL_NAMES.index(name) if name in MODEL_NAMES else len(MODEL_NAMES), str(path))
+
+
 def _expand(items: list[str]) -> list[Path]:
     from geocam_gui.core.checkpoints import find_checkpoints
     from geocam_gui.core.errors import BadArgument
@@ -46,7 +54,7 @@ def _expand(items: list[str]) -> list[Path]:
             found = find_checkpoints(p)
             if not found:
                 raise BadArgument(f"{p} is a folder without any trained checkpoint (best.json) in it.")
-            out.extend(sorted(found))
+            out.extend(sorted(found, key=_model_order))
         else:
             out.append(p)
     return out
