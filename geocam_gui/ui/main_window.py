@@ -156,6 +156,7 @@ class MainWindow(QMainWindow):
         self.training.checkpointReady.connect(self._on_checkpoint_ready)
         self.training.runFinished.connect(self._on_run_finished)
         self.analysis.sampleRequested.connect(self._show_sample_path)
+        self.analysis.statusMessage.connect(self.show_message)
 
     # -- settings -------------------------------------------------------------------------------
     def _settings(self) -> QSettings:
