@@ -5,7 +5,9 @@ index, augmentation (random resized crop + flip) and normalisation on the device
 metrics; its own ``images_per_s`` of a warm epoch (validation and checkpoint writes excluded).
 Reference: the same model, batch, size, optimiser and device on float tensors already in memory
 (already normalised, no augmentation): forward, cross-entropy, backward, step. On CUDA both use
-bf16 autocast and channels_last. Prints img/s of both and the ratio (goal >= 0.9).
+bf16 autocast and channels_last. Prints img/s of both (best of ``--repeats`` alternating runs, so a
+burst of load from other jobs on a shared machine does not decide the ratio) and the ratio
+(goal >= 0.9).
 
     python benchmarks/train_throughput.py                      # CPU defaults: 64 px, batch 32
     python benchmarks/train_throughput.py --device cuda --image-size 224 --batch-size 128 --batches 60
@@ -17,7 +19,6 @@ import argparse
 import contextlib
 import math
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -78,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=None, help="default: 32 on CPU, 128 on GPU")
     parser.add_argument("--batches", type=int, default=24, help="timed batches per measurement")
     parser.add_argument("--warmup", type=int, default=3, help="untimed batches of the bare loop")
-    parser.add_argument("--repeats", type=int, default=2, help="alternate bare/engine this many times (median)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="alternate bare/engine this many times; the best of each is kept (least disturbed)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = parser.parse_args(argv)
 
@@ -110,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             for r in range(args.repeats):
                 bare.append(bare_loop(name, batch, size, args.batches, args.warmup, device, lr))
                 eng.append(engine(name, data, batch, size, args.batches, device, lr, tmp / f"run{r}"))
-            b, e = statistics.median(bare), statistics.median(eng)
+            b, e = max(bare), max(eng)
             print(f"{name:10s} {b:11.1f} {e:13.1f} {e / b:6.2f}   (bare {', '.join(f'{v:.1f}' for v in bare)}; "
                   f"engine {', '.join(f'{v:.1f}' for v in eng)})", flush=True)
     return 0
