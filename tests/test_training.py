@@ -247,20 +247,31 @@ def test_cli_train_then_eval(tiny_demo, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_demo_shallow_learns_the_cities_at_64px(tmp_path, torch_threads):
-    """With the CPU defaults the shallow CNN learns the two demo cities at 64 px, and it still leans
-    on the sky a little: on a test split whose skies are all swapped it does no better.
-
-    Issue 5 asks for >= 95 % test accuracy; measured so far 0.92-0.94 (best-by-val checkpoint,
-    sky-balanced test split), so the bar here is 0.90 until the recipe or the demo reaches 0.95.
-    """
+    """Issue 3/5 acceptance: with the CPU defaults, trained at sky bias 0.5 (the sky says nothing),
+    the shallow CNN reaches >= 95 % test accuracy on the demo set at 64 px (measured: 0.971)."""
     from geocam_gui.core.datasets import open_data
     from geocam_gui.core.synthetic import generate_demo
 
-    params = dict(per_class=600, size=64, sky_bias=0.8, seed=0)
-    data = open_data(generate_demo(tmp_path / "demo", test_sky_bias=0.5, **params))
+    data = open_data(generate_demo(tmp_path / "demo", per_class=600, size=64, sky_bias=0.5, seed=0))
     result = Trainer(default_config("shallow", "cpu"), data, tmp_path / "out").run()
-    assert result.test["accuracy"] >= 0.90, result.history
-    flipped = open_data(generate_demo(tmp_path / "flipped", test_sky_bias=0.0, **params))
+    assert result.test["accuracy"] >= 0.95, result.history
+
+
+@pytest.mark.slow
+def test_demo_sky_bias_is_learned_and_fails_on_flipped_skies(tmp_path, torch_threads):
+    """Trained where the sky gives the city away 95 % of the time, the model loses accuracy on
+    a test split whose skies are flipped (cloudy Tokyo, clear Pittsburgh)."""
+    from geocam_gui.core.datasets import open_data
+    from geocam_gui.core.synthetic import generate_demo
+
+    params = dict(per_class=600, size=64, sky_bias=0.95, seed=0)
+    data = open_data(generate_demo(tmp_path / "demo", test_sky_bias=0.95, **params))
+    config = default_config("shallow", "cpu")
+    config.epochs = 6
+    result = Trainer(config, data, tmp_path / "out").run()
+    as_trained = result.test["accuracy"]
+    flipped = open_data(generate_demo(tmp_path / "flipped", test_sky_bias=0.05, **params))
     swapped = evaluate(result.best_checkpoint, flipped, "test", device="cpu")
     assert swapped["n"] == result.test["n"]
-    assert swapped["accuracy"] <= result.test["accuracy"]
+    assert as_trained >= 0.85, result.history
+    assert swapped["accuracy"] <= as_trained - 0.15, (as_trained, swapped)
