@@ -186,6 +186,8 @@ class CamViewer(QWidget):
         self._explanation: ImageExplanation | None = None
         self._requested_key: tuple | None = None
         self._shown_key: tuple | None = None
+        self._map_cache: dict = {}
+        self._map_cache_key: tuple | None = None
         self._store = ModelStore(device)
         self._worker = LatestWorker("cam-worker", self._compute, self)
         self._worker.resultReady.connect(self._on_result)
@@ -444,7 +446,7 @@ class CamViewer(QWidget):
         if exp is None:
             return
         choice = self.class_choice()
-        maps = display_maps(exp, choice, shared=self.shared.isChecked())
+        maps = self._full_size_maps(exp, choice, self.shared.isChecked())
         opacity = self.opacity.value() / 100.0
         cmap = self.cmap.currentData() or "jet"
         label = f" (ground truth: {exp.label})" if exp.label else ""
@@ -465,6 +467,19 @@ class CamViewer(QWidget):
         else:
             self.colorbar_top.setText("high")
             self.colorbar_bottom.setText("low")
+
+    def _full_size_maps(self, exp: ImageExplanation, choice: str, shared: bool) -> dict:
+        """Normalised maps resized to the photo, cached per (image, class, scale): an opacity or
+        colormap change then only blends."""
+        key = (id(exp), choice, shared)
+        if self._map_cache_key != key:
+            h, w = exp.image.shape[:2]
+            self._map_cache = {
+                name: (idx, render.resize_map(m, (h, w)), scale)
+                for name, (idx, m, scale) in display_maps(exp, choice, shared=shared).items()
+            }
+            self._map_cache_key = key
+        return self._map_cache
 
     def current_explanation(self) -> ImageExplanation | None:
         return self._explanation

@@ -379,10 +379,10 @@ class TrainingPanel(QWidget):
             )
         elif kind == "checkpoint":
             path = data.get("path")
-            if path:
+            if path and data.get("kind") == "last":
                 self.epochCheckpoint.emit(name, str(path))
-                if data.get("best") or "best" in Path(str(path)).name:
-                    self.checkpointReady.emit(name, str(path))
+            elif path and data.get("kind") == "best":
+                self.checkpointReady.emit(name, str(path))
         elif kind == "log":
             self._log(f"{MODEL_LABELS[name]}: {data.get('message', data)}")
         elif kind == "failed":
