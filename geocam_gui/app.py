@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     from geocam_gui.core.logs import setup_logging
 
     setup_logging()
-    from PySide6.QtCore import QSettings, QTimer
+    from PySide6.QtCore import QTimer
     from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication
 
@@ -101,10 +101,10 @@ def main(argv: list[str] | None = None) -> int:
 
     apply_style(app)
     app.setWindowIcon(QIcon(str(app_icon_path())))
-    if args.reset_settings:
-        QSettings("GeoCAM", "GeoCAM").clear()
-
     from geocam_gui.ui.main_window import MainWindow, default_screenshot_timer
+
+    if args.reset_settings:
+        MainWindow.reset_settings()
 
     window = MainWindow(checkpoint_dir=args.checkpoints, device=args.device)
     window.auto_train_missing = not args.no_train

@@ -132,6 +132,44 @@ def test_close_during_a_run_leaves_no_thread(main_window, qtbot, demo_set):
     # the fixture then fails the test if any GeoCAM thread is still running
 
 
+def test_layout_persists_and_reset_settings_forgets_it(qtbot, qt_settings, tmp_path):
+    from geocam_gui.ui.main_window import MainWindow
+
+    def make():
+        w = MainWindow(checkpoint_dir=tmp_path / "ckpt")
+        qtbot.addWidget(w)
+        w.show()
+        qtbot.waitExposed(w)
+        return w
+
+    w = make()
+    w.training_dock.hide()
+    w.close()
+    again = make()
+    assert not again.training_dock.isVisible() and again.restored_geometry
+    again.close()
+    MainWindow.reset_settings()
+    fresh = make()
+    assert fresh.training_dock.isVisible() and not fresh.restored_geometry
+    fresh.close()
+
+
+def test_a_checkpoint_that_cannot_be_loaded_says_why_in_its_pane(main_window, qtbot, demo_set):
+    import json
+
+    w = main_window
+    open_demo_set(w, qtbot, demo_set)
+    bad = w.run_dir / "vgg11"
+    bad.mkdir(parents=True)
+    (bad / "best.safetensors").write_bytes(b"this is not a safetensors file")
+    (bad / "best.json").write_text(json.dumps({"model": "vgg11", "classes": w.index.classes, "image_size": 32}))
+    w.load_run_checkpoints(w.run_dir)
+    w.browser.select_row(0)
+    pane = w.viewer.panes["vgg11"]
+    qtbot.waitUntil(lambda: "could not be loaded" in pane.empty_label.text(), timeout=60000)
+    assert pane.stack.currentIndex() == 1 and pane.train_button.isVisible()
+
+
 def test_gui_version_flag():
     out = subprocess.run([sys.executable, "-m", "geocam_gui", "--version"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.startswith("geocam-gui ")

@@ -159,8 +159,16 @@ class MainWindow(QMainWindow):
         self.analysis.statusMessage.connect(self.show_message)
 
     # -- settings -------------------------------------------------------------------------------
-    def _settings(self) -> QSettings:
+    @staticmethod
+    def _settings() -> QSettings:
         return QSettings("GeoCAM", "GeoCAM")
+
+    @classmethod
+    def reset_settings(cls) -> None:
+        """Forget window geometry, dock layout and recent datasets (``--reset-settings``)."""
+        s = cls._settings()
+        s.clear()
+        s.sync()
 
     def _restore_settings(self) -> None:
         s = self._settings()
@@ -371,6 +379,9 @@ class MainWindow(QMainWindow):
                 meta = read_meta(path)
             except Exception as exc:  # noqa: BLE001 - a bad file is reported, the rest loads
                 self.show_message(f"Skipped checkpoint {path}: {exc}")
+                name = Path(path).parent.name  # runs keep each model in a folder of its name
+                if name in MODEL_NAMES and name not in found:
+                    self.viewer.set_checkpoint(name, None, error=str(exc))
                 continue
             name = meta.get("model")
             if name in MODEL_NAMES and name not in found:
