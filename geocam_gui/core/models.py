@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -127,6 +128,8 @@ def target_layer(model: nn.Module, name: str) -> nn.Module:
 
 def preprocess(images, device: torch.device | str | None = None) -> torch.Tensor:
     """uint8 images (N, H, W, 3) as numpy or tensor -> normalised float (N, 3, H, W)."""
+    if isinstance(images, np.ndarray) and not images.flags.writeable:
+        images = np.array(images)  # a read-only memmap: torch wants memory it may write
     x = torch.as_tensor(images)
     if x.ndim == 3:
         x = x.unsqueeze(0)
