@@ -75,6 +75,7 @@ class CamPane(QFrame):
         self.graphics.setBackground(None)
         self.graphics.ci.setContentsMargins(0, 0, 0, 0)
         self.view: pg.ViewBox = self.graphics.addViewBox(lockAspect=True, invertY=True, enableMenu=False)
+        self.view.setDefaultPadding(0.0)
         self.image_item = pg.ImageItem(axisOrder="row-major")
         self.view.addItem(self.image_item)
         self.stack.addWidget(self.graphics)
@@ -92,7 +93,7 @@ class CamPane(QFrame):
         el.addWidget(self.train_button, 0, Qt.AlignmentFlag.AlignHCenter)
         el.addStretch(1)
         self.stack.addWidget(empty)
-        self.stack.setMinimumSize(QSize(160, 160))
+        self.stack.setMinimumSize(QSize(120, 110))
         self.stack.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         layout.addWidget(self.stack, 1)
 
@@ -125,7 +126,8 @@ class CamPane(QFrame):
         self.rgb = rgb
         self.image_item.setImage(rgb, autoLevels=False, levels=(0, 255))
         if first:
-            self.view.autoRange(padding=0)
+            # Fit the whole image, and keep fitting on resizes until the user zooms or pans.
+            self.view.enableAutoRange()
         self.stack.setCurrentIndex(0)
 
     def set_checkpoint_text(self, text: str) -> None:
@@ -336,7 +338,7 @@ class CamViewer(QWidget):
     def fit(self) -> None:
         for pane in self.panes.values():
             if pane.rgb is not None:
-                pane.view.autoRange(padding=0)
+                pane.view.enableAutoRange()
 
     def _update_colorbar(self) -> None:
         bar = render.colorbar(self.cmap.currentData() or "jet", 200, 14, vertical=True)

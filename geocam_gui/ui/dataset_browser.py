@@ -491,6 +491,10 @@ class DatasetBrowser(QWidget):
         bottom.addWidget(self.view_toggle)
         layout.addLayout(bottom)
 
+        for combo in (self.class_filter, self.split_filter, self.verdict_filter, self.order):
+            # Long entries ("Sort: ResNet18 confidently wrong") must not widen the dock.
+            combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(8)
         self.search.textChanged.connect(self._apply_filters)
         for combo in (self.class_filter, self.split_filter, self.verdict_filter):
             combo.currentIndexChanged.connect(self._apply_filters)

@@ -39,7 +39,8 @@ SETTINGS_VERSION = 1
 
 def run_dir_for(index, checkpoint_dir: Path) -> Path:
     """Where the runs on a dataset live: one folder per dataset fingerprint."""
-    name = Path(index.roots[0]).name if index.roots else "dataset"
+    root = Path(index.roots[0]) if index.roots else Path("dataset")
+    name = "demo" if (paths.cache_dir() / "demo") in root.parents else root.name
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)[:40] or "dataset"
     digest = hashlib.sha1(index.fingerprint().encode()).hexdigest()[:8]
     return Path(checkpoint_dir) / f"{safe}-{digest}"
@@ -394,6 +395,7 @@ class MainWindow(QMainWindow):
                 self.viewer.set_checkpoint(name, str(path))
                 self._sync_analysis()
                 self.training.show_checkpoint_metrics(name, meta, str(path))
+                self.training.show_history(name, _read_history(Path(path).parent / "metrics.jsonl"))
                 self.update_predictions(name, str(path))
         return found
 
@@ -533,6 +535,23 @@ class MainWindow(QMainWindow):
         self.analysis.shutdown()
         self.viewer.shutdown()
         self.browser.shutdown()
+
+
+def _read_history(path: Path) -> list[dict]:
+    """The per-epoch records of a run's ``metrics.jsonl`` (missing or damaged lines skipped)."""
+    import json
+
+    records = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return records
+    for line in lines:
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue
+    return records
 
 
 def default_screenshot_timer(window: MainWindow, path: str, timeout_s: float, on_done) -> QTimer:

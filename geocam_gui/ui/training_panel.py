@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QSpinBox,
     QSplitter,
     QTableWidget,
@@ -64,8 +65,8 @@ class Curves(QWidget):
         super().__init__(parent)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        self.loss = pg.PlotWidget(title="Loss")
-        self.acc = pg.PlotWidget(title="Accuracy")
+        self.loss = pg.PlotWidget(title="Loss  (solid: validation, dashed: training)")
+        self.acc = pg.PlotWidget(title="Accuracy  (solid: validation, dashed: training)")
         self.acc.setYRange(0, 1.0)
         for plot in (self.loss, self.acc):
             plot.setBackground("w")
@@ -73,7 +74,7 @@ class Curves(QWidget):
             plot.setLabel("bottom", "epoch")
             plot.addLegend(offset=(-5, 5), labelTextSize="8pt")
             plot.setMenuEnabled(False)
-            plot.setMinimumHeight(120)
+            plot.setMinimumHeight(90)
             layout.addWidget(plot, 1)
         self._data: dict[tuple[str, str, str], list[tuple[float, float]]] = {}
         self._items: dict[tuple[str, str, str], pg.PlotDataItem] = {}
@@ -98,7 +99,8 @@ class Curves(QWidget):
             plot = self.loss if metric == "loss" else self.acc
             style = Qt.PenStyle.SolidLine if part == "val" else Qt.PenStyle.DashLine
             pen = pg.mkPen(MODEL_COLORS.get(model, "#555"), width=2, style=style)
-            item = plot.plot([], [], pen=pen, name=f"{MODEL_LABELS.get(model, model)} {part}",
+            # One legend entry per model (its validation curve); the line style tells the parts.
+            item = plot.plot([], [], pen=pen, name=MODEL_LABELS.get(model, model) if part == "val" else None,
                              symbol="o" if part == "val" else None, symbolSize=5,
                              symbolBrush=MODEL_COLORS.get(model, "#555"))
             item.setDownsampling(auto=True, method="peak")
@@ -205,7 +207,13 @@ class TrainingPanel(QWidget):
         left.addStretch(1)
         left_w = QWidget()
         left_w.setLayout(left)
-        left_w.setMaximumWidth(380)
+        settings = QScrollArea()  # lets the panel shrink on small screens without clipping
+        settings.setWidget(left_w)
+        settings.setWidgetResizable(True)
+        settings.setFrameShape(QScrollArea.Shape.NoFrame)
+        settings.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        settings.setMinimumWidth(left_w.sizeHint().width() + 12)
+        settings.setMaximumWidth(400)
 
         self.tabs = QTabWidget()
         self.curves = Curves()
@@ -224,7 +232,7 @@ class TrainingPanel(QWidget):
         self.tabs.addTab(self.log, "Log")
 
         split = QSplitter(Qt.Orientation.Horizontal)
-        split.addWidget(left_w)
+        split.addWidget(settings)
         split.addWidget(self.tabs)
         split.setStretchFactor(1, 1)
         root.addWidget(split)
@@ -426,6 +434,16 @@ class TrainingPanel(QWidget):
                 self.results.removeRow(r)
                 break
         self._add_result_row(name, metrics, path)
+
+    def show_history(self, name: str, records: list[dict]) -> None:
+        """Curves of an earlier run (its ``metrics.jsonl``), when its checkpoint is reopened."""
+        for key in [k for k in self.curves._data if k[0] == name]:
+            self.curves._data.pop(key)
+        for rec in records:
+            ep = float(rec.get("epoch", 0))
+            for metric in ("loss", "acc"):
+                self.curves.add(name, metric, "train", ep, rec.get(f"train_{metric}"))
+                self.curves.add(name, metric, "val", ep, rec.get(f"val_{metric}"))
 
     def _on_failed(self, name: str, message: str) -> None:
         self._log(f"{MODEL_LABELS[name]} failed: {message}")
