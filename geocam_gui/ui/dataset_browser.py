@@ -280,8 +280,12 @@ class SampleFilter(QSortFilterProxyModel):
         self.invalidate()
         self.sort(0, Qt.SortOrder.AscendingOrder)
 
+    def setSourceModel(self, model) -> None:  # noqa: N802 - Qt API
+        self._model = model  # a Python reference: filterAcceptsRow runs once per row
+        super().setSourceModel(model)
+
     def _src(self) -> SampleModel:
-        return self.sourceModel()  # type: ignore[return-value]
+        return self._model
 
     def filterAcceptsRow(self, row: int, parent: QModelIndex) -> bool:  # noqa: N802
         m = self._src()

@@ -292,19 +292,23 @@ class MainWindow(QMainWindow):
 
         roots = [str(s) for s in (spec if isinstance(spec, (list, tuple)) else [spec])]
 
+        checkpoint_dir = self.checkpoint_dir
+
         def work(progress, _cancelled):
-            return open_data(roots[0] if len(roots) == 1 else roots, progress=lambda d, t: progress(d, t))
+            index = open_data(roots[0] if len(roots) == 1 else roots, progress=lambda d, t: progress(d, t))
+            return index, run_dir_for(index, checkpoint_dir)  # the fingerprint stats every file
 
         self.show_message(f"Indexing {', '.join(roots)}…")
-        self.run_task("index", work, lambda index: self.set_index(index, demo=demo, spec=roots),
+        self.run_task("index", work, lambda result: self.set_index(result[0], demo=demo, spec=roots, run_dir=result[1]),
                       progress_text="Indexing the dataset…")
 
-    def set_index(self, index, *, demo: bool = False, spec: list[str] | None = None) -> None:
+    def set_index(self, index, *, demo: bool = False, spec: list[str] | None = None,
+                  run_dir: Path | None = None) -> None:
         if self.training.is_running():
             self.show_error("GeoCAM", "A training run is in progress; cancel it before opening another dataset.")
             return
         self.index = index
-        self.run_dir = run_dir_for(index, self.checkpoint_dir)
+        self.run_dir = run_dir or run_dir_for(index, self.checkpoint_dir)
         self.browser.set_index(index)
         self.viewer.set_classes(index.classes)
         self.training.set_dataset(index, self.run_dir)
