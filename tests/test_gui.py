@@ -103,6 +103,15 @@ def test_browse_train_and_explain(main_window, qtbot, demo_set, monkeypatch):
     qtbot.addWidget(dlg)
     assert dlg.checkpoints["shallow"] == w.viewer.checkpoints()["shallow"]
     assert [p for p, _ in dlg.images] == [w.viewer.current_sample()[0]]
+    # several selected images go to the dialog together (a figure of them)
+    from PySide6.QtCore import QItemSelectionModel
+
+    sel = w.browser.grid.selectionModel()
+    for row in (1, 2):
+        sel.select(w.browser.proxy.index(row, 0), QItemSelectionModel.SelectionFlag.Select)
+    w.export_action.trigger()
+    assert len(opened[-1].images) == len(w.browser.selected_samples()) >= 2
+    qtbot.addWidget(opened[-1])
 
 
 def test_cancel_a_run(main_window, qtbot, demo_set):

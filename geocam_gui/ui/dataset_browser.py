@@ -459,13 +459,13 @@ class DatasetBrowser(QWidget):
         self.grid.setLayoutMode(QListView.LayoutMode.Batched)
         self.grid.setBatchSize(200)
         self.grid.setSpacing(2)
-        self.grid.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.grid.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.grid.setModel(self.proxy)
         self.grid.setItemDelegate(ThumbDelegate(self.model, self.grid))
         self.table = QTableView()
         self.table.setModel(self.proxy)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.table.verticalHeader().setVisible(False)
         self.table.verticalHeader().setDefaultSectionSize(22)
         self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
@@ -621,6 +621,11 @@ class DatasetBrowser(QWidget):
         self.current_view().setCurrentIndex(idx)
         self.current_view().scrollTo(idx)
         return idx.isValid()
+
+    def selected_samples(self) -> list:
+        """The selected samples (Ctrl/Shift-click selects several, e.g. for a figure)."""
+        rows = sorted({i.row() for i in self.current_view().selectionModel().selectedIndexes()})
+        return [self.proxy.index(r, 0).data(SAMPLE_ROLE) for r in rows]
 
     def visible_samples(self) -> list:
         """The samples the browser shows now, after its filters, in its order."""

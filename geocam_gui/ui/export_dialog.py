@@ -123,7 +123,7 @@ class ExportDialog(QDialog):
         rows = min(n, ex.MAX_FIGURE_ROWS)
         self.mode_figure = QRadioButton(f"Figure of the selected image{'s' if rows != 1 else ''} ({rows} row"
                                         f"{'s' if rows != 1 else ''}, one column per model)")
-        self.mode_batch = QRadioButton(f"Overlays of the whole split ({len(self.batch_samples)} images)")
+        self.mode_batch = QRadioButton(f"Overlays of the images shown in the browser ({len(self.batch_samples)})")
         self.mode_group = QButtonGroup(self)
         for button, mode in ((self.mode_current, CURRENT), (self.mode_figure, FIGURE), (self.mode_batch, BATCH)):
             button.setProperty("mode", mode)

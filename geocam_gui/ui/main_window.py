@@ -474,8 +474,12 @@ class MainWindow(QMainWindow):
         """The export dialog for the current image, or the rows the browser shows."""
         from geocam_gui.ui.export_dialog import ExportDialog
 
-        sample = self.viewer.current_sample()
-        images = [sample] if sample is not None else []
+        selected = self.browser.selected_samples()
+        if len(selected) > 1:  # several images selected: overlays of each, or a figure of them
+            images = [(s.path, s.label) for s in selected]
+        else:
+            sample = self.viewer.current_sample()
+            images = [sample] if sample is not None else []
         batch = self.browser.visible_samples() if self.index is not None else None
         dlg = ExportDialog(
             self,
