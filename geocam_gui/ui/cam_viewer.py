@@ -30,18 +30,11 @@ from PySide6.QtWidgets import (
 )
 
 from geocam_gui.core import render
+from geocam_gui.core.cam import METHOD_LABELS, METHODS
 from geocam_gui.core.inference import GROUND_TRUTH, PREDICTED, ImageExplanation, ModelStore, display_maps, explain_image
 from geocam_gui.core.models import MODEL_LABELS, MODEL_NAMES
 from geocam_gui.ui.workers import LatestWorker
 
-METHOD_LABELS = {
-    "gradcam": "Grad-CAM",
-    "gradcam++": "Grad-CAM++",
-    "xgradcam": "XGrad-CAM",
-    "layercam": "LayerCAM",
-    "hirescam": "HiResCAM",
-    "scorecam": "Score-CAM",
-}
 
 
 def to_qimage(rgb: np.ndarray) -> QImage:
@@ -271,8 +264,6 @@ class CamViewer(QWidget):
         bar.addWidget(self.opacity_label)
 
         self.method = QComboBox()
-        from geocam_gui.core.cam import METHODS
-
         bar.addWidget(QLabel("Method"))
         for m in METHODS:
             self.method.addItem(METHOD_LABELS.get(m, m), m)
