@@ -2,4 +2,5 @@
 
 from geocam_gui.app import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # guarded: spawned training processes import this module too
+    raise SystemExit(main())

@@ -122,11 +122,13 @@ class TaskWorker(QObject):
 
 
 class TrainingWorker(QObject):
-    """Trains a queue of models one after the other with the core engine.
+    """Trains a queue of models one after the other with the core engine, in a child process.
 
-    Signals carry the engine's events: ``event(model_name, kind, data)`` for every event,
-    ``modelFinished(model_name, result)`` when a model's run ends, ``failed(model, message)``,
-    and ``done()`` when the queue is empty or the run was cancelled.
+    The child (``core.training_process.run_queue``, started with "spawn") has its own GIL, so
+    the GUI thread never waits for the training's Python work. This thread only relays the
+    child's messages as signals: ``event(model_name, kind, data)`` for every engine event,
+    ``modelStarted``, ``modelFinished(model_name, result)``, ``failed(model, message)`` and
+    ``done(all_finished)`` last.
     """
 
     event = Signal(str, str, object)
@@ -137,13 +139,14 @@ class TrainingWorker(QObject):
 
     def __init__(self, configs: list, index, out_dir, parent: QObject | None = None):
         super().__init__()
+        import multiprocessing
+
         self._configs = list(configs)
         self._index = index
         self._out_dir = out_dir
-        self._trainer = None
-        self._lock = threading.Lock()
-        self._cancel = threading.Event()
-        self._paused = False
+        self._ctx = multiprocessing.get_context("spawn")  # never fork a process that runs Qt
+        self._cancel = self._ctx.Event()
+        self._pause = self._ctx.Event()
         self.thread = ManagedThread("training", parent, target=self._run)
 
     def start(self) -> None:
@@ -151,59 +154,60 @@ class TrainingWorker(QObject):
 
     def cancel(self) -> None:
         self._cancel.set()
-        with self._lock:
-            if self._trainer is not None:
-                self._trainer.cancel()
 
     def set_paused(self, paused: bool) -> None:
-        with self._lock:
-            self._paused = paused
-            if self._trainer is not None:
-                (self._trainer.pause if paused else self._trainer.resume)()
+        (self._pause.set if paused else self._pause.clear)()
 
     def wait(self, ms: int = 30000) -> bool:
         return self.thread.wait(ms)
 
     def _run(self) -> None:  # worker thread
-        from geocam_gui.core.training import Trainer
+        import queue
 
+        from geocam_gui.core.training_process import run_queue
+
+        events = self._ctx.Queue()
+        proc = self._ctx.Process(target=run_queue, name="geocam-training", daemon=True,
+                                 args=(self._configs, self._index, str(self._out_dir), events, self._cancel, self._pause))
         all_ok = True
-        total = len(self._configs)
-        for i, config in enumerate(self._configs):
-            if self._cancel.is_set():
-                all_ok = False
-                break
-            name = config.model
-
-            def callback(ev, _name=name):
-                self.event.emit(_name, ev.kind, dict(ev.data))
-
-            try:
-                trainer = Trainer(config, self._index, self._out_dir, callback=callback)
-                with self._lock:
-                    self._trainer = trainer
-                    if self._paused:
-                        trainer.pause()
-                    if self._cancel.is_set():
-                        trainer.cancel()
-                self.modelStarted.emit(name, i, total)
-                result = trainer.run()
-            except Cancelled:
-                all_ok = False
-                break
-            except Exception as exc:  # noqa: BLE001 - shown in the panel and the log
-                if not isinstance(exc, GeoCamError):
-                    log.error("Training %s failed:\n%s", name, traceback.format_exc())
-                self.failed.emit(name, error_text(exc))
-                all_ok = False
-                continue
-            finally:
-                with self._lock:
-                    self._trainer = None
-            if self._cancel.is_set() or result.status == "cancelled":
-                all_ok = False
-                break
-            self.modelFinished.emit(name, result)
+        try:
+            proc.start()
+            while True:
+                try:
+                    msg = events.get(timeout=0.2)
+                except queue.Empty:
+                    if not proc.is_alive():
+                        code = proc.exitcode
+                        self.failed.emit(self._configs[0].model if self._configs else "?",
+                                         f"The training process ended unexpectedly (exit code {code}).")
+                        all_ok = False
+                        break
+                    continue
+                kind = msg[0]
+                if kind == "event":
+                    self.event.emit(msg[1], msg[2], msg[3])
+                elif kind == "started":
+                    self.modelStarted.emit(msg[1], msg[2], msg[3])
+                elif kind == "finished":
+                    self.modelFinished.emit(msg[1], msg[2])
+                elif kind == "failed":
+                    log.error("Training %s failed: %s", msg[1], msg[2])
+                    self.failed.emit(msg[1], msg[2])
+                    all_ok = False
+                elif kind == "cancelled":
+                    all_ok = False
+                elif kind == "done":
+                    break
+        except Exception as exc:  # noqa: BLE001 - e.g. the child could not be started
+            log.error("Training process failed:\n%s", traceback.format_exc())
+            self.failed.emit(self._configs[0].model if self._configs else "?", error_text(exc))
+            all_ok = False
+        finally:
+            proc.join(30)
+            if proc.is_alive():  # it did not stop within a batch: stop it the hard way
+                proc.terminate()
+                proc.join(10)
+            events.close()
         self.done.emit(all_ok and not self._cancel.is_set())
 
 
