@@ -131,6 +131,7 @@ class TrainingPanel(QWidget):
         self._t0 = 0.0
         self._model_pos = 0
         self._epochs_total = 1
+        self._torch_threads = 1
         self._build()
         self.set_dataset(None, None)
 
@@ -325,6 +326,12 @@ class TrainingPanel(QWidget):
         self.worker.failed.connect(self._on_failed)
         self.worker.done.connect(self._on_done)
         self._set_running(True)
+        # The child process trains with every core; this process's CAM and prediction workers
+        # use one torch thread meanwhile, so they do not crowd out the GUI thread.
+        import torch
+
+        self._torch_threads = torch.get_num_threads()
+        torch.set_num_threads(1)
         self.worker.start()
         self.runStarted.emit()
         return True
@@ -454,6 +461,9 @@ class TrainingPanel(QWidget):
             return
         worker, self.worker = self.worker, None
         worker.wait(60000)
+        import torch
+
+        torch.set_num_threads(self._torch_threads)
         worker.thread.deleteLater()
         worker.deleteLater()
         self._set_running(False)
