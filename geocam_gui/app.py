@@ -68,6 +68,9 @@ def install_excepthook() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import multiprocessing
+
+    multiprocessing.freeze_support()  # a frozen bundle's training child must not open a window
     args = build_parser().parse_args(argv)
     size = _parse_size(args.size)
     if args.screenshot and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
