@@ -510,6 +510,7 @@ class DatasetBrowser(QWidget):
     # -- data ------------------------------------------------------------------------------
     def set_index(self, index) -> None:
         self.index = index
+        self._summarise_index()
         self.model.set_samples(index.samples, index.classes)
         self.class_filter.blockSignals(True)
         self.class_filter.clear()
@@ -554,10 +555,9 @@ class DatasetBrowser(QWidget):
             self.proxy.sort(0, Qt.SortOrder.AscendingOrder)
         self._update_counts()
 
-    def _update_counts(self) -> None:
-        if self.index is None:
-            self.counts.setText(" ")
-            return
+    def _summarise_index(self) -> None:
+        """Counts, labels and the test mask of the open index, computed once per dataset
+        (``_update_counts`` runs on every filter change, on the GUI thread)."""
         per_class: dict[str, int] = {}
         per_split: dict[str, int] = {}
         for s in self.index.samples:
@@ -565,18 +565,24 @@ class DatasetBrowser(QWidget):
             per_split[s.split] = per_split.get(s.split, 0) + 1
         cls = " · ".join(f"{c} {per_class.get(c, 0)}" for c in self.index.classes)
         spl = " · ".join(f"{k} {per_split[k]}" for k in ("train", "val", "test") if k in per_split)
+        self._counts_text = f"{cls}<br>{spl}"
+        self._labels = np.array([self.index.class_to_idx.get(s.label, -1) for s in self.index.samples])
+        self._is_test = np.array([s.split == "test" for s in self.index.samples], dtype=bool)
+
+    def _update_counts(self) -> None:
+        if self.index is None:
+            self.counts.setText(" ")
+            return
         acc = []
         for name in MODEL_NAMES:
             probs = self.model.predictions.get(name)
             if probs is None:
                 continue
-            ok = ~np.isnan(probs).any(axis=1)
-            labels = np.array([self.index.class_to_idx.get(s.label, -1) for s in self.index.samples])
-            test = np.array([s.split == "test" for s in self.index.samples]) & ok
+            test = self._is_test & ~np.isnan(probs).any(axis=1)
             if test.any():
-                a = float((probs[test].argmax(1) == labels[test]).mean())
+                a = float((probs[test].argmax(1) == self._labels[test]).mean())
                 acc.append(f"{MODEL_LABELS[name]} {a * 100:.1f} %")
-        text = f"{cls}<br>{spl} — showing {self.proxy.rowCount()}"
+        text = f"{self._counts_text} — showing {self.proxy.rowCount()}"
         if acc:
             text += "<br>test accuracy: " + " · ".join(acc)
         self.counts.setText(text)

@@ -63,6 +63,7 @@ class MainWindow(QMainWindow):
         self.confirm_close = True
         self._tasks: list[TaskWorker] = []
         self._prediction_tasks: dict[str, TaskWorker] = {}
+        self._trained_in_run: set[str] = set()  # models with a new best checkpoint this run
 
         from geocam_gui.core.device import resolve_device
 
@@ -451,6 +452,7 @@ class MainWindow(QMainWindow):
         self.viewer.set_checkpoint(name, path)  # the user sees what the model learns to look at
 
     def _on_checkpoint_ready(self, name: str, path: str) -> None:
+        self._trained_in_run.add(name)
         self.viewer.set_checkpoint(name, path)
         self._sync_analysis()
 
@@ -458,13 +460,16 @@ class MainWindow(QMainWindow):
         if self.run_dir is not None:
             from geocam_gui.core.checkpoints import find_checkpoints, read_meta
 
+            # Only the models this run wrote a best checkpoint for: the others are unchanged,
+            # and re-predicting the whole dataset for them would be work done twice.
             seen = set()
             for path in find_checkpoints(self.run_dir):
                 name = read_meta(path).get("model")
-                if name in MODEL_NAMES and name not in seen:
+                if name in self._trained_in_run and name not in seen:
                     seen.add(name)
                     self.viewer.set_checkpoint(name, str(path))
                     self.update_predictions(name, str(path))
+        self._trained_in_run.clear()
         self._sync_analysis()
         self.show_message("Training finished." if ok else "Training stopped.")
         self.idleChanged.emit()
