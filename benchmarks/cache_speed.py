@@ -53,8 +53,9 @@ def main() -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="geocam_cache_bench_"))
     os.environ["GEOCAM_HOME"] = str(tmp / "home")  # a fresh cache: the build is really timed
-    from geocam_gui.core import cache, images
-    from geocam_gui.core.datasets import Sample
+    from geocam_gui.core.data import cache
+    from geocam_gui.core.data import images
+    from geocam_gui.core.data.datasets import Sample
 
     try:
         t = time.perf_counter()

@@ -18,7 +18,7 @@ import time
 import numpy as np
 import torch
 
-from geocam_gui.core.cam import compute_cams
+from geocam_gui.core.explain.cam import compute_cams
 from geocam_gui.core.models import build_model, target_layer
 
 

@@ -83,7 +83,7 @@ def main() -> int:
     home = tempfile.mkdtemp(prefix="geocam-bench-")
     os.environ["GEOCAM_HOME"] = home
     app = QApplication.instance() or QApplication(sys.argv[:1])
-    from geocam_gui.core.datasets import index_dataset
+    from geocam_gui.core.data.datasets import index_dataset
     from geocam_gui.ui.main_window import MainWindow
 
     root = Path(args.keep) if args.keep else Path(home) / "big"
@@ -138,7 +138,7 @@ def main() -> int:
     # 2. re-blending cached maps at 224 px
     import numpy as np
 
-    from geocam_gui.core.inference import ImageExplanation, PaneResult
+    from geocam_gui.core.explain.store import ImageExplanation, PaneResult
 
     rng = np.random.default_rng(0)
     exp = ImageExplanation(path=str(index.samples[0].path), label="tokyo",
@@ -160,7 +160,7 @@ def main() -> int:
           f"(budget 16 ms, ratio {16 / ms:.1f}x)")
 
     # 3. training in the worker thread
-    from geocam_gui.core.synthetic import generate_demo
+    from geocam_gui.core.data.demo import generate_demo
 
     demo = generate_demo(Path(home) / "demo", per_class=40, size=64, views_per_place=2)
     window.open_dataset([str(demo)])

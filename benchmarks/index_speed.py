@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from geocam_gui.core.datasets import index_dataset  # noqa: E402
+from geocam_gui.core.data.datasets import index_dataset  # noqa: E402
 
 
 def make_tree(base: Path, files: int) -> tuple[Path, Path]:

@@ -18,7 +18,7 @@ import time
 import matplotlib
 import numpy as np
 
-from geocam_gui.core.render import colorize, overlay, resize_map
+from geocam_gui.core.explain.render import colorize, overlay, resize_map
 
 
 def naive_float64(image: np.ndarray, m: np.ndarray, opacity: float, cmap: str) -> np.ndarray:

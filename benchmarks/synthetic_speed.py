@@ -1,4 +1,4 @@
-"""Speed of the demo-data generator (core/synthetic.py) against the goal of issue 3:
+"""Speed of the demo-data generator (core/data/demo/__init__.py) against the goal of issue 3:
 2,000 images of 128 px (with their two masks) in at most 15 s on one core.
 
 There is no reference library for this, so the reference is the goal itself: 2000 / 15 =
@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from geocam_gui.core import synthetic
+from geocam_gui.core.data import demo as synthetic
 
 GOAL_IMAGES, GOAL_SECONDS = 2000, 15.0
 

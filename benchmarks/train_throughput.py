@@ -62,7 +62,8 @@ def bare_loop(model_name: str, batch: int, size: int, batches: int, warmup: int,
 
 def engine(model_name: str, data, batch: int, size: int, batches: int, device, lr: float, out: Path) -> float:
     """img/s the engine reports for its second (warm) epoch of ``batches`` batches."""
-    from geocam_gui.core.training import TrainConfig, Trainer
+    from geocam_gui.core.train.config import TrainConfig
+    from geocam_gui.core.train.engine import Trainer
 
     cfg = TrainConfig(model=model_name, epochs=2, batch_size=batch, lr=lr, image_size=size,
                       device=str(device), seed=0, max_batches_per_epoch=batches, schedule="none")
@@ -87,9 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("GEOCAM_HOME", tempfile.mkdtemp(prefix="geocam-bench-"))
     import torch
 
-    from geocam_gui.core.datasets import open_data
+    from geocam_gui.core.data.datasets import open_data
     from geocam_gui.core.device import describe_device, resolve_device
-    from geocam_gui.core.synthetic import generate_demo
+    from geocam_gui.core.data.demo import generate_demo
 
     if args.threads:
         torch.set_num_threads(args.threads)

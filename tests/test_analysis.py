@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from geocam_gui.core import analysis_metrics as am
-from geocam_gui.core import analysis_model as amod
+from geocam_gui.core.analysis import measures as am
+from geocam_gui.core.analysis import model_pass as amod
 
 TRAIN = dict(epochs=6, batch_size=16, image_size=48)
 DEMO = dict(per_class=32, size=48, test_sky_bias=0.5, seed=0, views_per_place=2)
@@ -28,7 +28,9 @@ DEMO = dict(per_class=32, size=48, test_sky_bias=0.5, seed=0, views_per_place=2)
 def trained(tmp_path_factory, torch_threads):
     import os
 
-    from geocam_gui.core import datasets, synthetic, training
+    from geocam_gui.core.data import datasets
+    from geocam_gui.core.data import demo as synthetic
+    from geocam_gui.core.train import config as train_config, engine as training
 
     home = tmp_path_factory.mktemp("analysis_home")
     old = os.environ.get("GEOCAM_HOME")
@@ -38,7 +40,7 @@ def trained(tmp_path_factory, torch_threads):
         for name, bias in (("biased", 1.0), ("plain", 0.5)):
             data = synthetic.generate_demo(home / f"demo_{name}", sky_bias=bias, **DEMO)
             index = datasets.open_data(data)
-            cfg = training.default_config("shallow", "cpu")
+            cfg = train_config.default_config("shallow", "cpu")
             for k, v in TRAIN.items():
                 setattr(cfg, k, v)
             cfg.deterministic = True
@@ -55,7 +57,7 @@ def trained(tmp_path_factory, torch_threads):
 
 @pytest.fixture(scope="module")
 def report(trained):
-    from geocam_gui.core.analysis import run_analysis
+    from geocam_gui.core.analysis.run import run_analysis
 
     seen = []
     rep = run_analysis([trained["biased"]["checkpoint"], trained["plain"]["checkpoint"]],
@@ -173,8 +175,8 @@ def test_deletion_in_map_order_beats_random_order_on_a_model_that_reads_one_regi
 
 
 def test_select_samples_interleaves_classes():
-    from geocam_gui.core.analysis import select_samples
-    from geocam_gui.core.datasets import Sample
+    from geocam_gui.core.analysis.run import select_samples
+    from geocam_gui.core.data.datasets import Sample
 
     s = [Sample(f"/a{i}", "a", f"g{i}", "test") for i in range(5)] + [Sample(f"/b{i}", "b", "g", "test") for i in range(2)]
     out = select_samples(s, 4, ["a", "b"])
@@ -220,8 +222,9 @@ def test_randomised_models_give_maps_unlike_the_trained_ones(report):
 
 
 def _test_maps(trained, which, normalize="per_map", images=None):
-    from geocam_gui.core import cache, checkpoints
-    from geocam_gui.core.cam import explain
+    from geocam_gui.core import checkpoints
+    from geocam_gui.core.data import cache
+    from geocam_gui.core.explain.cam import explain
 
     index = trained["biased"]["index"]
     samples = index.split("test")
@@ -234,7 +237,7 @@ def _test_maps(trained, which, normalize="per_map", images=None):
 
 
 def test_pointing_game_of_a_trained_model_beats_a_uniform_random_map(trained, home):
-    from geocam_gui.core.analysis import load_masks
+    from geocam_gui.core.analysis.run import load_masks
 
     samples, _, maps, _ = _test_maps(trained, "biased")
     _, sky, _, has_sky = load_masks([s.path for s in samples], 48)
@@ -247,7 +250,7 @@ def test_pointing_game_of_a_trained_model_beats_a_uniform_random_map(trained, ho
 
 
 def test_filling_the_cue_with_background_removes_heat_there(trained, home):
-    from geocam_gui.core.analysis import load_masks
+    from geocam_gui.core.analysis.run import load_masks
 
     samples, images, _, pred = _test_maps(trained, "biased")
     ev, sky, _, _ = load_masks([s.path for s in samples], 48)
@@ -255,7 +258,7 @@ def test_filling_the_cue_with_background_removes_heat_there(trained, home):
     for i in range(len(filled)):
         filled[i][sky[i]] = images[i][~sky[i] & ~ev[i]].mean(axis=0).astype(np.uint8)
     from geocam_gui.core import checkpoints
-    from geocam_gui.core.cam import explain
+    from geocam_gui.core.explain.cam import explain
 
     model = checkpoints.load_checkpoint(trained["biased"]["checkpoint"]).model
     before = explain(model, "shallow", images, normalize="none", classes=None).maps.numpy()
@@ -291,7 +294,7 @@ def test_report_covers_every_section_and_is_strict_json(report):
 
 
 def test_second_run_comes_from_the_cache(trained, report, home):
-    from geocam_gui.core.analysis import run_analysis
+    from geocam_gui.core.analysis.run import run_analysis
 
     again = run_analysis([trained["biased"]["checkpoint"], trained["plain"]["checkpoint"]], trained["biased"]["index"])
     assert all(m["cached"] for m in again["models"])
@@ -322,7 +325,7 @@ def test_cli_writes_report_files_that_open(trained, home, tmp_path):
 
 def test_checkpoint_with_other_classes_is_a_bad_argument(trained, home, tmp_path, capsys):
     from geocam_gui.cli import main
-    from geocam_gui.core.analysis import run_analysis
+    from geocam_gui.core.analysis.run import run_analysis
     from geocam_gui.core.errors import BadArgument
 
     ck = _untrained(tmp_path, classes=("paris", "rome"))
@@ -336,8 +339,8 @@ def test_checkpoint_with_other_classes_is_a_bad_argument(trained, home, tmp_path
 
 
 def test_split_without_images_and_bad_settings_are_clear_errors(trained, home, tmp_path):
-    from geocam_gui.core.analysis import run_analysis
-    from geocam_gui.core.datasets import DatasetIndex
+    from geocam_gui.core.analysis.run import run_analysis
+    from geocam_gui.core.data.datasets import DatasetIndex
     from geocam_gui.core.errors import BadArgument, DataError
 
     idx = trained["biased"]["index"]
@@ -356,8 +359,9 @@ def test_split_without_images_and_bad_settings_are_clear_errors(trained, home, t
 def test_missing_masks_are_counted_not_fatal(trained, home, tmp_path):
     import shutil
 
-    from geocam_gui.core import datasets, synthetic
-    from geocam_gui.core.analysis import run_analysis
+    from geocam_gui.core.data import datasets
+    from geocam_gui.core.data import demo as synthetic
+    from geocam_gui.core.analysis.run import run_analysis
 
     data = tmp_path / "demo"
     shutil.copytree(trained["plain"]["data"], data)

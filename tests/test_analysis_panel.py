@@ -15,7 +15,8 @@ from geocam_gui.ui import workers  # noqa: E402
 @pytest.fixture(scope="module")
 def context(tmp_path_factory):
     """A tiny demo set and an untrained shallow checkpoint (the panel only shows what core computes)."""
-    from geocam_gui.core import datasets, synthetic
+    from geocam_gui.core.data import datasets
+    from geocam_gui.core.data import demo as synthetic
     from geocam_gui.core.checkpoints import save_checkpoint
     from geocam_gui.core.models import build_model
 

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from geocam_gui.core import cache, images, paths
-from geocam_gui.core.datasets import Sample
+from geocam_gui.core import paths
+from geocam_gui.core.data import cache
+from geocam_gui.core.data import images
+from geocam_gui.core.data.datasets import Sample
 from geocam_gui.core.errors import Cancelled
 
 

@@ -12,8 +12,8 @@ import pytest
 import torch
 from torch import nn
 
-from geocam_gui.core import cam as cam_mod
-from geocam_gui.core.cam import (
+from geocam_gui.core.explain import cam as cam_mod
+from geocam_gui.core.explain.cam import (
     CamResult,
     class_probabilities,
     compute_cams,

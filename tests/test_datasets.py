@@ -13,8 +13,9 @@ import pytest
 from PIL import Image
 
 from geocam_gui.cli import main as cli_main
-from geocam_gui.core import datasets, layouts
-from geocam_gui.core.datasets import DatasetIndex, Sample, index_dataset, open_data
+from geocam_gui.core.data import datasets
+from geocam_gui.core.data import layouts
+from geocam_gui.core.data.datasets import DatasetIndex, Sample, index_dataset, open_data
 from geocam_gui.core.errors import BadArgument, DataError
 
 
@@ -266,8 +267,8 @@ def test_exact_duplicates_across_splits_are_reported(tmp_path):
 
 
 def test_find_duplicates_compares_whole_files(tmp_path):
-    from geocam_gui.core.audit import find_duplicates
-    from geocam_gui.core.layouts import Found
+    from geocam_gui.core.data.audit import find_duplicates
+    from geocam_gui.core.data.layouts import Found
 
     big = np.random.default_rng(1).integers(0, 256, 40000, dtype=np.uint8).tobytes()
     contents = {"h1": big + b"1", "h2": big + b"2", "h3": big + b"1", "s1": b"abc", "s2": b"abc", "s3": b"abd"}

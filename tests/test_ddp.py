@@ -16,7 +16,7 @@ from geocam_gui.core.checkpoints import load_checkpoint
 @pytest.mark.slow
 @pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="needs torch.distributed with gloo")
 def test_two_cpu_processes_on_gloo(tmp_path):
-    from geocam_gui.core.synthetic import generate_demo
+    from geocam_gui.core.data.demo import generate_demo
 
     data = generate_demo(tmp_path / "demo", per_class=16, size=32, views_per_place=2, seed=3)
     out = tmp_path / "run"
@@ -35,7 +35,7 @@ def test_two_cpu_processes_on_gloo(tmp_path):
     assert best.meta["world_size"] == 2
     test = best.meta["metrics"]["test"]
     # Test counts are summed over both ranks: every test image is counted exactly once.
-    from geocam_gui.core.datasets import open_data
+    from geocam_gui.core.data.datasets import open_data
 
     assert test["n"] == len(open_data(data).split("test"))
     assert (out / "index" / "index.csv").is_file()

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from geocam_gui.cli import main
-from geocam_gui.core import export as ex
+from geocam_gui.core.export import run as ex
 from geocam_gui.core.errors import BadArgument, DataError
 
 CLASSES = ["pittsburgh", "tokyo"]
@@ -155,7 +155,7 @@ def test_png_figure_has_its_dpi(assets, tmp_path):
 
 
 def test_width_parsing_and_limits():
-    from geocam_gui.core.figure import parse_width
+    from geocam_gui.core.export.figure import parse_width
 
     assert parse_width("single") == 3.5 and parse_width("double") == 7.16 and parse_width("4.2in") == 4.2
     with pytest.raises(BadArgument):
@@ -189,7 +189,7 @@ def test_from_sidecar_recreates_every_output_byte_for_byte(assets, tmp_path):
 def test_figure_files_are_deterministic(fmt):
     from io import BytesIO
 
-    from geocam_gui.core.figure import FigurePanel, FigureRow, render_figure
+    from geocam_gui.core.export.figure import FigurePanel, FigureRow, render_figure
 
     rng = np.random.default_rng(0)
     photo = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)

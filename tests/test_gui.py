@@ -10,12 +10,12 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
-from geocam_gui.core.inference import GROUND_TRUTH, PREDICTED  # noqa: E402
+from geocam_gui.core.explain.store import GROUND_TRUTH, PREDICTED  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def demo_set(tmp_path_factory):
-    from geocam_gui.core.synthetic import generate_demo
+    from geocam_gui.core.data.demo import generate_demo
 
     return generate_demo(tmp_path_factory.mktemp("demo") / "set", per_class=20, size=48, views_per_place=2, seed=3)
 

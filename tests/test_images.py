@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from geocam_gui.core import images
+from geocam_gui.core.data import images
 from geocam_gui.core.errors import ImageError
 
 

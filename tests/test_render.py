@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from geocam_gui.core import render
+from geocam_gui.core.explain import render
 from geocam_gui.core.errors import BadArgument
-from geocam_gui.core.render import (
+from geocam_gui.core.explain.render import (
     COLORMAPS,
     colorbar,
     colorize,

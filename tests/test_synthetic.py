@@ -12,10 +12,10 @@ import pytest
 from PIL import Image
 
 from geocam_gui import cli
-from geocam_gui.core import synthetic
+from geocam_gui.core.data import demo as synthetic
 from geocam_gui.core.errors import BadArgument, Cancelled, DataError
-from geocam_gui.core.synthetic_draw import EVIDENCE, render
-from geocam_gui.core.synthetic_scene import build_scene
+from geocam_gui.core.data.demo.draw import EVIDENCE, render
+from geocam_gui.core.data.demo.scene import build_scene
 
 SMALL = dict(per_class=24, size=64, views_per_place=2)
 

@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from geocam_gui.core import training_loop
+from geocam_gui.core.train import loop as training_loop
 from geocam_gui.core.checkpoints import load_checkpoint
 from geocam_gui.core.errors import BadArgument, GeoCamError
-from geocam_gui.core.training import TrainConfig, Trainer, default_config, evaluate
+from geocam_gui.core.train.config import TrainConfig, default_config
+from geocam_gui.core.train.engine import Trainer, evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,14 +27,14 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="session")
 def tiny_demo(tmp_path_factory):
     """32 px demo set: 16 images per class, split by place into train/val/test."""
-    from geocam_gui.core.synthetic import generate_demo
+    from geocam_gui.core.data.demo import generate_demo
 
     return generate_demo(tmp_path_factory.mktemp("data") / "tiny", per_class=16, size=32, views_per_place=2, seed=3)
 
 
 @pytest.fixture
 def tiny_index(tiny_demo):
-    from geocam_gui.core.datasets import open_data
+    from geocam_gui.core.data.datasets import open_data
 
     return open_data(tiny_demo)
 
@@ -182,9 +183,10 @@ _KILL_SCRIPT = textwrap.dedent("""
     import json, os, signal, sys
     import torch
     torch.set_num_threads(1)
-    from geocam_gui.core import training_loop
-    from geocam_gui.core.datasets import open_data
-    from geocam_gui.core.training import Trainer, TrainConfig
+    from geocam_gui.core.train import loop as training_loop
+    from geocam_gui.core.data.datasets import open_data
+    from geocam_gui.core.train.config import TrainConfig
+    from geocam_gui.core.train.engine import Trainer
     data, out, mode = sys.argv[1], sys.argv[2], sys.argv[3]
     training_loop._EVENT_INTERVAL_S = 0.0
     cfg = TrainConfig(model="shallow", epochs=2, batch_size=8, lr=1e-3, image_size=32, device="cpu",
@@ -238,7 +240,7 @@ def test_cli_train_then_eval(tiny_demo, tmp_path, capsys):
     assert "Cannot resume" in capsys.readouterr().err
     assert main(["eval", str(out), str(tiny_demo), "--split", "val", "--device", "cpu"]) == 0
     result = json.loads(capsys.readouterr().out)
-    from geocam_gui.core.datasets import open_data
+    from geocam_gui.core.data.datasets import open_data
 
     assert result["split"] == "val" and result["n"] == len(open_data(tiny_demo).split("val"))
     assert set(result) >= {"accuracy", "per_class", "confusion", "checkpoint"}
@@ -249,8 +251,8 @@ def test_cli_train_then_eval(tiny_demo, tmp_path, capsys):
 def test_demo_shallow_learns_the_cities_at_64px(tmp_path, torch_threads):
     """Issue 3/5 acceptance: with the CPU defaults, trained at sky bias 0.5 (the sky says nothing),
     the shallow CNN reaches >= 95 % test accuracy on the demo set at 64 px (measured: 0.971)."""
-    from geocam_gui.core.datasets import open_data
-    from geocam_gui.core.synthetic import generate_demo
+    from geocam_gui.core.data.datasets import open_data
+    from geocam_gui.core.data.demo import generate_demo
 
     data = open_data(generate_demo(tmp_path / "demo", per_class=600, size=64, sky_bias=0.5, seed=0))
     result = Trainer(default_config("shallow", "cpu"), data, tmp_path / "out").run()
@@ -261,8 +263,8 @@ def test_demo_shallow_learns_the_cities_at_64px(tmp_path, torch_threads):
 def test_demo_sky_bias_is_learned_and_fails_on_flipped_skies(tmp_path, torch_threads):
     """Trained where the sky gives the city away 95 % of the time, the model loses accuracy on
     a test split whose skies are flipped (cloudy Tokyo, clear Pittsburgh)."""
-    from geocam_gui.core.datasets import open_data
-    from geocam_gui.core.synthetic import generate_demo
+    from geocam_gui.core.data.datasets import open_data
+    from geocam_gui.core.data.demo import generate_demo
 
     params = dict(per_class=600, size=64, sky_bias=0.95, seed=0)
     data = open_data(generate_demo(tmp_path / "demo", test_sky_bias=0.95, **params))

@@ -1,4 +1,4 @@
-"""``geocam analyze``: measured interpretability of trained models (see core/analysis.py).
+"""``geocam analyze``: measured interpretability of trained models (see core/analysis/run.py).
 
     geocam analyze --checkpoint CKPT [CKPT ...] --data DATA [--split test] [--method gradcam]
                    [--limit N] --out DIR
@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from geocam_gui.core.cam import METHODS
+from geocam_gui.core.explain.cam import METHODS
 
 NAME = "analyze"
 HELP = ("measure the models' explanations: accuracy, localisation against masks, faithfulness, "
@@ -61,8 +61,8 @@ def _expand(items: list[str]) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from geocam_gui.core.analysis import run_analysis, write_report
-    from geocam_gui.core.datasets import open_data
+    from geocam_gui.core.analysis.run import run_analysis, write_report
+    from geocam_gui.core.data.datasets import open_data
     from geocam_gui.core.errors import BadArgument, DataError
 
     if args.limit is not None and args.limit < 1:

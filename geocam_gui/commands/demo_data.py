@@ -1,4 +1,4 @@
-"""``geocam demo-data OUT``: write the procedural two-cities demo set (see core/synthetic.py)."""
+"""``geocam demo-data OUT``: write the procedural two-cities demo set (see core/data/demo/__init__.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 
-from geocam_gui.core import synthetic
+from geocam_gui.core.data import demo as synthetic
 
 NAME = "demo-data"
 HELP = "write the procedural Pittsburgh/Tokyo demo set with evidence and sky masks"

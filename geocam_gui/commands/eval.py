@@ -45,9 +45,9 @@ def resolve_checkpoint(spec: str) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     from geocam_gui.core.checkpoints import load_checkpoint
-    from geocam_gui.core.datasets import open_data
+    from geocam_gui.core.data.datasets import open_data
     from geocam_gui.core.device import resolve_device
-    from geocam_gui.core.training import evaluate
+    from geocam_gui.core.train.engine import evaluate
 
     if args.batch_size < 1:
         raise BadArgument(f"Batch size must be at least 1, got {args.batch_size}.")

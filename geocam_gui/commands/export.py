@@ -16,8 +16,8 @@ HELP = ("Export Grad-CAM overlays (PNG/TIFF at native resolution, RGBA heat maps
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from geocam_gui.core.cam import METHODS
-    from geocam_gui.core.render import COLORMAPS
+    from geocam_gui.core.explain.cam import METHODS
+    from geocam_gui.core.explain.render import COLORMAPS
 
     parser.add_argument("--checkpoint", nargs="+", metavar="CKPT", default=[],
                         help="checkpoints (.json/.safetensors) to explain, one figure column each")
@@ -62,8 +62,8 @@ def _progress(label: str):
 
 
 def run(args: argparse.Namespace) -> int:
-    from geocam_gui.core import export as ex
-    from geocam_gui.core.figure import parse_width
+    from geocam_gui.core.export import run as ex
+    from geocam_gui.core.export.figure import parse_width
 
     if args.from_sidecar:
         return _run_from_sidecar(args, ex)
@@ -105,7 +105,7 @@ def _copy(opts):
 
 
 def _images(args):
-    from geocam_gui.core.export import ExportImage
+    from geocam_gui.core.export.run import ExportImage
 
     if args.images:
         if args.data:
@@ -122,7 +122,7 @@ def _images(args):
             raise BadArgument("--split needs --data DATA (the dataset to take the split from).")
         if not os.path.exists(args.data):
             raise BadArgument(f"The dataset {args.data} does not exist.")
-        from geocam_gui.core.datasets import open_data
+        from geocam_gui.core.data.datasets import open_data
 
         samples = open_data(args.data).split(args.split)
         if not samples:

@@ -32,7 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from geocam_gui.core import audit, datasets
+    from geocam_gui.core.data import audit
+    from geocam_gui.core.data import datasets
 
     ratios = datasets.parse_split(args.split)
     for root in args.roots:

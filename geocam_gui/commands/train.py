@@ -61,7 +61,7 @@ _OVERRIDES = {  # argparse dest -> TrainConfig field
 
 def build_configs(args: argparse.Namespace) -> list:
     """One validated ``TrainConfig`` per model asked for (``BadArgument`` on the first problem)."""
-    from geocam_gui.core.training import default_config, resume_config
+    from geocam_gui.core.train.config import default_config, resume_config
 
     models = list(MODEL_NAMES) if args.model == "all" else [args.model]
     configs = []
@@ -107,8 +107,9 @@ def _printer(quiet: bool):
 
 
 def run(args: argparse.Namespace) -> int:
-    from geocam_gui.core.datasets import open_data
-    from geocam_gui.core.training import Trainer, check_resumable, resume_config
+    from geocam_gui.core.data.datasets import open_data
+    from geocam_gui.core.train.config import check_resumable, resume_config
+    from geocam_gui.core.train.engine import Trainer
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():

@@ -34,7 +34,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from geocam_gui.core.cam import METHOD_LABELS, METHODS
+from geocam_gui.core.explain.cam import METHOD_LABELS, METHODS
 from geocam_gui.core.models import MODEL_LABELS, MODEL_NAMES
 from geocam_gui.ui.workers import TaskWorker
 
@@ -239,7 +239,7 @@ class AnalysisPanel(QWidget):
 
         def work(progress, cancelled):
             from geocam_gui.core import paths
-            from geocam_gui.core.analysis import run_analysis, write_report
+            from geocam_gui.core.analysis.run import run_analysis, write_report
 
             report = run_analysis(checkpoints, index, split=split, method=method, limit=limit,
                                   progress=progress, cancel=cancelled)
@@ -306,7 +306,7 @@ class AnalysisPanel(QWidget):
     # ------------------------------------------------------------------ showing
     def show_report(self, report: dict, files: dict) -> None:
         """Fill the tables, plots and mosaics from a report and its written files."""
-        from geocam_gui.core.analysis_report import tables
+        from geocam_gui.core.analysis.report import tables
 
         self.report, self.files = report, {k: Path(v) for k, v in files.items()}
         for w in list(self.table_widgets.values()) + list(self.plot_labels.values()):
@@ -330,7 +330,7 @@ class AnalysisPanel(QWidget):
             self.tables_layout.insertWidget(self.tables_layout.count() - 1, table)
             self.table_widgets[name] = table
             self.plot_labels[f"_title_{name}"] = title
-        from geocam_gui.core.analysis_report import PLOTS
+        from geocam_gui.core.analysis.report import PLOTS
 
         for name in PLOTS:
             if name in self.files and self.files[name].is_file():
@@ -360,7 +360,7 @@ class AnalysisPanel(QWidget):
 
     def export_report(self, folder: str | Path) -> dict:
         """Write the shown report (JSON, HTML, plots, mosaics) into ``folder``."""
-        from geocam_gui.core.analysis_report import write_report
+        from geocam_gui.core.analysis.report import write_report
 
         if self.report is None:
             raise RuntimeError("There is no report to export yet.")

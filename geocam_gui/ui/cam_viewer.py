@@ -29,9 +29,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from geocam_gui.core import render
-from geocam_gui.core.cam import METHOD_LABELS, METHODS
-from geocam_gui.core.inference import GROUND_TRUTH, PREDICTED, ImageExplanation, ModelStore, display_maps, explain_image
+from geocam_gui.core.explain import render
+from geocam_gui.core.explain.cam import METHOD_LABELS, METHODS
+from geocam_gui.core.explain.store import GROUND_TRUTH, PREDICTED, ImageExplanation, ModelStore, display_maps, explain_image
 from geocam_gui.core.models import MODEL_LABELS, MODEL_NAMES
 from geocam_gui.ui.workers import LatestWorker
 

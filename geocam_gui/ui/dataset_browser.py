@@ -121,7 +121,7 @@ class ThumbnailLoader(QObject):
             if not img.isNull():
                 return img
         try:
-            from geocam_gui.core.images import load_rgb
+            from geocam_gui.core.data.images import load_rgb
 
             pil = load_rgb(path)
             pil.thumbnail((self.size, self.size))

@@ -279,7 +279,7 @@ class MainWindow(QMainWindow):
             self.open_dataset([folder])
 
     def open_demo(self, **params) -> None:
-        from geocam_gui.core.synthetic import ensure_demo
+        from geocam_gui.core.data.demo import ensure_demo
 
         def work(progress, cancelled):
             return ensure_demo(progress=lambda d, t: progress(d, t), cancel=cancelled, **params)
@@ -289,7 +289,7 @@ class MainWindow(QMainWindow):
                       progress_text="Generating the two-cities demo data set…")
 
     def open_dataset(self, spec, *, demo: bool = False) -> None:
-        from geocam_gui.core.datasets import open_data
+        from geocam_gui.core.data.datasets import open_data
 
         roots = [str(s) for s in (spec if isinstance(spec, (list, tuple)) else [spec])]
 
@@ -339,7 +339,7 @@ class MainWindow(QMainWindow):
 
     def demo_configs(self, models: list[str]) -> list:
         """Short runs that fill the three panes in a few CPU minutes."""
-        from geocam_gui.core.training import demo_config
+        from geocam_gui.core.train.config import demo_config
 
         return [demo_config(m, self.device.type if self.device.type != "cuda" else str(self.device))
                 for m in models]
@@ -415,7 +415,7 @@ class MainWindow(QMainWindow):
         """Predict every image with a checkpoint, for the browser's columns and filters."""
         if self.index is None:
             return
-        from geocam_gui.core.inference import predict_samples
+        from geocam_gui.core.explain.store import predict_samples
 
         samples = list(self.index.samples)
         old = self._prediction_tasks.pop(name, None)

@@ -242,7 +242,7 @@ class TrainingPanel(QWidget):
 
     def _apply_device_defaults(self) -> None:
         """Small images and batches on a CPU, the paper's 224 px on a GPU."""
-        from geocam_gui.core.training import default_config
+        from geocam_gui.core.train.config import default_config
 
         try:
             dev = resolve_device(self.device.currentData() or "auto")
@@ -278,7 +278,7 @@ class TrainingPanel(QWidget):
             self.pause_button.setChecked(False)
 
     def config_for(self, name: str):
-        from geocam_gui.core.training import default_config
+        from geocam_gui.core.train.config import default_config
 
         cfg = default_config(name, self.device.currentData() or "auto")
         cfg.epochs = self.epochs.value()
@@ -287,7 +287,7 @@ class TrainingPanel(QWidget):
         if name == "shallow" or self.lr.value() != default_config("shallow", cfg.device).lr:
             cfg.lr = self.lr.value()
         if not self.augment.isChecked():
-            from geocam_gui.core.loader import AugmentConfig
+            from geocam_gui.core.train.loader import AugmentConfig
 
             cfg.augment = AugmentConfig(crop=False, hflip=False)
         return cfg.validate()

@@ -164,7 +164,7 @@ class TrainingWorker(QObject):
     def _run(self) -> None:  # worker thread
         import queue
 
-        from geocam_gui.core.training_process import run_queue
+        from geocam_gui.core.train.child import run_queue
 
         events = self._ctx.Queue()
         proc = self._ctx.Process(target=run_queue, name="geocam-training", daemon=True,

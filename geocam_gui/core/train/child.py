@@ -24,7 +24,7 @@ def run_queue(configs: list, index, out_dir, events, cancel, pause) -> None:
     import os
 
     from geocam_gui.core.errors import GeoCamError
-    from geocam_gui.core.training import Trainer
+    from geocam_gui.core.train.engine import Trainer
 
     try:  # below the GUI's priority: the window stays responsive while training fills the CPU
         os.nice(5)

@@ -96,7 +96,7 @@ def display_image(path: str | os.PathLike, max_side: int = 640) -> np.ndarray:
     """The whole photo, EXIF-rotated, RGB, scaled down so its longer side is <= max_side."""
     from PIL import Image
 
-    from geocam_gui.core.images import load_rgb
+    from geocam_gui.core.data.images import load_rgb
 
     img = load_rgb(path)
     scale = max_side / max(img.size)
@@ -118,8 +118,8 @@ def explain_image(
     ``checkpoints`` maps a pane name (shallow, vgg11, resnet18) to a checkpoint path or None.
     A checkpoint that fails to load or run is reported in ``errors`` and the others go on.
     """
-    from geocam_gui.core.cam import explain
-    from geocam_gui.core.images import load_resized
+    from geocam_gui.core.explain.cam import explain
+    from geocam_gui.core.data.images import load_resized
 
     result = ImageExplanation(path=str(path), label=label, image=display_image(path))
     for name, ckpt in checkpoints.items():
@@ -199,7 +199,7 @@ def predict_samples(
     cancel: Callable[[], bool] | None = None,
 ) -> np.ndarray:
     """Class probabilities (N, C) of a checkpoint for ``samples``; NaN rows for unreadable files."""
-    from geocam_gui.core.cache import decoded_split
+    from geocam_gui.core.data.cache import decoded_split
     from geocam_gui.core.models import preprocess
 
     store = store or ModelStore("cpu")

@@ -195,7 +195,7 @@ def _build_figure(
     from matplotlib.colors import Normalize
     from matplotlib.figure import Figure
 
-    from geocam_gui.core.render import COLORMAPS
+    from geocam_gui.core.explain.render import COLORMAPS
 
     if not rows:
         raise BadArgument("A figure needs at least one image.")

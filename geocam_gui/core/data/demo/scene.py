@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from geocam_gui.core.synthetic_draw import (ACCENT, CARS, DETAIL, EVIDENCE, FACADE, GREENS, SKY, Scene,
+from geocam_gui.core.data.demo.draw import (ACCENT, CARS, DETAIL, EVIDENCE, FACADE, GREENS, SKY, Scene,
                                             _contrast, _jitter, _pick, evidence_fraction)
 
 CLASSES = ("pittsburgh", "tokyo")

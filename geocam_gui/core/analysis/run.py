@@ -39,13 +39,14 @@ import numpy as np
 from PIL import Image
 from torch import nn
 
-from geocam_gui.core import analysis_bias as ab
-from geocam_gui.core import analysis_metrics as am
-from geocam_gui.core import analysis_model as amod
-from geocam_gui.core import paths, synthetic
-from geocam_gui.core.analysis_patches import mine_elements
-from geocam_gui.core.analysis_report import write_report  # noqa: F401 - re-exported
-from geocam_gui.core.cam import METHODS
+from geocam_gui.core.analysis import bias as ab
+from geocam_gui.core.analysis import measures as am
+from geocam_gui.core.analysis import model_pass as amod
+from geocam_gui.core import paths
+from geocam_gui.core.data import demo as synthetic
+from geocam_gui.core.analysis.patches import mine_elements
+from geocam_gui.core.analysis.report import write_report  # noqa: F401 - re-exported
+from geocam_gui.core.explain.cam import METHODS
 from geocam_gui.core.checkpoints import load_checkpoint, read_meta
 from geocam_gui.core.device import resolve_device
 from geocam_gui.core.errors import BadArgument, Cancelled, DataError
@@ -215,7 +216,7 @@ def _faithfulness(r: amod.PassResult) -> dict:
 
 
 def _analyse_model(m: _Model, index, samples, *, split, method, device, cancel, ticker, entry: Path) -> dict:
-    from geocam_gui.core import cache
+    from geocam_gui.core.data import cache
 
     classes = list(index.classes)
     decoded = cache.decoded_split(samples, m.image_size, classes=classes, cancel=cancel)
@@ -347,7 +348,7 @@ def _bias(models: list[_Model], index, split_limit, bias_sets, *, device, cancel
 
 
 def _probe_accuracy(m: _Model, data, samples, *, device, cancel) -> dict:
-    from geocam_gui.core import cache
+    from geocam_gui.core.data import cache
 
     key = hashlib.sha256(json.dumps([ANALYSIS_VERSION, m.stamp, [s.path for s in samples],
                                      cache.cache_key(samples, m.image_size)]).encode()).hexdigest()[:32]

@@ -27,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from geocam_gui.core import images, paths
+from geocam_gui.core import paths
+from geocam_gui.core.data import images
 from geocam_gui.core.errors import Cancelled, ImageError
 
 CACHE_VERSION = 1

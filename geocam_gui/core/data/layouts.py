@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from geocam_gui.core.errors import DataError
-from geocam_gui.core.images import is_image_name
+from geocam_gui.core.data.images import is_image_name
 
 LAYOUTS = ("folders", "csv", "pitts250k", "tokyo247", "tokyotm")
 DEFAULT_LABELS = {"pitts250k": "pittsburgh", "tokyo247": "tokyo", "tokyotm": "tokyo"}

@@ -24,8 +24,10 @@ import torch.nn.functional as F
 from geocam_gui.core import checkpoints as ckpt
 from geocam_gui.core.device import describe_device, resolve_device
 from geocam_gui.core.errors import CheckpointError, DataError, GeoCamError
-from geocam_gui.core.loader import BatchFeeder, augment, epoch_generator, epoch_order
-from geocam_gui.core.metrics import confusion_update, summarize
+from geocam_gui.core.train.config import TrainConfig, check_resumable
+from geocam_gui.core.train.events import TrainResult
+from geocam_gui.core.train.loader import BatchFeeder, augment, epoch_generator, epoch_order
+from geocam_gui.core.train.metrics import confusion_update, summarize
 from geocam_gui.core.models import build_model
 
 _OOM = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
@@ -90,7 +92,7 @@ class SplitData:
 
 def decode_split(samples, size: int, classes: list[str], *, progress=None, cancel=None) -> SplitData:
     """Decode ``samples`` once into the uint8 cache; unreadable images are skipped (and listed)."""
-    from geocam_gui.core import cache
+    from geocam_gui.core.data import cache
 
     arr = cache.decoded_split(samples, size, classes=classes, progress=progress, cancel=cancel)
     ok = np.asarray(arr.ok, dtype=bool)
@@ -230,7 +232,6 @@ class TrainingLoop:
 
     # ---------------------------------------------------------------- run
     def run(self, started: float):
-        from geocam_gui.core.training import TrainResult
 
         cfg, t = self.cfg, self.t
         dev = self._device()
@@ -357,7 +358,6 @@ class TrainingLoop:
         return min(b, self.cfg.max_batches_per_epoch) if self.cfg.max_batches_per_epoch else b
 
     def _restore(self, state_path: Path, net, opt, fingerprint: str):
-        from geocam_gui.core.training import TrainConfig, check_resumable
 
         state = ckpt.load_train_state(state_path)
         try:

@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from geocam_gui.core import synthetic
+from geocam_gui.core.data import demo as synthetic
 from geocam_gui.core.errors import Cancelled
-from geocam_gui.core.metrics import summarize
+from geocam_gui.core.train.metrics import summarize
 from geocam_gui.core.models import preprocess
 
 EVAL_BATCH = 64
@@ -102,7 +102,7 @@ def probe_sets(index, *, progress: Callable[[int, int], None] | None = None,
     Returns ``[{"name", "test_sky_bias", "index"}]``, starting with the set itself; empty for data
     that is not a demo set.
     """
-    from geocam_gui.core.datasets import open_data
+    from geocam_gui.core.data.datasets import open_data
 
     params = demo_parameters(index)
     if params is None:

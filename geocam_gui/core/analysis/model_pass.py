@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from geocam_gui.core import analysis_metrics as am
-from geocam_gui.core.cam import compute_cams
+from geocam_gui.core.analysis import measures as am
+from geocam_gui.core.explain.cam import compute_cams
 from geocam_gui.core.errors import Cancelled
 from geocam_gui.core.models import preprocess, target_layer
 

@@ -1,9 +1,9 @@
 """Dataset index: which photo is which class, in which group and split.
 
-``index_dataset`` reads one or more roots (see :mod:`geocam_gui.core.layouts`), checks files
+``index_dataset`` reads one or more roots (see :mod:`geocam_gui.core.data.layouts`), checks files
 (a sample or all of them, see ``verify``), splits them train/val/test by *group* (panorama,
 place) so that near-duplicate views never straddle two splits, balances the training split if
-asked, and audits the result (:mod:`geocam_gui.core.audit`). ``DatasetIndex.save`` writes
+asked, and audits the result (:mod:`geocam_gui.core.data.audit`). ``DatasetIndex.save`` writes
 ``index.csv`` + ``audit.json``; every trained model can thus record exactly which files it saw.
 
 ``progress`` callbacks everywhere here are called as ``progress(done, total)`` (``total`` 0
@@ -30,10 +30,10 @@ from pathlib import Path
 
 import numpy as np
 
-from geocam_gui.core import audit as _audit
-from geocam_gui.core import layouts
+from geocam_gui.core.data import audit as _audit
+from geocam_gui.core.data import layouts
 from geocam_gui.core.errors import BadArgument, DataError
-from geocam_gui.core.layouts import Found
+from geocam_gui.core.data.layouts import Found
 
 log = logging.getLogger(__name__)
 

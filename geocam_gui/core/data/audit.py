@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from geocam_gui.core import images
+from geocam_gui.core.data import images
 from geocam_gui.core.errors import ImageError
 
 #: A property "nearly determines" the class when predicting the class from it alone is right

@@ -33,8 +33,8 @@ from PIL import Image
 
 from geocam_gui.core import paths
 from geocam_gui.core.errors import BadArgument, Cancelled, DataError
-from geocam_gui.core.synthetic_draw import render
-from geocam_gui.core.synthetic_scene import CLASSES, build_scene
+from geocam_gui.core.data.demo.draw import render
+from geocam_gui.core.data.demo.scene import CLASSES, build_scene
 
 GENERATOR_VERSION = "1"
 DEFAULTS: dict = {

@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from geocam_gui.core import analysis_metrics as am
-from geocam_gui.core.analysis_model import PATCH_FRACTION, SEED
+from geocam_gui.core.analysis import measures as am
+from geocam_gui.core.analysis.model_pass import PATCH_FRACTION, SEED
 from geocam_gui.core.errors import ImageError
-from geocam_gui.core.images import load_rgb
+from geocam_gui.core.data.images import load_rgb
 
 TILE = 64
 GAP = 4

@@ -43,7 +43,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from geocam_gui.core.errors import BadArgument, DataError, GeoCamError, ImageError
-from geocam_gui.core.figure import FIGURE_FORMATS, SINGLE_COLUMN_IN, parse_width
+from geocam_gui.core.export.figure import FIGURE_FORMATS, SINGLE_COLUMN_IN, parse_width
 
 SIDECAR_FORMAT = "geocam-export/1"
 SUMMARY_NAME = "summary.json"
@@ -209,8 +209,8 @@ def _weights_file(path: Path) -> Path:
 
 # --------------------------------------------------------------------------- validation
 def _check_options(o: ExportOptions, kind: str) -> None:
-    from geocam_gui.core.cam import METHODS
-    from geocam_gui.core.render import COLORMAPS
+    from geocam_gui.core.explain.cam import METHODS
+    from geocam_gui.core.explain.render import COLORMAPS
 
     if o.method not in METHODS:
         raise BadArgument(f"Unknown CAM method {o.method!r}: choose one of {', '.join(METHODS)}.")
@@ -498,10 +498,10 @@ def _explain(im: ExportImage, models: list[ModelInfo], loaded: dict, which: list
     """CAMs of image ``im`` by the models ``which``; ImageError when it cannot be decoded."""
     import torch
 
-    from geocam_gui.core.cam import explain
-    from geocam_gui.core.images import load_resized, load_rgb
-    from geocam_gui.core.inference import GROUND_TRUTH, ImageExplanation, PaneResult, display_maps
-    from geocam_gui.core.render import resize_map
+    from geocam_gui.core.explain.cam import explain
+    from geocam_gui.core.data.images import load_resized, load_rgb
+    from geocam_gui.core.explain.store import GROUND_TRUTH, ImageExplanation, PaneResult, display_maps
+    from geocam_gui.core.explain.render import resize_map
 
     native = np.asarray(load_rgb(im.path), dtype=np.uint8)
     exp = ImageExplanation(path=im.path, label=im.label, image=native)
@@ -709,7 +709,7 @@ def _run_overlays(plan: ExportPlan, summary: ExportSummary, progress: Progress, 
 
 
 def _write_panes(plan, targets: list[Target], exp: _Explained, layers, summary: ExportSummary) -> None:
-    from geocam_gui.core.render import heatmap_rgba, overlay
+    from geocam_gui.core.explain.render import heatmap_rgba, overlay
 
     o = plan.request.options
     H, W = exp.image.shape[:2]
@@ -750,9 +750,9 @@ def _write_summary(dest: Path, plan: ExportPlan, summary: ExportSummary) -> None
 
 
 def _run_figure(plan: ExportPlan, t: Target, summary: ExportSummary, progress: Progress, cancel: Cancel) -> None:
-    from geocam_gui.core.cam import METHOD_LABELS
-    from geocam_gui.core.figure import FigurePanel, FigureRow, render_figure
-    from geocam_gui.core.render import overlay
+    from geocam_gui.core.explain.cam import METHOD_LABELS
+    from geocam_gui.core.export.figure import FigurePanel, FigureRow, render_figure
+    from geocam_gui.core.explain.render import overlay
 
     req = plan.request
     o = req.options

@@ -1,0 +1,2 @@
+"""Exports for publications: overlays at native resolution, figures, provenance sidecars. Built on
+``explain``."""
