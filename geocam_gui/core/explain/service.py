@@ -1,0 +1,366 @@
+"""The compute process: every piece of model work the window needs, outside the window's process.
+
+Loading a checkpoint, building a model and running Python-level torch code hold the GIL for
+tens to hundreds of milliseconds; in the GUI's own process that freezes the window however many
+threads are used. ``ComputeService`` spawns one long-lived child process (at lower priority on a
+CPU-only machine) that owns the models (and, on a GPU, the CUDA context: the GUI process never
+initialises CUDA) and answers requests with plain numpy data.
+
+Requests travel in *lanes* (``"explain"`` for the viewer, ``"predict"`` for the browser, any other
+name for other views). In each lane the latest request wins: a new request replaces one that is
+waiting and stops one that is running at its next check, and the parent drops any reply that is
+not the lane's latest. The ``explain`` lane goes first: a long prediction pass serves a waiting
+explanation between two of its batches.
+
+Protocol (pickled tuples over one ``multiprocessing`` pipe; contract-tested):
+
+* parent -> child: ``("job", id, lane, kind, kwargs)``, ``("cancel", lane)``, ``("stop",)``
+* child -> parent: ``("progress", id, done, total)``, ``("result", id, payload)``,
+  ``("error", id, sentence)``, ``("superseded", id)``, ``("ready", pid)`` (once, at start)
+
+Kinds: ``explain`` (``explain_image``'s arguments without the store -> ``ImageExplanation``),
+``predict`` (checkpoint, samples -> (N, C) probabilities), ``stats`` (how many jobs of each
+kind were computed, for tests and benchmarks), ``sleep`` (seconds; a cancellable job for tests).
+
+When the parent dies the child sees the pipe's end within a fraction of a second and exits.
+When the child dies, ``poll`` reports ``Reply(status="crashed")`` for each lane with a request
+in flight, and ``restart()`` starts a fresh process.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from geocam_gui.core.errors import GeoCamError
+
+#: Lanes served first when several wait.
+PRIORITY = ("explain",)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the parent learns about one request: status is result, error, progress or crashed."""
+
+    id: int
+    lane: str
+    status: str
+    payload: Any = None
+
+
+class ComputeService:
+    """The parent's handle on the compute process (no Qt; the ui wraps ``fileno()`` in a notifier)."""
+
+    def __init__(self, device: str = "cpu", *, nice: int = 5, threads: int | None = None):
+        self.device = device
+        self.nice = nice
+        self.threads = threads
+        self._ctx = mp.get_context("spawn")
+        self._conn = None
+        self._proc = None
+        self._next_id = 0
+        self._latest: dict[str, int] = {}  # lane -> id of its newest request
+        self._in_flight: dict[int, str] = {}  # id -> lane, requests not yet answered
+        self.pid: int | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> "ComputeService":
+        parent, child = self._ctx.Pipe(duplex=True)
+        self._proc = self._ctx.Process(target=serve, args=(child, self.device, self.nice, self.threads),
+                                       name="geocam-compute", daemon=True)
+        self._proc.start()
+        child.close()  # only the child holds its end: its death is our EOF and vice versa
+        self._conn = parent
+        self.pid = self._proc.pid
+        self._in_flight.clear()
+        self._latest.clear()
+        return self
+
+    @property
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.is_alive()
+
+    def restart(self) -> None:
+        self.close(timeout=1.0)
+        self.start()
+
+    def close(self, timeout: float = 3.0) -> None:
+        """Ask the child to stop, then make sure it has (terminate, then kill)."""
+        proc, conn = self._proc, self._conn
+        self._proc = self._conn = None
+        if conn is not None:
+            try:
+                conn.send(("stop",))
+            except (OSError, ValueError):
+                pass
+            conn.close()
+        if proc is not None:
+            proc.join(timeout)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(1.0)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(1.0)
+
+    def fileno(self) -> int:
+        """The pipe's descriptor: readable when ``poll`` has something (for a socket notifier)."""
+        if self._conn is None:
+            raise GeoCamError("The compute process is not running.")
+        return self._conn.fileno()
+
+    # ------------------------------------------------------------------ requests
+    def submit(self, lane: str, kind: str, **kwargs: Any) -> int:
+        """Send a request; it replaces the lane's previous one. Returns its id."""
+        if self._conn is None:
+            self.start()
+        self._next_id += 1
+        job_id = self._next_id
+        self._latest[lane] = job_id
+        self._in_flight[job_id] = lane
+        try:
+            self._conn.send(("job", job_id, lane, kind, kwargs))
+        except (OSError, ValueError, BrokenPipeError):
+            pass  # the child is gone: the next poll reports the crash
+        return job_id
+
+    def cancel(self, lane: str) -> None:
+        """Forget the lane's request; the child stops it at its next check."""
+        self._latest.pop(lane, None)
+        if self._conn is not None:
+            try:
+                self._conn.send(("cancel", lane))
+            except (OSError, ValueError):
+                pass
+
+    def poll(self, timeout: float = 0.0) -> list[Reply]:
+        """Replies that arrived (waiting up to ``timeout`` s for the first); only each lane's latest."""
+        out: list[Reply] = []
+        if self._conn is None:
+            return out
+        deadline = time.monotonic() + timeout
+        while True:
+            wait = max(0.0, deadline - time.monotonic()) if not out else 0.0
+            try:
+                if not self._conn.poll(wait):
+                    break
+                message = self._conn.recv()
+            except (EOFError, OSError):
+                out.extend(self._crashed())
+                break
+            reply = self._reply(message)
+            if reply is not None:
+                out.append(reply)
+        return out
+
+    def request(self, lane: str, kind: str, timeout: float = 120.0, **kwargs: Any) -> Any:
+        """Submit and wait for the answer (scripts and tests); raises ``GeoCamError`` on failure."""
+        job_id = self.submit(lane, kind, **kwargs)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for reply in self.poll(timeout=min(1.0, max(0.0, deadline - time.monotonic()))):
+                if reply.id != job_id or reply.status == "progress":
+                    continue
+                if reply.status == "result":
+                    return reply.payload
+                raise GeoCamError(str(reply.payload))
+        raise GeoCamError(f"The compute process did not answer within {timeout:.0f} s.")
+
+    def _reply(self, message: tuple) -> Reply | None:
+        tag, job_id = message[0], message[1]
+        if tag == "ready":
+            return None
+        lane = self._in_flight.get(job_id)
+        if lane is None:
+            return None
+        if tag != "progress":
+            del self._in_flight[job_id]
+        if self._latest.get(lane) != job_id or tag == "superseded":
+            return None  # an older request of the lane: nobody shows it any more
+        if tag == "progress":
+            return Reply(job_id, lane, "progress", (message[2], message[3]))
+        if tag == "result":
+            return Reply(job_id, lane, "result", message[2])
+        return Reply(job_id, lane, "error", message[2])
+
+    def _crashed(self) -> list[Reply]:
+        proc = self._proc
+        code = None
+        if proc is not None:
+            proc.join(0.5)
+            code = proc.exitcode
+        if self._conn is not None:
+            self._conn.close()
+        self._conn = self._proc = None
+        sentence = f"The compute process stopped unexpectedly (exit code {code}); it is restarted on the next request."
+        out = [Reply(job_id, lane, "crashed", sentence) for job_id, lane in self._in_flight.items()
+               if self._latest.get(lane) == job_id]
+        self._in_flight.clear()
+        self._latest.clear()
+        return out
+
+
+# ====================================================================== the child's side
+class _Superseded(Exception):
+    pass
+
+
+class _Server:
+    """The child's loop: pending jobs per lane, latest wins, the explain lane first."""
+
+    def __init__(self, conn, device: str):
+        from geocam_gui.core.explain.store import ModelStore
+
+        self.conn = conn
+        self.store = ModelStore(device)
+        self.pending: dict[str, tuple] = {}
+        self.running: list[tuple[int, str]] = []  # (id, lane) stack: a prediction may serve an explanation
+        self.counts: dict[str, int] = {}
+        self.cancelled_ids: set[int] = set()  # running jobs whose lane got a newer request
+        self.stopping = False
+
+    def run(self) -> None:
+        while not self.stopping:
+            self.drain(block=not self.pending)
+            job = self.next_job()
+            if job is not None:
+                self.execute(job)
+
+    def drain(self, block: bool = False) -> None:
+        """Read every waiting message; EOF (the parent died or closed) ends the process."""
+        timeout = 0.2 if block else 0.0
+        while True:
+            try:
+                if not self.conn.poll(timeout):
+                    return
+                message = self.conn.recv()
+            except (EOFError, OSError):
+                self.stopping = True
+                raise SystemExit(0)
+            timeout = 0.0
+            tag = message[0]
+            if tag == "stop":
+                self.stopping = True
+                raise SystemExit(0)
+            if tag == "cancel":
+                self._supersede(message[1])
+            elif tag == "job":
+                _, job_id, lane, kind, kwargs = message
+                self._supersede(lane)
+                self.pending[lane] = (job_id, lane, kind, kwargs)
+
+    def _supersede(self, lane: str) -> None:
+        old = self.pending.pop(lane, None)
+        if old is not None:
+            self.send(("superseded", old[0]))
+        for job_id, running_lane in self.running:
+            if running_lane == lane:
+                self.cancelled_ids.add(job_id)
+
+    def next_job(self) -> tuple | None:
+        for lane in PRIORITY:
+            if lane in self.pending:
+                return self.pending.pop(lane)
+        if self.pending:
+            return self.pending.pop(next(iter(self.pending)))
+        return None
+
+    def execute(self, job: tuple) -> None:
+        job_id, lane, kind, kwargs = job
+        self.running.append((job_id, lane))
+        try:
+            handler = HANDLERS.get(kind)
+            if handler is None:
+                raise GeoCamError(f"The compute process has no job {kind!r}.")
+            result = handler(self, job_id, **kwargs)
+            self.counts[kind] = self.counts.get(kind, 0) + 1
+            self.send(("result", job_id, result))
+        except _Superseded:
+            self.send(("superseded", job_id))
+        except Exception as exc:  # noqa: BLE001 - a sentence to the window, the process lives on
+            text = str(exc) if isinstance(exc, GeoCamError) else f"{type(exc).__name__}: {exc}"
+            self.send(("error", job_id, text))
+        finally:
+            self.running.pop()
+            self.cancelled_ids.discard(job_id)
+
+    def check(self, job_id: int, lane: str) -> None:
+        """Between steps of a job: read messages, serve a waiting explanation, stop if replaced."""
+        self.drain()
+        if job_id in self.cancelled_ids:
+            raise _Superseded()
+        if lane not in PRIORITY:
+            for first in PRIORITY:
+                if first in self.pending:
+                    self.execute(self.pending.pop(first))
+        if job_id in self.cancelled_ids:
+            raise _Superseded()
+
+    def send(self, message: tuple) -> None:
+        try:
+            self.conn.send(message)
+        except (OSError, ValueError):
+            self.stopping = True
+            raise SystemExit(0)
+
+
+def _explain(server: _Server, job_id: int, **kwargs):
+    from geocam_gui.core.explain.store import explain_image
+
+    return explain_image(store=server.store, **kwargs)
+
+
+def _predict(server: _Server, job_id: int, *, checkpoint, samples, batch_size: int = 64):
+    from geocam_gui.core.explain.store import predict_samples
+
+    lane = next(lane for i, lane in server.running if i == job_id)
+
+    def progress(done: int, total: int) -> None:
+        server.send(("progress", job_id, done, total))
+
+    def cancelled() -> bool:
+        server.check(job_id, lane)  # raises _Superseded when replaced
+        return False
+
+    return predict_samples(checkpoint, samples, store=server.store, batch_size=batch_size,
+                           progress=progress, cancel=cancelled)
+
+
+def _stats(server: _Server, job_id: int):
+    return dict(server.counts)
+
+
+def _sleep(server: _Server, job_id: int, *, seconds: float):
+    lane = next(lane for i, lane in server.running if i == job_id)
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        time.sleep(0.02)
+        server.check(job_id, lane)
+    return seconds
+
+
+HANDLERS: dict[str, Callable[..., Any]] = {"explain": _explain, "predict": _predict, "stats": _stats, "sleep": _sleep}
+
+
+def serve(conn, device: str = "cpu", nice: int = 5, threads: int | None = None) -> None:
+    """The child process's entry point."""
+    if nice and device == "cpu":
+        try:  # below the window: on a busy CPU the GUI thread wins
+            os.nice(nice)
+        except (AttributeError, OSError):
+            pass
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    server = _Server(conn, device)
+    server.send(("ready", os.getpid()))
+    try:
+        server.run()
+    except SystemExit:
+        pass
+    finally:
+        conn.close()

@@ -1,0 +1,175 @@
+"""The compute process (core/explain/service.py): same answers as in-process, latest request wins,
+crashes reported and survived, no process left behind. No Qt here."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from geocam_gui.core.explain import service as svc
+from geocam_gui.core.explain.store import ModelStore, explain_image
+
+SIZE = 32
+CLASSES = ["pittsburgh", "tokyo"]
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory, torch_threads):
+    import torch
+
+    from geocam_gui.core.checkpoints import base_meta, save_checkpoint
+    from geocam_gui.core.models import build_model
+
+    root = tmp_path_factory.mktemp("compute")
+    torch.manual_seed(0)
+    save_checkpoint(root / "shallow" / "best", build_model("shallow", 2), base_meta("shallow", CLASSES, SIZE))
+    rng = np.random.default_rng(0)
+    photos = []
+    for i in range(4):
+        path = root / f"photo{i}.png"
+        Image.fromarray(rng.integers(0, 255, (48, 40, 3), dtype=np.uint8)).save(path)
+        photos.append(str(path))
+    return {"ckpt": str(root / "shallow" / "best.json"), "photos": photos}
+
+
+@pytest.fixture(scope="module")
+def service():
+    """One process for the module (each start imports torch: seconds on a busy 2-core machine)."""
+    s = svc.ComputeService("cpu", threads=1).start()
+    yield s
+    s.close()
+
+
+def _wait(service, lane, timeout=120.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for reply in service.poll(timeout=0.5):
+            if reply.lane == lane and reply.status != "progress":
+                return reply
+    raise AssertionError("no reply")
+
+
+def test_explanation_equals_the_in_process_one(assets, service):
+    remote = service.request("explain", "explain", path=assets["photos"][0],
+                             checkpoints={"shallow": assets["ckpt"]}, method="gradcam", label="tokyo")
+    local = explain_image(assets["photos"][0], {"shallow": assets["ckpt"]}, ModelStore("cpu"),
+                          method="gradcam", label="tokyo")
+    assert remote.errors == local.errors == {}
+    np.testing.assert_array_equal(remote.image, local.image)
+    (name, a), = remote.panes.items()
+    b = local.panes[name]
+    np.testing.assert_allclose(a.raw, b.raw, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(a.probs, b.probs, rtol=1e-5, atol=1e-6)
+
+
+def test_predictions_equal_the_in_process_ones(assets, service):
+    from geocam_gui.core.data.datasets import Sample
+    from geocam_gui.core.explain.store import predict_samples
+
+    samples = [Sample(path=p, label="tokyo", group=str(i), split="test", extra={}) for i, p in enumerate(assets["photos"])]
+    remote = service.request("predict", "predict", checkpoint=assets["ckpt"], samples=samples, batch_size=2)
+    local = predict_samples(assets["ckpt"], samples, batch_size=2)
+    np.testing.assert_allclose(remote, local, rtol=1e-5, atol=1e-6)
+
+
+def test_quick_requests_compute_only_the_last(assets, service):
+    before = service.request("explain", "stats")  # the process is up and idle
+    service.submit("explain", "sleep", seconds=30.0)  # busy: the next ones wait
+    ids = [service.submit("explain", "explain", path=p, checkpoints={"shallow": assets["ckpt"]})
+           for p in assets["photos"]]
+    reply = _wait(service, "explain")
+    assert reply.id == ids[-1] and reply.status == "result"
+    assert reply.payload.path == assets["photos"][-1]
+    counts = service.request("stats", "stats")
+    assert counts.get("explain", 0) - before.get("explain", 0) == 1  # 3 never ran
+    assert counts.get("sleep", 0) == before.get("sleep", 0)  # the sleep was stopped
+
+
+def test_explanations_overtake_a_long_prediction(assets, service):
+    before = service.request("explain", "stats")
+    service.submit("predict", "sleep", seconds=30.0)  # stands for a long prediction pass
+    service.submit("explain", "explain", path=assets["photos"][1], checkpoints={"shallow": assets["ckpt"]})
+    reply = _wait(service, "explain", timeout=60)
+    assert reply.status == "result"
+    service.cancel("predict")
+    assert service.request("explain", "stats").get("sleep", 0) == before.get("sleep", 0)
+
+
+def test_a_bad_checkpoint_is_a_sentence_in_the_result(assets, service, tmp_path):
+    out = service.request("explain", "explain", path=assets["photos"][0], checkpoints={"vgg11": str(tmp_path / "none.json")})
+    assert "vgg11" in out.errors and out.errors["vgg11"]
+    with pytest.raises(svc.GeoCamError, match="no job"):
+        service.request("explain", "nonsense")
+
+
+def test_a_killed_process_is_reported_and_restarted(assets, service):
+    service.request("explain", "stats")
+    job = service.submit("explain", "sleep", seconds=30.0)
+    time.sleep(0.3)
+    os.kill(service.pid, signal.SIGKILL)
+    reply = _wait(service, "explain", timeout=20)
+    assert reply.id == job and reply.status == "crashed" and "stopped unexpectedly" in reply.payload
+    assert not service.alive
+    out = service.request("explain", "explain", path=assets["photos"][0], checkpoints={"shallow": assets["ckpt"]})
+    assert out.panes  # a fresh process answered
+
+
+def test_protocol_messages_round_trip_through_pickle(assets):
+    import pickle
+
+    for message in [("job", 1, "explain", "explain", {"path": "a.png", "checkpoints": {"shallow": "x.json"}}),
+                    ("cancel", "predict"), ("stop",), ("progress", 3, 10, 20), ("result", 3, np.zeros((2, 2))),
+                    ("error", 4, "A sentence."), ("superseded", 5), ("ready", 123)]:
+        back = pickle.loads(pickle.dumps(message))
+        assert back[0] == message[0] and len(back) == len(message)
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    try:  # a zombie of an already dead parent is reaped by init; treat "Z" as gone
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def test_closing_leaves_no_process():
+    service = svc.ComputeService("cpu", threads=1).start()
+    pid = service.pid
+    service.request("explain", "stats")
+    service.close()
+    assert _gone(pid)
+
+
+def test_the_child_exits_when_its_parent_is_killed(tmp_path):
+    script = textwrap.dedent("""
+        import sys, time
+        from geocam_gui.core.explain.service import ComputeService
+        s = ComputeService("cpu", threads=1).start()
+        s.request("explain", "stats")
+        print(s.pid, flush=True)
+        time.sleep(120)
+    """)
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        child = int(parent.stdout.readline())
+        assert not _gone(child)
+        parent.kill()
+        parent.wait(10)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not _gone(child):
+            time.sleep(0.1)
+        assert _gone(child), "the compute process outlived its parent by 5 s"
+    finally:
+        parent.kill()
