@@ -29,12 +29,10 @@ the same folder and renamed, so a failure (full disk, no permission) leaves no p
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import hashlib
 import json
 import os
-import secrets
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -42,7 +40,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from geocam_gui.core.errors import BadArgument, DataError, GeoCamError, ImageError
+from geocam_gui.core.errors import BadArgument, DataError, ImageError, WriteError
+from geocam_gui.core.files import atomic_write
 from geocam_gui.core.export.figure import FIGURE_FORMATS, SINGLE_COLUMN_IN, parse_width
 
 SIDECAR_FORMAT = "geocam-export/1"
@@ -59,8 +58,7 @@ Progress = Callable[[int, int], None] | None
 Cancel = Callable[[], bool] | None
 
 
-class ExportWriteError(GeoCamError):
-    """An output could not be written (no permission, disk full...)."""
+ExportWriteError = WriteError  # an output could not be written (no permission, disk full...)
 
 
 # --------------------------------------------------------------------------- requests
@@ -289,7 +287,7 @@ def _check_writable_folder(folder: Path) -> None:
     if probe.exists() and not probe.is_dir():
         raise BadArgument(f"{probe} is a file, so the folder {folder} cannot be created.")
     if not os.access(probe, os.W_OK | os.X_OK):
-        raise ExportWriteError(f"Cannot write to the folder {probe}: permission denied.")
+        raise ExportWriteError(probe, "permission denied")
 
 
 # --------------------------------------------------------------------------- naming
@@ -548,29 +546,10 @@ def _layer_names(loaded: dict, models: list[ModelInfo]) -> dict[int, str]:
 
 
 # --------------------------------------------------------------------------- writing
-def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """``write(tmp)`` to a temporary name in the destination folder, then rename it over ``path``.
-
-    On any failure the temporary file is removed and ``path`` is left as it was. (No fsync:
-    exports are re-creatable from their sidecars, and a batch of thousands of files would
-    spend most of its time waiting for the disk.)
-    """
-    tmp: Path | None = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        name = path.parent / f".{path.name}.{secrets.token_hex(4)}.part"
-        os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))  # umask applies, unlike mkstemp
-        tmp = name
-        write(tmp)
-        os.replace(tmp, path)
-        tmp = None
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        raise ExportWriteError(f"Could not write {path}: {reason}.") from exc
-    finally:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
+def _write_atomic(path: Path, write: Callable[[Path], None] | str, *, fsync: bool = False) -> None:
+    """``core.files.atomic_write``; no fsync by default: exports are re-creatable from their
+    sidecars, and a batch of thousands of files would spend most of its time waiting for the disk."""
+    atomic_write(path, write, fsync=fsync)
 
 
 def _save_image(array: np.ndarray, fmt: str, dpi: int) -> Callable[[Path], None]:
@@ -631,7 +610,7 @@ def _sidecar(t: Target, plan: ExportPlan, layers: dict[int, str], extra: dict) -
 
 def _write_sidecar(t: Target, data: dict) -> None:
     text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
-    _write_atomic(sidecar_path(t.output), lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    _write_atomic(sidecar_path(t.output), text)
 
 
 def _pane_result(j: int, pane: _Pane) -> dict:
@@ -746,7 +725,7 @@ def _write_summary(dest: Path, plan: ExportPlan, summary: ExportSummary) -> None
             "options": _jsonable(asdict(plan.request.options)),
             "checkpoints": [m.checkpoint for m in plan.models], **summary.to_dict()}
     text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
-    _write_atomic(dest / SUMMARY_NAME, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    _write_atomic(dest / SUMMARY_NAME, text, fsync=True)
 
 
 def _run_figure(plan: ExportPlan, t: Target, summary: ExportSummary, progress: Progress, cancel: Cancel) -> None:
@@ -800,7 +779,7 @@ def _run_figure(plan: ExportPlan, t: Target, summary: ExportSummary, progress: P
                                    show_predictions=o.show_predictions, colorbar_label=label,
                                    explains_predicted=o.class_choice == CLASS_PREDICTED)
 
-    _write_atomic(t.output, write)
+    _write_atomic(t.output, write, fsync=True)
     extra = {"size_in": {"width": round(size_in[0], 4), "height": round(size_in[1], 4)},
              "dpi": o.dpi, "image_sizes": sizes, "results": results,
              "skipped": [{"path": p, "reason": r} for p, r in summary.failed]}
