@@ -47,9 +47,11 @@ from geocam_gui.core.data import demo as synthetic
 from geocam_gui.core.analysis.patches import mine_elements
 from geocam_gui.core.analysis.report import write_report  # noqa: F401 - re-exported
 from geocam_gui.core.explain.cam import METHODS
-from geocam_gui.core.checkpoints import load_checkpoint, read_meta
+from geocam_gui.core.checkpoints import read_meta
+from geocam_gui.core.explain.store import ModelStore
 from geocam_gui.core.device import resolve_device
 from geocam_gui.core.errors import BadArgument, Cancelled, DataError
+from geocam_gui.core.files import atomic_write
 from geocam_gui.core.models import MODEL_LABELS
 
 ANALYSIS_VERSION = "1"
@@ -95,8 +97,10 @@ def _stamp(path: Path) -> str:
 
 
 def _load_models(checkpoints, index, device) -> list[_Model]:
+    """The checkpoints, loaded through the explanation's model store and checked against the data's classes."""
     if not checkpoints:
         raise BadArgument("Give at least one checkpoint to analyse.")
+    store = ModelStore(device)
     out: list[_Model] = []
     for raw in checkpoints:
         p = Path(raw)
@@ -107,7 +111,7 @@ def _load_models(checkpoints, index, device) -> list[_Model]:
         if classes is not None and list(classes) != list(index.classes):
             raise BadArgument(f"{p} was trained on classes {list(classes)}, but the data has "
                               f"{list(index.classes)}; analyse it on data with the same classes.")
-        loaded = load_checkpoint(p, device=device, expect_classes=list(index.classes))
+        loaded = store.get(p, expect_classes=list(index.classes))
         out.append(_Model("", loaded.meta["model"], p, loaded.model, int(loaded.meta["image_size"]), _stamp(p)))
     names = [m.name for m in out]
     for m in out:
@@ -275,7 +279,7 @@ def _model_part(m: _Model, index, samples, *, split, method, limit, device, canc
     try:
         part = _clean(_analyse_model(m, index, samples, split=split, method=method, device=device,
                                      cancel=cancel, ticker=ticker, entry=tmp))
-        (tmp / "result.json").write_text(json.dumps(part), encoding="utf-8")
+        atomic_write(tmp / "result.json", json.dumps(part), fsync=False)  # the entry folder is renamed below
         shutil.rmtree(entry, ignore_errors=True)
         os.replace(tmp, entry)
     finally:
@@ -365,8 +369,7 @@ def _probe_accuracy(m: _Model, data, samples, *, device, cancel) -> dict:
     pred = ab.predict(m.model, np.asarray(decoded.images[ok]), device, cancel)
     acc = ab.accuracy_of(pred, np.asarray(decoded.labels)[ok], list(data.classes))
     out = {"accuracy": acc["accuracy"], "n": acc["n"]}
-    f.parent.mkdir(parents=True, exist_ok=True)
-    f.write_text(json.dumps(out), encoding="utf-8")
+    atomic_write(f, json.dumps(out), fsync=False)  # a cache entry
     return out
 
 
