@@ -4,9 +4,12 @@ Writes ``--images`` 640x480 JPEGs (street-view size) into a temp folder, then at
 
 - reference: one epoch that decodes + resizes every file with ``images.load_resized`` on a
   thread pool of ``--workers`` threads (what a loader without a cache does every epoch);
-- the cache: ``decoded_split`` once (timed: the one-off build), then ``--epochs`` epochs of
-  shuffled uint8 batches from the memory map (``cache.iter_batches``) plus a float32 NCHW
-  conversion, the work a training loop needs before the model.
+- the cache: ``decoded_split`` once (timed: the one-off build), then ``--epochs`` epochs read
+  the way training reads them: the shuffled order of ``train.loader.epoch_order`` over the
+  decodable rows, batches from ``BatchFeeder.iterate`` (gathered from the memory map) and
+  ``BatchFeeder.batch`` (normalised float NCHW on the CPU), the work done before the model.
+  The reference ends with the same normalisation (``models.preprocess``), so both sides
+  produce the same tensors.
 
     python benchmarks/cache_speed.py --images 400 --sizes 128 224
 """
@@ -48,14 +51,20 @@ def main() -> int:
     ap.add_argument("--sizes", type=int, nargs="+", default=[128, 224])
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="decode threads")
+    ap.add_argument("--feeder-workers", type=int, default=0,
+                    help="BatchFeeder prefetch threads (TrainConfig.workers; default 0 as in training)")
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="geocam_cache_bench_"))
     os.environ["GEOCAM_HOME"] = str(tmp / "home")  # a fresh cache: the build is really timed
+    import torch
+
     from geocam_gui.core.data import cache
     from geocam_gui.core.data import images
     from geocam_gui.core.data.datasets import Sample
+    from geocam_gui.core.models import preprocess
+    from geocam_gui.core.train.loader import BatchFeeder, epoch_order
 
     try:
         t = time.perf_counter()
@@ -68,7 +77,7 @@ def main() -> int:
             with ThreadPoolExecutor(args.workers) as pool:
                 for start in range(0, len(paths), args.batch):
                     batch = np.stack(list(pool.map(lambda p: images.load_resized(p, size), paths[start:start + args.batch])))
-                    batch.astype(np.float32).transpose(0, 3, 1, 2)
+                    preprocess(batch)
             ref = len(paths) / (time.perf_counter() - t)
 
             t = time.perf_counter()
@@ -78,10 +87,13 @@ def main() -> int:
 
             t = time.perf_counter()
             n = 0
+            feeder = BatchFeeder(arrays.images, arrays.labels, torch.device("cpu"))
+            positions = torch.from_numpy(np.flatnonzero(np.asarray(arrays.ok)).astype(np.int64))
             for epoch in range(args.epochs):
-                for imgs, _labels in cache.iter_batches(arrays, args.batch, seed=epoch):
-                    imgs.astype(np.float32).transpose(0, 3, 1, 2)
-                    n += len(imgs)
+                order = positions[epoch_order(len(positions), seed=0, epoch=epoch)]
+                for _pos, idx, staged in feeder.iterate(order, args.batch, workers=args.feeder_workers):
+                    x, _y = feeder.batch(idx, staged)
+                    n += len(x)
             cached = n / (time.perf_counter() - t)
             print(f"{size:4d} px  decode every epoch: {ref:8.0f} img/s | cache build (once): {build:8.0f} img/s | "
                   f"cached epochs: {cached:9.0f} img/s | ratio {cached / ref:6.1f}x "

@@ -7,7 +7,7 @@ the longest the GUI thread was blocked (the budget: 50 ms). Measured:
    on screen (budget 1 s), and the longest stall while scrolling the thumbnail grid end to end;
 2. re-blending the three panes at 224 px when opacity / class / colormap change (budget 16 ms
    per repaint of all three panes), from cached maps - no CAM is recomputed;
-3. the longest stall while a training run works in its QThread.
+3. the longest stall while a training run works (in its child process, relayed by a QThread).
 
     QT_QPA_PLATFORM=offscreen python benchmarks/gui_responsiveness.py [--n 100000]
 """
