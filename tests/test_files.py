@@ -151,3 +151,15 @@ def test_a_folder_that_refuses_new_files_gives_the_sentence(tmp_path, monkeypatc
     monkeypatch.undo()
     assert str(err.value) == f"Could not write {target}: {words}."
     assert target.read_text() == "old" and os.listdir(tmp_path) == ["old.txt"]
+
+
+def test_numpy_savers_keep_the_target_name(tmp_path):
+    import numpy as np
+
+    arr = np.arange(6, dtype=np.float32).reshape(2, 3)
+    files.atomic_write(tmp_path / "a.npy", files.to_file_object(np.save, arr, allow_pickle=False))
+    files.atomic_write(tmp_path / "b.npz", files.to_file_object(np.savez_compressed, x=arr))
+    assert sorted(os.listdir(tmp_path)) == ["a.npy", "b.npz"]
+    assert np.array_equal(np.load(tmp_path / "a.npy"), arr)
+    with np.load(tmp_path / "b.npz") as z:
+        assert np.array_equal(z["x"], arr)

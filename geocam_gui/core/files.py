@@ -123,6 +123,17 @@ def _write_temp(target: Path, data: Data, fsync: bool, temps: list[Path]) -> Pat
     return tmp
 
 
+def to_file_object(save: Callable[..., None], *args: Any, **kwargs: Any) -> Callable[[Path], None]:
+    """A writer calling ``save(file_object, *args, **kwargs)``, for savers that would change a
+    path's name (``np.save`` adds ".npy", ``np.savez_compressed`` ".npz" to a temporary's)."""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            save(fh, *args, **kwargs)
+
+    return write
+
+
 def fsync_file(path: Path) -> None:
     """Flush a written file to the disk."""
     with open(path, "rb+") as fh:

@@ -29,6 +29,7 @@ import numpy as np
 from geocam_gui.core import paths
 from geocam_gui.core.data import images
 from geocam_gui.core.errors import Cancelled, ImageError
+from geocam_gui.core.files import atomic_write, to_file_object
 
 CACHE_VERSION = 1
 
@@ -171,11 +172,11 @@ def _build(folder: Path, path_list: list[str], labels: np.ndarray, classes: list
                     progress(done, n)
         out.flush()
         del out
-        np.save(tmp / "ok.npy", ok)
+        atomic_write(tmp / "ok.npy", to_file_object(np.save, ok, allow_pickle=False), fsync=False)
         errors.sort()
         meta = {"version": CACHE_VERSION, "size": size, "count": n, "paths": path_list,
                 "errors": [[p, r] for _, p, r in errors]}
-        (tmp / "meta.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+        atomic_write(tmp / "meta.json", json.dumps(meta, ensure_ascii=False), fsync=False)
         try:
             os.rename(tmp, folder)
         except OSError:

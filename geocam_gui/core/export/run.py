@@ -24,7 +24,7 @@ from geocam_gui.core.export.request import (
 from geocam_gui.core.export.sidecar import (
     build_sidecar, jsonable, model_result, read_sidecar, request_from_sidecar, write_sidecar,
 )
-from geocam_gui.core.files import atomic_write
+from geocam_gui.core.files import atomic_write, to_file_object
 
 
 # --------------------------------------------------------------------------- explaining
@@ -98,11 +98,7 @@ def _save_image(array: np.ndarray, fmt: str, dpi: int) -> Callable[[Path], None]
 
 
 def _save_npy(array: np.ndarray) -> Callable[[Path], None]:
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as fh:
-            np.save(fh, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
-
-    return write
+    return to_file_object(np.save, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
 
 
 # --------------------------------------------------------------------------- run
