@@ -11,7 +11,7 @@ from geocam_gui.core.errors import BadArgument, Cancelled
 from geocam_gui.core.export.figure import FIGURE_FORMATS, parse_width
 from geocam_gui.core.export.request import (
     CLASS_PREDICTED, CLASS_TRUE, MAX_FIGURE_ROWS, MODEL_OUTPUTS, SIDECAR_FORMAT, SUMMARY_NAME, Cancel, ExportImage,
-    ExportPlan, ExportRequest, ModelInfo, Progress, Target, _check_options, _check_writable_folder, file_sha256,
+    ExportPlan, ExportRequest, ModelInfo, Progress, Target, check_options, check_writable_folder, file_sha256,
     normalize_class_choice, read_models,
 )
 from geocam_gui.core.export.sidecar import is_our_summary, jsonable, read_json, sidecar_path
@@ -79,7 +79,7 @@ def plan_export(request: ExportRequest, *, progress: Progress = None, cancel: Ca
     if req.kind not in ("overlays", "figure"):
         raise BadArgument(f"Unknown export kind {req.kind!r}: overlays or figure.")
     req.options.class_choice = normalize_class_choice(req.options.class_choice)
-    _check_options(req.options, req.kind)
+    check_options(req.options, req.kind)
     if not req.images:
         raise BadArgument("There are no images to export.")
     seen: set[str] = set()
@@ -114,11 +114,11 @@ def plan_export(request: ExportRequest, *, progress: Progress = None, cancel: Ca
             )
         if dest.is_dir():
             raise BadArgument(f"The figure path {dest} is a folder; give a file name ending in .pdf, .svg or .png.")
-        _check_writable_folder(dest.parent)
+        check_writable_folder(dest.parent)
     else:
         if dest.exists() and not dest.is_dir():
             raise BadArgument(f"The overlay folder {dest} exists and is not a folder.")
-        _check_writable_folder(dest)
+        check_writable_folder(dest)
 
     sources: list[str | None] = []
     errors: dict[int, str] = {}

@@ -165,7 +165,8 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest
 
 
-def _weights_file(path: Path) -> Path:
+def weights_file(path: Path) -> Path:
+    """The ``.safetensors`` of a checkpoint given as its ``.json`` or stem (else ``path``)."""
     if path.suffix == ".json" or not path.suffix:
         st = path.with_name(path.stem + ".safetensors") if path.suffix else path.with_name(path.name + ".safetensors")
         if st.is_file():
@@ -173,7 +174,8 @@ def _weights_file(path: Path) -> Path:
     return path
 
 # --------------------------------------------------------------------------- validation
-def _check_options(o: ExportOptions, kind: str) -> None:
+def check_options(o: ExportOptions, kind: str) -> None:
+    """``BadArgument`` for any option out of range (method, colormap, opacity, DPI, outputs...)."""
     from geocam_gui.core.explain.cam import METHODS
     from geocam_gui.core.explain.render import COLORMAPS
 
@@ -221,7 +223,7 @@ def read_models(checkpoints: Sequence[str | os.PathLike]) -> list[ModelInfo]:
     out: list[ModelInfo] = []
     for ckpt in checkpoints:
         path = Path(ckpt).expanduser().absolute()
-        weights = _weights_file(path)
+        weights = weights_file(path)
         if not weights.is_file():
             raise BadArgument(f"The checkpoint {path} does not exist.")
         meta = read_meta(path) if weights.suffix == ".safetensors" else {}
@@ -245,7 +247,8 @@ def read_models(checkpoints: Sequence[str | os.PathLike]) -> list[ModelInfo]:
     return out
 
 
-def _check_writable_folder(folder: Path) -> None:
+def check_writable_folder(folder: Path) -> None:
+    """``ExportWriteError`` when ``folder`` (or the nearest existing parent) cannot be written."""
     probe = folder
     while not probe.exists():
         if probe.parent == probe:
