@@ -84,7 +84,7 @@ def atomic_write_group(items: Sequence[tuple[str | os.PathLike, Data]], *, fsync
     try:
         for target, (_, data) in zip(targets, items):
             current = target
-            temps.append(_write_temp(target, data, fsync, temps))
+            _write_temp(target, data, fsync, temps)
         for tmp, target in zip(temps, targets):
             current = target
             os.replace(tmp, target)
@@ -101,7 +101,8 @@ def atomic_write_group(items: Sequence[tuple[str | os.PathLike, Data]], *, fsync
     return targets
 
 
-def _write_temp(target: Path, data: Data, fsync: bool, temps: list[Path]) -> Path:
+def _write_temp(target: Path, data: Data, fsync: bool, temps: list[Path]) -> None:
+    """Write ``data`` to a new temporary beside ``target``, appended to ``temps`` once it exists."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}{TMP_SUFFIX}")
     # O_EXCL: never follow or reuse a file someone else put there; mode 0o666 goes through the umask.
@@ -119,8 +120,6 @@ def _write_temp(target: Path, data: Data, fsync: bool, temps: list[Path]) -> Pat
             fh.flush()
             if fsync:
                 os.fsync(fh.fileno())
-    temps.remove(tmp)
-    return tmp
 
 
 def to_file_object(save: Callable[..., None], *args: Any, **kwargs: Any) -> Callable[[Path], None]:
