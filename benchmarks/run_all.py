@@ -37,7 +37,7 @@ SIZES: dict[str, tuple[list[str], list[str]]] = {
     "gui_responsiveness": (["--n", "10000"], ["--n", "200"]),
     "index_speed": (["--files", "20000", "--repeat", "1"], ["--files", "300", "--repeat", "1"]),
     "render_speed": (["--rounds", "5", "--calls", "10"], ["--rounds", "1", "--calls", "2"]),
-    "synthetic_speed": (["--images", "400"], ["--images", "16", "--size", "64"]),
+    "synthetic_speed": (["--images", "400"], ["--images", "20", "--size", "64"]),  # at least 10 per class
     "train_throughput": (["--batches", "8", "--repeats", "1"],
                          ["--models", "shallow", "--batches", "2", "--warmup", "1", "--repeats", "1",
                           "--image-size", "32", "--batch-size", "8", "--device", "cpu"]),
