@@ -7,7 +7,7 @@ the longest the GUI thread was blocked (the budget: 50 ms). Measured:
    on screen (budget 1 s), and the longest stall while scrolling the thumbnail grid end to end;
 2. re-blending the three panes at 224 px when opacity / class / colormap change (budget 16 ms
    per repaint of all three panes), from cached maps - no CAM is recomputed;
-3. the longest stall while a training run works in its QThread.
+3. the longest stall while a training run works (in its child process, relayed by a QThread).
 
     QT_QPA_PLATFORM=offscreen python benchmarks/gui_responsiveness.py [--n 100000]
 """
@@ -138,14 +138,14 @@ def main() -> int:
     # 2. re-blending cached maps at 224 px
     import numpy as np
 
-    from geocam_gui.core.explain.store import ImageExplanation, PaneResult
+    from geocam_gui.core.explain.store import ImageExplanation, ModelExplanation
 
     rng = np.random.default_rng(0)
     exp = ImageExplanation(path=str(index.samples[0].path), label="tokyo",
                            image=rng.integers(0, 255, (224, 224, 3), dtype=np.uint8))
     for name, h in (("shallow", 28), ("vgg11", 14), ("resnet18", 7)):
-        exp.panes[name] = PaneResult(name, "x", ["pittsburgh", "tokyo"], rng.random((2, h, h)).astype(np.float32),
-                                     np.array([0.3, 0.7], np.float32), 224, "gradcam")
+        exp.models[name] = ModelExplanation(name, "x", ["pittsburgh", "tokyo"], rng.random((2, h, h)).astype(np.float32),
+                                            np.array([0.3, 0.7], np.float32), 224, "gradcam")
     viewer = window.viewer
     viewer._explanation = exp
     viewer.rerender()

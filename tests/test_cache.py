@@ -101,20 +101,3 @@ def test_plain_paths_and_empty_list(tmp_path):
     assert empty.images.shape == (0, 4, 4, 3) and empty.labels.shape == (0,)
 
 
-def test_to_device_cpu(tmp_path):
-    torch = pytest.importorskip("torch")
-    out = cache.decoded_split(_samples(tmp_path, n=3), 4)
-    t = cache.to_device(out, "cpu")
-    assert t.dtype == torch.uint8 and tuple(t.shape) == (3, 4, 4, 3)
-
-
-def test_iter_batches_cover_good_rows_once(tmp_path):
-    samples = _samples(tmp_path, n=7, bad=(4,))
-    out = cache.decoded_split(samples, 4)
-    seen = []
-    for imgs, labels in cache.iter_batches(out, 3, seed=1):
-        assert imgs.dtype == np.uint8 and imgs.shape[1:] == (4, 4, 3) and len(labels) == len(imgs) <= 3
-        for img in imgs:
-            seen.append(next(i for i in range(7) if np.array_equal(out.images[i], img)))
-    assert sorted(seen) == [0, 1, 2, 3, 5, 6]
-    assert sum(len(b[0]) for b in cache.iter_batches(out, 2, shuffle=False, skip_bad=False)) == 7

@@ -153,7 +153,9 @@ def test_failed_write_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatc
 
         monkeypatch.setattr(safetensors.torch, "save_file", broken_save)
     elif fail_at == "fsync":
-        monkeypatch.setattr(ckpt, "_fsync_file", lambda p: (_ for _ in ()).throw(OSError("I/O error")))
+        from geocam_gui.core import files
+
+        monkeypatch.setattr(files, "fsync_file", lambda p: (_ for _ in ()).throw(OSError("I/O error")))
     else:
         real_replace = os.replace
 
@@ -162,7 +164,7 @@ def test_failed_write_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatc
                 raise OSError("power cut")
             return real_replace(src, dst)
 
-        monkeypatch.setattr(ckpt.os, "replace", replace_then_fail)
+        monkeypatch.setattr(os, "replace", replace_then_fail)
     with pytest.raises(CheckpointError, match="Could not write checkpoint"):
         save_checkpoint(tmp_path / "last", new, _meta(epoch=2))
     monkeypatch.undo()

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from geocam_gui.cli import main
-from geocam_gui.core.export import run as ex
+from geocam_gui.core import export as ex
 from geocam_gui.core.errors import BadArgument, DataError
 
 CLASSES = ["pittsburgh", "tokyo"]
@@ -94,6 +94,46 @@ def test_overlays_are_written_at_the_photos_native_resolution(assets, tmp_path):
     assert side["params"]["opacity"] == 0.6 and side["params"]["colormap"] == "jet"
     assert side["results"][0]["class"] in CLASSES
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["failed"] == []
+
+
+@pytest.mark.parametrize("method, choice, normalize, cmap, opacity", [
+    ("gradcam", "predicted", "per_map", "jet", 0.5),
+    ("gradcam++", "true", "shared", "viridis", 0.35),
+    ("layercam", "tokyo", "per_map", "inferno", 0.8),
+])
+def test_overlay_is_byte_identical_to_the_viewers_explanation(assets, tmp_path, method, choice, normalize, cmap,
+                                                               opacity):
+    """The sidecar's promise: the exported overlay is what the viewer draws - ``explain_image``
+    + ``full_size_maps`` (the viewer's maps) blended by ``render.overlay`` - for the same image,
+    class, method, colormap and opacity, down to the PNG's bytes."""
+    import io
+
+    from geocam_gui.core.explain import render
+    from geocam_gui.core.explain.store import GROUND_TRUTH, ModelStore, explain_image, full_size_maps
+
+    photo = assets["photos"][1]
+    label = Path(photo).parent.name
+    req = ex.ExportRequest("overlays", [ex.ExportImage(photo, label)], assets["ckpts"], str(tmp_path),
+                           ex.ExportOptions(class_choice=choice, method=method, cmap=cmap, opacity=opacity,
+                                            normalize=normalize, dpi=150, outputs=("overlay",)))
+    summary = ex.export(req)
+    assert len(summary.written) == 2 and not summary.failed
+    # what the viewer computes (its own keys: the model names) for this image
+    viewer = explain_image(photo, {"shallow": assets["ckpts"][0], "resnet18": assets["ckpts"][1]},
+                           ModelStore("cpu"), method=method, label=label)
+    assert not viewer.errors
+    shown = full_size_maps(viewer, GROUND_TRUTH if choice == "true" else choice, shared=normalize == "shared")
+    for key in ("shallow", "resnet18"):
+        drawn = render.overlay(viewer.image, shown[key][1], opacity=opacity, cmap=cmap)
+        written = tmp_path / f"view_1_{key}.png"
+        assert np.array_equal(np.asarray(Image.open(written)), drawn)
+        encoded = io.BytesIO()
+        Image.fromarray(drawn).save(encoded, format="PNG", dpi=(150, 150))
+        assert written.read_bytes() == encoded.getvalue()
+        side = json.loads((tmp_path / f"view_1_{key}.png.json").read_text())
+        idx = shown[key][0]
+        assert side["results"][0]["class_index"] == idx
+        assert side["results"][0]["probabilities"] == [float(v) for v in viewer.models[key].probs]
 
 
 def test_opacity_zero_gives_the_photo_and_tiff_keeps_size_and_dpi(assets, tmp_path):
@@ -267,7 +307,7 @@ def test_failed_write_leaves_no_partial_file(assets, tmp_path, monkeypatch):
     monkeypatch.setattr(Image.Image, "save", full_disk)
     req = ex.ExportRequest("overlays", [ex.ExportImage(assets["photos"][0])], assets["ckpts"][:1], str(tmp_path),
                            ex.ExportOptions(outputs=("overlay",)))
-    with pytest.raises(ex.ExportWriteError, match="No space left on device"):
+    with pytest.raises(ex.ExportWriteError, match="no space is left on the device"):
         ex.export(req)
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 

@@ -62,7 +62,7 @@ def _progress(label: str):
 
 
 def run(args: argparse.Namespace) -> int:
-    from geocam_gui.core.export import run as ex
+    from geocam_gui.core import export as ex
     from geocam_gui.core.export.figure import parse_width
 
     if args.from_sidecar:
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     images = _images(args)
     opts = ex.ExportOptions(class_choice=args.class_choice, method=args.method, cmap=args.colormap,
                             opacity=args.opacity, normalize=args.normalize, dpi=args.dpi, device=args.device,
-                            overlay_format=args.overlay_format, outputs=tuple(args.only or ex.PANE_OUTPUTS),
+                            overlay_format=args.overlay_format, outputs=tuple(args.only or ex.MODEL_OUTPUTS),
                             width_in=parse_width(args.width), show_predictions=not args.no_predictions)
     plans = []
     if args.overlays:
@@ -105,7 +105,7 @@ def _copy(opts):
 
 
 def _images(args):
-    from geocam_gui.core.export.run import ExportImage
+    from geocam_gui.core.export import ExportImage
 
     if args.images:
         if args.data:

@@ -4,8 +4,8 @@ A checkpoint is ``<dir>/<stem>.safetensors`` + ``<dir>/<stem>.json``. The metada
 embedded in the safetensors header (key ``geocam``), so weights and metadata can never disagree:
 if a crash lands between the two renames, the weights file still describes itself.
 
-Writes go to a temporary file in the same folder, are fsync'ed, then renamed over the old file:
-a failed or interrupted write leaves the previous checkpoint intact.
+Writes go through ``core.files`` (temporary files in the same folder, fsync'ed, then renamed
+over the old ones): a failed or interrupted write leaves the previous checkpoint intact.
 
 Loading never runs code: safetensors is data only, and plain PyTorch files (e.g. torchvision
 state dicts) are read with ``torch.load(weights_only=True)``, which refuses pickles that would
@@ -14,22 +14,20 @@ import or call anything but tensors and containers.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import json
-import os
 import pickle
 import platform
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
 
-from geocam_gui.core.errors import CheckpointError
+from geocam_gui.core.errors import CheckpointError, WriteError
+from geocam_gui.core.files import atomic_write, atomic_write_group
 from geocam_gui.core.models import MEAN, MODEL_NAMES, STD, build_model
 
 FORMAT_VERSION = 1
@@ -43,52 +41,6 @@ class LoadedCheckpoint:
     model: nn.Module
     meta: dict
     path: Path
-
-
-# --------------------------------------------------------------------------- atomic writes
-def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
-    """Run ``write(tmp_path)`` then fsync and rename ``tmp_path`` over ``path``.
-
-    If ``write`` (or the fsync) fails, the temporary file is removed and ``path`` is untouched.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    _default_mode(tmp)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    _fsync_dir(path.parent)
-    return path
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename itself durable (no-op where directories cannot be opened, e.g. Windows)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _write_text(text: str) -> Callable[[Path], None]:
-    def write(tmp: Path) -> None:
-        tmp.write_text(text, encoding="utf-8")
-
-    return write
 
 
 # --------------------------------------------------------------------------- metadata helpers
@@ -160,53 +112,22 @@ def save_checkpoint(path_without_suffix: str | Path, model: nn.Module | dict, me
     state = _plain_state(model)
     st_path = stem.with_name(stem.name + ".safetensors")
     js_path = stem.with_name(stem.name + ".json")
-    st_path.parent.mkdir(parents=True, exist_ok=True)
 
-    tmp_files: list[Path] = []
-    try:
-        st_tmp = _temp_beside(st_path, tmp_files)
-        save_file(state, str(st_tmp), metadata={_META_KEY: json.dumps(meta, default=_json_default)})
-        _fsync_file(st_tmp)
-        js_tmp = _temp_beside(js_path, tmp_files)
-        js_tmp.write_text(meta_text + "\n", encoding="utf-8")
-        _fsync_file(js_tmp)
-        os.replace(st_tmp, st_path)
-        os.replace(js_tmp, js_path)
+    def write_weights(tmp: Path) -> None:
+        save_file(state, str(tmp), metadata={_META_KEY: json.dumps(meta, default=_json_default)})
+
+    try:  # both written (and fsync'ed) as temporaries first, then renamed: weights, then metadata
+        atomic_write_group([(st_path, write_weights), (js_path, meta_text + "\n")])
     except Exception as exc:
-        for tmp in tmp_files:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-        raise CheckpointError(f"Could not write checkpoint {js_path}: {exc}") from exc
-    _fsync_dir(stem.parent)
+        raise CheckpointError(f"Could not write checkpoint {js_path}: {_reason(exc)}") from exc
     return js_path
 
 
-def _temp_beside(path: Path, registry: list[Path]) -> Path:
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    registry.append(Path(name))
-    _default_mode(Path(name))
-    return Path(name)
-
-
-def _read_umask() -> int:
-    umask = os.umask(0o022)  # read once, at import time (os.umask is process-wide)
-    os.umask(umask)
-    return umask
-
-
-_UMASK = _read_umask()
-
-
-def _default_mode(path: Path) -> None:
-    """mkstemp makes 0600 files; give them the mode a plain ``open`` would (0666 & ~umask)."""
-    with contextlib.suppress(OSError):
-        os.chmod(path, 0o666 & ~_UMASK)
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb+") as fh:
-        os.fsync(fh.fileno())
+def _reason(exc: Exception) -> str:
+    """The reason part of a write failure (WriteError already says which file)."""
+    if isinstance(exc, WriteError):
+        return exc.reason
+    return str(exc) or type(exc).__name__
 
 
 def _json_default(obj: Any) -> Any:
@@ -439,7 +360,7 @@ def save_train_state(path: str | Path, state: dict) -> Path:
     try:
         return atomic_write(path, write)
     except Exception as exc:
-        raise CheckpointError(f"Could not write the training state {path}: {exc}") from exc
+        raise CheckpointError(f"Could not write the training state {path}: {_reason(exc)}") from exc
 
 
 def load_train_state(path: str | Path) -> dict:
@@ -451,8 +372,3 @@ def load_train_state(path: str | Path) -> dict:
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path.name} is not a GeoCAM training state.")
     return obj
-
-
-def write_json(path: str | Path, obj: Any) -> Path:
-    """Atomically write ``obj`` as indented JSON."""
-    return atomic_write(path, _write_text(json.dumps(obj, indent=2, default=_json_default) + "\n"))

@@ -28,3 +28,12 @@ class CheckpointError(GeoCamError):
 
 class Cancelled(GeoCamError):
     """Long work was cancelled by the user."""
+
+
+class WriteError(GeoCamError):
+    """A file could not be written (no space left, read-only file system, no permission...)."""
+
+    def __init__(self, path, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"Could not write {path}: {reason}.")

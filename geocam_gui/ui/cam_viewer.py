@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
 
 from geocam_gui.core.explain import render
 from geocam_gui.core.explain.cam import METHOD_LABELS, METHODS
-from geocam_gui.core.explain.store import GROUND_TRUTH, PREDICTED, ImageExplanation, ModelStore, display_maps, explain_image
+from geocam_gui.core.explain.store import GROUND_TRUTH, PREDICTED, ImageExplanation, ModelStore, explain_image, full_size_maps
 from geocam_gui.core.models import MODEL_LABELS, MODEL_NAMES
 from geocam_gui.ui.workers import LatestWorker
 
@@ -445,7 +445,7 @@ class CamViewer(QWidget):
         label = f" (ground truth: {exp.label})" if exp.label else ""
         self.heading.setText(f"<b>{Path(exp.path).name}</b>{label}")
         for name, pane in self.panes.items():
-            result = exp.panes.get(name)
+            result = exp.models.get(name)
             if result is None or name not in maps:
                 if result is not None:  # e.g. ground truth not among this model's classes
                     pane.show_rgb(exp.image)
@@ -466,11 +466,7 @@ class CamViewer(QWidget):
         colormap change then only blends."""
         key = (id(exp), choice, shared)
         if self._map_cache_key != key:
-            h, w = exp.image.shape[:2]
-            self._map_cache = {
-                name: (idx, render.resize_map(m, (h, w)), scale)
-                for name, (idx, m, scale) in display_maps(exp, choice, shared=shared).items()
-            }
+            self._map_cache = full_size_maps(exp, choice, shared=shared)
             self._map_cache_key = key
         return self._map_cache
 

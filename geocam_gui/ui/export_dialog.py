@@ -39,7 +39,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from geocam_gui.core.export import run as ex
+from geocam_gui.core import export as ex
 from geocam_gui.core.explain.cam import METHOD_LABELS, METHODS
 from geocam_gui.core.export.figure import DOUBLE_COLUMN_IN, SINGLE_COLUMN_IN
 from geocam_gui.core.models import MODEL_LABELS

@@ -204,7 +204,7 @@ def model_pass(model: nn.Module, name: str, images: np.ndarray, labels: np.ndarr
             cap.remove()
         maps = res.maps.float().cpu().numpy()  # (B, K, S, S)
         logits = res.logits.float().cpu()
-        prob = torch.softmax(logits, 1).numpy()
+        prob = res.probabilities()
         B = maps.shape[0]
         y = labels[sl]
         pred = prob.argmax(1)

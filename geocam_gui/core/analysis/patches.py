@@ -21,6 +21,7 @@ from PIL import Image, ImageDraw, ImageFont
 from geocam_gui.core.analysis import measures as am
 from geocam_gui.core.analysis.model_pass import PATCH_FRACTION, SEED
 from geocam_gui.core.errors import ImageError
+from geocam_gui.core.files import atomic_write
 from geocam_gui.core.data.images import load_rgb
 
 TILE = 64
@@ -131,4 +132,4 @@ def _draw_mosaic(clusters: list[dict], title: str, path: Path) -> None:
             x = LABEL_WIDTH + GAP + t * (TILE + GAP)
             canvas.paste(_crop(p["path"], p["box"]), (x, y))
             p["tile"] = [x, y, TILE, TILE]
-    canvas.save(path, format="PNG")
+    atomic_write(path, lambda tmp: canvas.save(tmp, format="PNG"), fsync=False)  # a cache entry

@@ -10,10 +10,11 @@ from __future__ import annotations
 import base64
 import html
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
+
+from geocam_gui.core.files import atomic_write, atomic_write_json
 
 PLOTS = ("accuracy", "confusion", "localisation", "faithfulness", "sanity", "agreement")
 
@@ -28,8 +29,7 @@ def _figure(w: float, h: float):
 
 
 def _save(fig, path: Path) -> Path:
-    fig.savefig(path, format="png")
-    return path
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
 
 
 def _fmt(v, pct: bool = False, digits: int = 3) -> str:
@@ -267,14 +267,13 @@ def write_report(report: dict, out_dir) -> dict[str, Path]:
                 safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in f"{m['key']}_{cls}")
                 dst = out / f"elements_{safe}.png"
                 if Path(src).resolve() != dst.resolve():
-                    shutil.copyfile(src, dst)
+                    atomic_write(dst, Path(src).read_bytes())
                 e["mosaic"] = dst.name
                 files[f"elements_{safe}"] = dst
                 mosaics.append((m["label"] if m["key"] == m["model"] else m["key"], cls, dst))
-    (out / "report.json").write_text(json.dumps(written, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    files["json"] = out / "report.json"
+    files["json"] = atomic_write_json(out / "report.json", written, ensure_ascii=True)
     files["html"] = out / "report.html"
-    files["html"].write_text(_html(written, files, mosaics), encoding="utf-8")
+    atomic_write(files["html"], _html(written, files, mosaics))
     return files
 
 

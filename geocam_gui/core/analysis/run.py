@@ -1,26 +1,24 @@
 """Measured interpretability: numbers, not only pictures, for the three models side by side.
 
 ``run_analysis(checkpoints, index, split=..., method=...)`` returns a JSON-serialisable report
-with, per model (see the helper modules for each definition):
+with, per model (see the helper modules for each definition): 1. accuracy and confusion matrix
+on the analysed images; 2. localisation against the demo set's ground-truth masks
+(``model_pass``, ``measures``): pointing game, share of CAM energy on the evidence and on the
+sky, next to a uniform-random map (images without masks are counted and left out);
+3. faithfulness: deletion / insertion curves and areas, next to a random pixel order; 4. the
+Adebayo et al. (2018) cascading parameter-randomisation check (Spearman and SSIM); 5. agreement
+between every pair of models (IoU of the top-20 % regions, Spearman); 6. the sky-bias probe
+(``bias``); 7. discriminative elements, "what makes Tokyo look like Tokyo" (``patches``).
 
-1. accuracy and confusion matrix on the analysed images;
-2. localisation against the demo set's ground-truth masks (``analysis_model``, ``analysis_metrics``):
-   pointing game, share of CAM energy on the evidence and on the sky, next to a uniform-random
-   map; images without masks are counted and left out;
-3. faithfulness: deletion / insertion curves and areas, next to a random pixel order;
-4. the Adebayo et al. (2018) cascading parameter-randomisation check (Spearman and SSIM);
-5. agreement between every pair of models (IoU of the top-20 % regions, Spearman);
-6. the sky-bias probe (``analysis_bias``);
-7. discriminative elements, "what makes Tokyo look like Tokyo" (``analysis_patches``).
-
-Maps explain the true class (localisation, sanity, agreement, elements) or the predicted
-class (faithfulness, and a second sky share: where the decision itself came from). ``limit`` analyses the first ``limit`` images of the split with the
-classes interleaved, so any limit stays balanced.
+Maps explain the true class (localisation, sanity, agreement, elements) or the predicted class
+(faithfulness, and a second sky share: where the decision itself came from). ``limit`` analyses
+the first ``limit`` images of the split with the classes interleaved, so any limit stays
+balanced. Checkpoints are loaded by ``explain.store.ModelStore``, as the viewer loads them.
 
 Each model's part is cached under ``paths.cache_dir()/"analysis"``, keyed by the checkpoint
 file (path, size, mtime), the data's fingerprint, split, method, limit and ``ANALYSIS_VERSION``,
-so reopening a report costs only the agreement step. ``analysis_report.write_report`` writes
-JSON, HTML and plots.
+so reopening a report costs only the agreement step. ``report.write_report`` writes JSON, HTML
+and plots.
 """
 
 from __future__ import annotations
@@ -47,9 +45,11 @@ from geocam_gui.core.data import demo as synthetic
 from geocam_gui.core.analysis.patches import mine_elements
 from geocam_gui.core.analysis.report import write_report  # noqa: F401 - re-exported
 from geocam_gui.core.explain.cam import METHODS
-from geocam_gui.core.checkpoints import load_checkpoint, read_meta
+from geocam_gui.core.checkpoints import read_meta
+from geocam_gui.core.explain.store import ModelStore
 from geocam_gui.core.device import resolve_device
 from geocam_gui.core.errors import BadArgument, Cancelled, DataError
+from geocam_gui.core.files import atomic_write, to_file_object
 from geocam_gui.core.models import MODEL_LABELS
 
 ANALYSIS_VERSION = "1"
@@ -97,6 +97,7 @@ def _stamp(path: Path) -> str:
 def _load_models(checkpoints, index, device) -> list[_Model]:
     if not checkpoints:
         raise BadArgument("Give at least one checkpoint to analyse.")
+    store = ModelStore(device)
     out: list[_Model] = []
     for raw in checkpoints:
         p = Path(raw)
@@ -107,7 +108,7 @@ def _load_models(checkpoints, index, device) -> list[_Model]:
         if classes is not None and list(classes) != list(index.classes):
             raise BadArgument(f"{p} was trained on classes {list(classes)}, but the data has "
                               f"{list(index.classes)}; analyse it on data with the same classes.")
-        loaded = load_checkpoint(p, device=device, expect_classes=list(index.classes))
+        loaded = store.get(p, expect_classes=list(index.classes))
         out.append(_Model("", loaded.meta["model"], p, loaded.model, int(loaded.meta["image_size"]), _stamp(p)))
     names = [m.name for m in out]
     for m in out:
@@ -241,8 +242,9 @@ def _analyse_model(m: _Model, index, samples, *, split, method, device, cancel, 
     for e in elements.values():
         if e["mosaic"]:
             e["mosaic"] = Path(e["mosaic"]).name
-    np.savez_compressed(entry / "arrays.npz", agreement_maps=r.agreement_maps,
-                        paths=np.array([s.path for s in kept]), pred=pred, labels=labels)
+    arrays = dict(agreement_maps=r.agreement_maps, paths=np.array([s.path for s in kept]), pred=pred,
+                  labels=labels)
+    atomic_write(entry / "arrays.npz", to_file_object(np.savez_compressed, **arrays), fsync=False)
     return {
         "model": m.name, "label": MODEL_LABELS[m.name], "image_size": m.image_size,
         "layer_shape": list(r.layer_shape), "images": len(samples), "decoded": len(kept),
@@ -275,7 +277,7 @@ def _model_part(m: _Model, index, samples, *, split, method, limit, device, canc
     try:
         part = _clean(_analyse_model(m, index, samples, split=split, method=method, device=device,
                                      cancel=cancel, ticker=ticker, entry=tmp))
-        (tmp / "result.json").write_text(json.dumps(part), encoding="utf-8")
+        atomic_write(tmp / "result.json", json.dumps(part), fsync=False)  # the entry folder is renamed below
         shutil.rmtree(entry, ignore_errors=True)
         os.replace(tmp, entry)
     finally:
@@ -365,8 +367,7 @@ def _probe_accuracy(m: _Model, data, samples, *, device, cancel) -> dict:
     pred = ab.predict(m.model, np.asarray(decoded.images[ok]), device, cancel)
     acc = ab.accuracy_of(pred, np.asarray(decoded.labels)[ok], list(data.classes))
     out = {"accuracy": acc["accuracy"], "n": acc["n"]}
-    f.parent.mkdir(parents=True, exist_ok=True)
-    f.write_text(json.dumps(out), encoding="utf-8")
+    atomic_write(f, json.dumps(out), fsync=False)  # a cache entry
     return out
 
 

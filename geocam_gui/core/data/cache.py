@@ -19,8 +19,7 @@ import os
 import shutil
 import tempfile
 import threading
-import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ import numpy as np
 from geocam_gui.core import paths
 from geocam_gui.core.data import images
 from geocam_gui.core.errors import Cancelled, ImageError
+from geocam_gui.core.files import atomic_write, to_file_object
 
 CACHE_VERSION = 1
 
@@ -172,11 +172,11 @@ def _build(folder: Path, path_list: list[str], labels: np.ndarray, classes: list
                     progress(done, n)
         out.flush()
         del out
-        np.save(tmp / "ok.npy", ok)
+        atomic_write(tmp / "ok.npy", to_file_object(np.save, ok, allow_pickle=False), fsync=False)
         errors.sort()
         meta = {"version": CACHE_VERSION, "size": size, "count": n, "paths": path_list,
                 "errors": [[p, r] for _, p, r in errors]}
-        (tmp / "meta.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+        atomic_write(tmp / "meta.json", json.dumps(meta, ensure_ascii=False), fsync=False)
         try:
             os.rename(tmp, folder)
         except OSError:
@@ -187,23 +187,6 @@ def _build(folder: Path, path_list: list[str], labels: np.ndarray, classes: list
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return _open_entry(folder, labels, classes, size)
-
-
-def iter_batches(arrays: DecodedArrays, batch_size: int, *, shuffle: bool = True, seed: int = 0,
-                 skip_bad: bool = True) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yield ``(images uint8 (B, size, size, 3), labels int64 (B,))`` batches from the cache.
-
-    Rows whose file failed to decode are left out (``skip_bad``). Each batch reads its rows in
-    file order (sorted indices), which keeps reads of the memory map sequential-ish.
-    """
-    if batch_size <= 0:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
-    idx = np.flatnonzero(arrays.ok) if skip_bad else np.arange(len(arrays))
-    if shuffle:
-        idx = np.random.default_rng(seed).permutation(idx)
-    for start in range(0, len(idx), batch_size):
-        rows = np.sort(idx[start:start + batch_size])
-        yield np.asarray(arrays.images[rows]), arrays.labels[rows]
 
 
 def clear_decoded_cache() -> int:
@@ -219,27 +202,3 @@ def clear_decoded_cache() -> int:
                     pass
             shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
     return freed
-
-
-def to_device(arrays: DecodedArrays, device, *, headroom: float = 0.5):
-    """The images as a uint8 (N, size, size, 3) tensor on ``device``, or None when it does not fit.
-
-    For CUDA devices the copy is made only when it takes at most ``headroom`` of the free
-    memory, leaving the rest for the model and activations. CPU devices get a zero-copy view.
-    """
-    import torch
-
-    dev = torch.device(device)
-    if dev.type == "cpu":
-        with warnings.catch_warnings():  # read-only memmap: the view must not be written to
-            warnings.simplefilter("ignore", UserWarning)
-            return torch.from_numpy(np.asarray(arrays.images))
-    if dev.type == "cuda":
-        free, _total = torch.cuda.mem_get_info(dev)
-        if arrays.images.nbytes > headroom * free:
-            return None
-    out = torch.empty(arrays.images.shape, dtype=torch.uint8, device=dev)
-    step = max(1, (256 << 20) // max(1, arrays.images[0].nbytes)) if len(arrays) else 1
-    for start in range(0, len(arrays), step):  # copy in chunks: never the whole memmap in RAM
-        out[start:start + step] = torch.from_numpy(np.ascontiguousarray(arrays.images[start:start + step])).to(dev)
-    return out

@@ -22,7 +22,6 @@ import logging
 import operator
 import os
 import random
-import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ import numpy as np
 from geocam_gui.core.data import audit as _audit
 from geocam_gui.core.data import layouts
 from geocam_gui.core.errors import BadArgument, DataError
+from geocam_gui.core.files import atomic_write, atomic_write_json
 from geocam_gui.core.data.layouts import Found
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ class DatasetIndex:
         writer.writerow(["path", "label", "group", "split", *extras])
         for s in self.samples:
             writer.writerow([s.path, s.label, s.group, s.split, *(_cell(s.extra.get(k, "")) for k in extras)])
-        _atomic_write(folder / "index.csv", buf.getvalue())
+        atomic_write(folder / "index.csv", buf.getvalue())
         meta = {
             "format": INDEX_FORMAT,
             "roots": self.roots,
@@ -129,7 +129,7 @@ class DatasetIndex:
             "bad_files": [{"path": p, "reason": r} for p, r in self.bad_files],
             "audit": self.audit,
         }
-        _atomic_write(folder / "audit.json", json.dumps(meta, indent=1, ensure_ascii=False, default=_json_default))
+        atomic_write_json(folder / "audit.json", meta, indent=1, default=_json_default)
         return folder
 
     @classmethod
@@ -179,22 +179,6 @@ def _json_default(o):
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"cannot write {type(o).__name__} to JSON")
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 # ---------------------------------------------------------------- splitting

@@ -1,5 +1,8 @@
 """The CAM engine: class activation maps for every class of a batch in one forward pass.
 
+(Long because this docstring, about 60 lines, is the reference for the six methods, the two
+gradient paths and the normalisations; the code itself is one engine that splits no further.)
+
 ``compute_cams`` explains the output of one layer (``models.target_layer`` gives the paper's
 choice) for several classes at once:
 

@@ -3,9 +3,10 @@
 ``Trainer(config, index, out_dir, callback).run()`` trains one model with cross-entropy on the
 index's ``train`` split, validates every epoch on ``val``, keeps the best-by-validation
 checkpoint and finally reports test accuracy, per-class precision/recall and the confusion
-matrix of the best model. It is plain Python: the GUI runs ``run()`` in a QThread and turns the
-``TrainEvent``s it receives into signals; ``cancel()``, ``pause()`` and ``resume()`` may be
-called from any thread and act before the next batch.
+matrix of the best model. It is plain Python with no Qt: ``geocam train`` calls ``run()``
+directly; the GUI runs it in a spawned child process (``train.child``) whose events a QThread
+relays back as signals. ``cancel()``, ``pause()`` and ``resume()`` may be called from any
+thread and act before the next batch.
 
 Run layout under ``out_dir``: ``<model>/best.{safetensors,json}``, ``<model>/last.*``,
 ``<model>/last_state.pt`` (weights, optimiser, scheduler and history of the last complete epoch,

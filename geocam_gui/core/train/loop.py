@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from geocam_gui.core import checkpoints as ckpt
 from geocam_gui.core.device import describe_device, resolve_device
 from geocam_gui.core.errors import CheckpointError, DataError, GeoCamError
+from geocam_gui.core.files import atomic_write
 from geocam_gui.core.train.config import TrainConfig, check_resumable
 from geocam_gui.core.train.events import TrainResult
 from geocam_gui.core.train.loader import BatchFeeder, augment, epoch_generator, epoch_order
@@ -517,4 +518,4 @@ def _append_jsonl(path: Path, rec: dict) -> None:
 def _rewrite_jsonl(path: Path, history: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     text = "".join(json.dumps(r) + "\n" for r in history)
-    ckpt.atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    atomic_write(path, text)

@@ -33,6 +33,7 @@ from PIL import Image
 
 from geocam_gui.core import paths
 from geocam_gui.core.errors import BadArgument, Cancelled, DataError
+from geocam_gui.core.files import atomic_write
 from geocam_gui.core.data.demo.draw import render
 from geocam_gui.core.data.demo.scene import CLASSES, build_scene
 
@@ -133,7 +134,9 @@ def _camera(rng: np.random.Generator, view: int) -> tuple:
 
 
 def _save(arr: np.ndarray, path: Path) -> None:
-    Image.fromarray(arr).save(path, **_PNG)
+    # Inside the hidden working folder, which is renamed into place at the end; fsync is not
+    # needed (the set is re-creatable), the shared writer gives the clear disk-full sentence.
+    atomic_write(path, lambda tmp: Image.fromarray(arr).save(tmp, **_PNG), fsync=False)
 
 
 def _readme(p: dict, counts: dict) -> str:
@@ -217,9 +220,9 @@ def generate_demo(out: str | Path, *, per_class: int = 600, size: int = 128, sky
             counts[item["split"]] += 1
             if progress is not None:
                 progress(done, total)
-        (tmp / "manifest.csv").write_text("\n".join(rows) + "\n", encoding="utf-8", newline="\n")
-        (tmp / "README.txt").write_text(_readme(p, counts), encoding="utf-8", newline="\n")
-        (tmp / COMPLETE_MARKER).write_text(_params_key(p) + "\n", encoding="utf-8", newline="\n")
+        atomic_write(tmp / "manifest.csv", "\n".join(rows) + "\n", fsync=False)
+        atomic_write(tmp / "README.txt", _readme(p, counts), fsync=False)
+        atomic_write(tmp / COMPLETE_MARKER, _params_key(p) + "\n", fsync=False)
         _move_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
