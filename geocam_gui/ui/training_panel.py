@@ -164,10 +164,15 @@ class TrainingPanel(QWidget):
         self.lr.setDecimals(5)
         self.lr.setRange(1e-5, 1.0)
         self.lr.setSingleStep(1e-4)
+        tip = ("A value you change applies to every model trained; unchanged values keep each "
+               "model's own default (VGG11 trains at 1e-4).")
+        for w in (self.epochs, self.batch, self.lr):
+            w.setToolTip(tip)
         self.size = QSpinBox()
         self.size.setRange(32, 1024)
         self.size.setSingleStep(16)
         self.size.setSuffix(" px")
+        self.size.setToolTip(tip)
         self.augment = QCheckBox("Random resized crop + horizontal flip")
         self.augment.setChecked(True)
         grid = QGridLayout()
@@ -241,7 +246,8 @@ class TrainingPanel(QWidget):
         self._set_running(False)
 
     def _apply_device_defaults(self) -> None:
-        """Small images and batches on a CPU, the paper's 224 px on a GPU."""
+        """Show the device's defaults (the shallow net's); a field the user then changes is an
+        override for every model trained, an unchanged one keeps each model's own default."""
         from geocam_gui.core.train.config import default_config
 
         try:
@@ -253,6 +259,18 @@ class TrainingPanel(QWidget):
         self.batch.setValue(cfg.batch_size)
         self.lr.setValue(cfg.lr)
         self.size.setValue(cfg.image_size)
+        self._shown = self._field_values()
+
+    def _field_values(self) -> dict:
+        return {"epochs": self.epochs.value(), "batch_size": self.batch.value(), "lr": self.lr.value(),
+                "image_size": self.size.value()}
+
+    def overrides(self) -> dict:
+        """The settings the user changed from the defaults shown (``config_for``'s overrides)."""
+        out = {k: v for k, v in self._field_values().items() if v != self._shown.get(k)}
+        if not self.augment.isChecked():
+            out["augment"] = False
+        return out
 
     # -- state -------------------------------------------------------------------------------
     def set_dataset(self, index, out_dir: Path | None) -> None:
@@ -278,19 +296,11 @@ class TrainingPanel(QWidget):
             self.pause_button.setChecked(False)
 
     def config_for(self, name: str):
-        from geocam_gui.core.train.config import default_config
+        """The run for ``name``: its defaults on the chosen device with the user's changes
+        applied (``core.train.config.config_for``, the rule ``geocam train`` follows too)."""
+        from geocam_gui.core.train.config import config_for
 
-        cfg = default_config(name, self.device.currentData() or "auto")
-        cfg.epochs = self.epochs.value()
-        cfg.batch_size = self.batch.value()
-        cfg.image_size = self.size.value()
-        if name == "shallow" or self.lr.value() != default_config("shallow", cfg.device).lr:
-            cfg.lr = self.lr.value()
-        if not self.augment.isChecked():
-            from geocam_gui.core.train.loader import AugmentConfig
-
-            cfg.augment = AugmentConfig(crop=False, hflip=False)
-        return cfg.validate()
+        return config_for(name, self.device.currentData() or "auto", self.overrides())
 
     def selected_models(self) -> list[str]:
         return [n for n, cb in self.model_checks.items() if cb.isChecked()]
