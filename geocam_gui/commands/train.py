@@ -96,25 +96,26 @@ def build_configs(args: argparse.Namespace, out: Path | None = None) -> list:
 
 
 def _printer(quiet: bool):
+    from geocam_gui.core.train import events as ev
+
     def show(event) -> None:
-        d = event.data
         if quiet:
             return
-        if event.kind == "start":
-            print(f"{d['model']}: {d['n_train']} train / {d['n_val']} val / {d['n_test']} test images on "
-                  f"{d['device']}" + (f" x{d['world']} processes" if d["world"] > 1 else "")
-                  + (f", resuming after epoch {d['start_epoch']}" if d["start_epoch"] else ""), flush=True)
-        elif event.kind == "epoch":
-            mark = " *" if d["improved"] else ""
-            print(f"{d['model']} epoch {d['epoch']}/{d['epochs']}: train loss {d['train_loss']:.4f} "
-                  f"acc {d['train_acc']:.3f} | val loss {d['val_loss']:.4f} acc {d['val_acc']:.3f}{mark} | "
-                  f"{d['images_per_s']:.0f} img/s, {d['seconds']:.1f} s", flush=True)
-        elif event.kind == "log":
-            print(f"  {d['message']}", file=sys.stderr, flush=True)
-        elif event.kind == "finished" and d.get("test"):
-            t = d["test"]
-            print(f"{d['model']}: best epoch {d['best_epoch']}, test accuracy {t['accuracy']:.4f} "
-                  f"on {t['n']} images -> {d['best_checkpoint']}", flush=True)
+        if isinstance(event, ev.Start):
+            print(f"{event.model}: {event.n_train} train / {event.n_val} val / {event.n_test} test images on "
+                  f"{event.device}" + (f" x{event.world} processes" if event.world > 1 else "")
+                  + (f", resuming after epoch {event.start_epoch}" if event.start_epoch else ""), flush=True)
+        elif isinstance(event, ev.Epoch):
+            mark = " *" if event.improved else ""
+            print(f"{event.model} epoch {event.epoch}/{event.epochs}: train loss {event.train_loss:.4f} "
+                  f"acc {event.train_acc:.3f} | val loss {event.val_loss:.4f} acc {event.val_acc:.3f}{mark} | "
+                  f"{event.images_per_s:.0f} img/s, {event.seconds:.1f} s", flush=True)
+        elif isinstance(event, ev.Log):
+            print(f"  {event.message}", file=sys.stderr, flush=True)
+        elif isinstance(event, ev.Finished) and event.test:
+            t = event.test
+            print(f"{event.model}: best epoch {event.best_epoch}, test accuracy {t['accuracy']:.4f} "
+                  f"on {t['n']} images -> {event.best_checkpoint}", flush=True)
 
     return show
 

@@ -249,10 +249,10 @@ class AnalysisPanel(QWidget):
 
         self._worker = TaskWorker("analysis", work, self)
         self._worker.progress.connect(self._on_progress)
-        self._worker.finished.connect(self._on_finished)
-        self._worker.failed.connect(self._on_failed)
+        self._worker.returned.connect(self._on_finished)
+        self._worker.errored.connect(self._on_failed)
         self._worker.cancelled.connect(lambda: self._set_status("Analysis cancelled."))
-        self._worker.done.connect(self._on_done)
+        self._worker.finished.connect(self._on_done)
         self.progress.setRange(0, 0)
         self._set_status(f"Analysing {len(checkpoints)} model(s) on the {split} split…")
         self._running = True

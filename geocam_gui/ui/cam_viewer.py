@@ -185,8 +185,8 @@ class CamViewer(QWidget):
         self._map_cache_key: tuple | None = None
         self._store = ModelStore(device)
         self._worker = LatestWorker("cam-worker", self._compute, self)
-        self._worker.resultReady.connect(self._on_result)
-        self._worker.failed.connect(self._on_failed)
+        self._worker.returned.connect(self._on_result)
+        self._worker.errored.connect(self._on_failed)
 
         outer = QVBoxLayout(self)
         outer.setContentsMargins(4, 4, 4, 4)

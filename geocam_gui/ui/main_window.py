@@ -249,8 +249,8 @@ class MainWindow(QMainWindow):
                     dialog.setValue(min(done, max(total, 1)))
 
             task.progress.connect(show_progress)
-        task.finished.connect(on_done)
-        task.failed.connect(on_fail or (lambda msg: self.show_error("GeoCAM", msg)))
+        task.returned.connect(on_done)
+        task.errored.connect(on_fail or (lambda msg: self.show_error("GeoCAM", msg)))
         task.cancelled.connect(lambda: self.show_message(f"{progress_text or name}: cancelled."))
 
         def cleanup():
@@ -263,7 +263,7 @@ class MainWindow(QMainWindow):
             task.thread.wait(5000)
             self.idleChanged.emit()
 
-        task.done.connect(cleanup)
+        task.finished.connect(cleanup)
         self._tasks.append(task)
         task.start()
         return task
@@ -434,7 +434,7 @@ class MainWindow(QMainWindow):
         task = self.run_task(f"predict-{name}", work, done,
                              on_fail=lambda msg: self.show_message(f"Predictions of {MODEL_LABELS[name]}: {msg}"))
         self._prediction_tasks[name] = task
-        task.done.connect(lambda: self._prediction_tasks.pop(name, None) if self._prediction_tasks.get(name) is task
+        task.finished.connect(lambda: self._prediction_tasks.pop(name, None) if self._prediction_tasks.get(name) is task
                           else None)
 
     # -- training ---------------------------------------------------------------------------------
