@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from geocam_gui.core.data.datasets import DatasetIndex
 from geocam_gui.core.device import available_devices, resolve_device
 from geocam_gui.core.models import MODEL_LABELS, MODEL_NAMES
 from geocam_gui.ui.training_views import Curves, ResultsTable
@@ -201,7 +202,7 @@ class TrainingPanel(QWidget):
         return out
 
     # -- state -------------------------------------------------------------------------------
-    def set_dataset(self, index, out_dir: Path | None) -> None:
+    def set_dataset(self, index: DatasetIndex | None, out_dir: Path | None) -> None:
         self.index = index
         self.out_dir = Path(out_dir) if out_dir else None
         if index is None:
