@@ -1,16 +1,16 @@
 """GeoCAM's main window: dataset browser (left), tri-pane viewer (centre), training (bottom).
 
-The window wires signals between the views and the core; long work runs in workers.
+The window holds the app's state in one ``core.workspace.Workspace`` (open dataset, run folder,
+active checkpoint per model); the views read it and follow its events. The window wires the
+remaining signals and runs long work in workers.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import platform
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, Qt, QTimer, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
@@ -19,31 +19,22 @@ from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
     QMessageBox,
-    QProgressDialog,
     QTabWidget,
-    QTextBrowser,
     QWidget,
 )
 
-from geocam_gui import __version__
-from geocam_gui.core import paths
+from geocam_gui.core import paths, runs
+from geocam_gui.core.data.datasets import DatasetIndex
 from geocam_gui.core.models import MODEL_LABELS, MODEL_NAMES
+from geocam_gui.core.workspace import Workspace, default_run_dir
+from geocam_gui.ui import dialogs, window_settings
 from geocam_gui.ui.cam_viewer import CamViewer
 from geocam_gui.ui.dataset_browser import DatasetBrowser
+from geocam_gui.ui.tasks import TaskRunner
 from geocam_gui.ui.training_panel import TrainingPanel
 from geocam_gui.ui.workers import TaskWorker
 
 log = logging.getLogger(__name__)
-SETTINGS_VERSION = 1
-
-
-def run_dir_for(index, checkpoint_dir: Path) -> Path:
-    """Where the runs on a dataset live: one folder per dataset fingerprint."""
-    root = Path(index.roots[0]) if index.roots else Path("dataset")
-    name = "demo" if (paths.cache_dir() / "demo") in root.parents else root.name
-    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)[:40] or "dataset"
-    digest = hashlib.sha1(index.fingerprint().encode()).hexdigest()[:8]
-    return Path(checkpoint_dir) / f"{safe}-{digest}"
 
 
 class MainWindow(QMainWindow):
@@ -57,21 +48,22 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("GeoCAM")
         self.setObjectName("MainWindow")
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else paths.default_checkpoint_dir()
-        self.index = None
-        self.run_dir: Path | None = None
+        self.workspace = Workspace(self.checkpoint_dir)
         self.auto_train_missing = False
         self.confirm_close = True
-        self._tasks: list[TaskWorker] = []
-        self._prediction_tasks: dict[str, TaskWorker] = {}
+        self.tasks = TaskRunner(self, lambda msg: self.show_error("GeoCAM", msg), self.show_message)
+        self.tasks.idleChanged.connect(self.idleChanged)
         self._trained_in_run: set[str] = set()  # models with a new best checkpoint this run
 
         from geocam_gui.core.device import resolve_device
 
         self.device = resolve_device(device)
-        self.viewer = CamViewer(self, device=str(self.device) if self.device.type != "mps" else "cpu")
+        self.viewer = CamViewer(self, device=str(self.device) if self.device.type != "mps" else "cpu",
+                                workspace=self.workspace)
         self.setCentralWidget(self.viewer)
 
         self.browser = DatasetBrowser()
+        self.browser.attach(self.workspace)
         self.browser_dock = self._dock("Dataset", "datasetDock", self.browser, Qt.DockWidgetArea.LeftDockWidgetArea)
         self.training = TrainingPanel()
         self.bottom_tabs = QTabWidget()
@@ -79,6 +71,7 @@ class MainWindow(QMainWindow):
         from geocam_gui.ui.analysis_panel import AnalysisPanel
 
         self.analysis = AnalysisPanel()
+        self.analysis.attach(self.workspace)
         self.bottom_tabs.addTab(self.analysis, "Analysis")
         self.training_dock = self._dock("Training", "trainingDock", self.bottom_tabs,
                                         Qt.DockWidgetArea.BottomDockWidgetArea)
@@ -97,6 +90,16 @@ class MainWindow(QMainWindow):
         self._wire()
         self._restore_settings()
         self.show_message("Open a dataset (File ▸ Open dataset…) or the demo (File ▸ Open demo dataset).")
+
+    @property
+    def index(self) -> DatasetIndex | None:
+        """The open dataset (the workspace's)."""
+        return self.workspace.index
+
+    @property
+    def run_dir(self) -> Path | None:
+        """Where the runs on the open dataset live (the workspace's)."""
+        return self.workspace.run_dir
 
     # -- construction -------------------------------------------------------------------------
     def _dock(self, title: str, name: str, widget: QWidget, area) -> QDockWidget:
@@ -143,13 +146,13 @@ class MainWindow(QMainWindow):
         self._action(view, "Reset &layout", self.reset_layout)
 
         help_menu = bar.addMenu("&Help")
-        self._action(help_menu, "&About GeoCAM", self.about)
-        self._action(help_menu, "Show &log file", self.show_log_location)
+        self._action(help_menu, "&About GeoCAM", lambda: dialogs.show_about(self, self.device))
+        self._action(help_menu, "Show &log file", lambda: dialogs.show_log_location(self))
 
     def _wire(self) -> None:
         self.browser.sampleSelected.connect(self._on_sample)
         self.browser.dropped.connect(lambda folders: self.open_dataset(folders))
-        self.browser.auditRequested.connect(self.show_audit)
+        self.browser.auditRequested.connect(lambda: self.index is not None and dialogs.show_audit(self, self.index))
         self.viewer.trainRequested.connect(self.train_model)
         self.viewer.exportRequested.connect(self.export)
         self.viewer.statusMessage.connect(self.show_message)
@@ -161,35 +164,17 @@ class MainWindow(QMainWindow):
         self.analysis.statusMessage.connect(self.show_message)
 
     # -- settings -------------------------------------------------------------------------------
-    @staticmethod
-    def _settings() -> QSettings:
-        return QSettings("GeoCAM", "GeoCAM")
-
     @classmethod
     def reset_settings(cls) -> None:
         """Forget window geometry, dock layout and recent datasets (``--reset-settings``)."""
-        s = cls._settings()
-        s.clear()
-        s.sync()
+        window_settings.reset()
 
     def _restore_settings(self) -> None:
-        s = self._settings()
-        self.restored_geometry = False
-        if int(s.value("settingsVersion", 0) or 0) == SETTINGS_VERSION:
-            geometry = s.value("geometry")
-            state = s.value("windowState")
-            if geometry is not None:
-                self.restored_geometry = bool(self.restoreGeometry(geometry))
-            if state is not None:
-                self.restoreState(state, SETTINGS_VERSION)
+        self.restored_geometry = window_settings.restore(self)
         self._refresh_recent()
 
     def save_settings(self) -> None:
-        s = self._settings()
-        s.setValue("settingsVersion", SETTINGS_VERSION)
-        s.setValue("geometry", self.saveGeometry())
-        s.setValue("windowState", self.saveState(SETTINGS_VERSION))
-        s.sync()
+        window_settings.save(self)
 
     def reset_layout(self) -> None:
         for dock in (self.browser_dock, self.training_dock):
@@ -201,19 +186,13 @@ class MainWindow(QMainWindow):
         self.resizeDocks([self.training_dock], [300], Qt.Orientation.Vertical)
 
     def _remember_recent(self, spec: list[str]) -> None:
-        s = self._settings()
-        recent = [r for r in (s.value("recentDatasets") or []) if r != "|".join(spec)]
-        recent.insert(0, "|".join(spec))
-        s.setValue("recentDatasets", recent[:8])
+        window_settings.remember_recent(spec)
         self._refresh_recent()
 
     def _refresh_recent(self) -> None:
         self.recent_menu.clear()
-        recent = self._settings().value("recentDatasets") or []
-        if isinstance(recent, str):
-            recent = [recent]
-        for entry in recent:
-            parts = entry.split("|")
+        recent = window_settings.recent()
+        for parts in recent:
             act = self.recent_menu.addAction(", ".join(parts))
             act.triggered.connect(lambda _c=False, p=parts: self.open_dataset(p))
         self.recent_menu.setEnabled(bool(recent))
@@ -232,45 +211,11 @@ class MainWindow(QMainWindow):
     # -- long tasks -------------------------------------------------------------------------------
     def run_task(self, name: str, fn, on_done, *, progress_text: str | None = None, on_fail=None) -> TaskWorker:
         """Run ``fn(progress, cancelled)`` in a worker; a progress dialog shows when it is slow."""
-        task = TaskWorker(name, fn, self)
-        dialog = None
-        if progress_text:
-            # Not modal: a modal QProgressDialog runs the event loop inside setValue(), which
-            # would deliver the task's end (and delete the dialog) in the middle of an update.
-            dialog = QProgressDialog(progress_text, "Cancel", 0, 0, self)
-            dialog.setWindowTitle("GeoCAM")
-            dialog.setWindowModality(Qt.WindowModality.NonModal)
-            dialog.setMinimumDuration(400)
-            dialog.canceled.connect(task.cancel)
-
-            def show_progress(done: int, total: int, _text: str) -> None:
-                if task in self._tasks:
-                    dialog.setMaximum(max(total, 1))
-                    dialog.setValue(min(done, max(total, 1)))
-
-            task.progress.connect(show_progress)
-        task.finished.connect(on_done)
-        task.failed.connect(on_fail or (lambda msg: self.show_error("GeoCAM", msg)))
-        task.cancelled.connect(lambda: self.show_message(f"{progress_text or name}: cancelled."))
-
-        def cleanup():
-            if task in self._tasks:
-                self._tasks.remove(task)
-            if dialog is not None:
-                task.progress.disconnect(show_progress)
-                dialog.reset()
-                dialog.deleteLater()
-            task.thread.wait(5000)
-            self.idleChanged.emit()
-
-        task.done.connect(cleanup)
-        self._tasks.append(task)
-        task.start()
-        return task
+        return self.tasks.run(name, fn, on_done, progress_text=progress_text, on_fail=on_fail)
 
     def is_idle(self) -> bool:
         """No task, no training, no CAM computation pending (used by --screenshot and tests)."""
-        return not self._tasks and not self.training.is_running() and not self.viewer.is_busy()
+        return not self.tasks.busy() and not self.training.is_running() and not self.viewer.is_busy()
 
     # -- datasets ---------------------------------------------------------------------------------
     def choose_dataset(self) -> None:
@@ -297,20 +242,18 @@ class MainWindow(QMainWindow):
 
         def work(progress, _cancelled):
             index = open_data(roots[0] if len(roots) == 1 else roots, progress=lambda d, t: progress(d, t))
-            return index, run_dir_for(index, checkpoint_dir)  # the fingerprint stats every file
+            return index, default_run_dir(index, checkpoint_dir)  # the fingerprint stats every file
 
         self.show_message(f"Indexing {', '.join(roots)}…")
         self.run_task("index", work, lambda result: self.set_index(result[0], demo=demo, spec=roots, run_dir=result[1]),
                       progress_text="Indexing the dataset…")
 
-    def set_index(self, index, *, demo: bool = False, spec: list[str] | None = None,
+    def set_index(self, index: DatasetIndex, *, demo: bool = False, spec: list[str] | None = None,
                   run_dir: Path | None = None) -> None:
         if self.training.is_running():
             self.show_error("GeoCAM", "A training run is in progress; cancel it before opening another dataset.")
             return
-        self.index = index
-        self.run_dir = run_dir or run_dir_for(index, self.checkpoint_dir)
-        self.browser.set_index(index)
+        self.workspace.set_index(index, run_dir)  # the browser and the analysis follow
         self.viewer.set_classes(index.classes)
         self.training.set_dataset(index, self.run_dir)
         from geocam_gui.ui.dataset_browser import dataset_title
@@ -324,16 +267,12 @@ class MainWindow(QMainWindow):
             + (f"; {n_bad} unreadable file(s) skipped" if n_bad else "")
         )
         found = self.load_run_checkpoints(self.run_dir)
-        for name in MODEL_NAMES:
-            if name not in found:
-                self.viewer.set_checkpoint(name, None)
         row = self.browser.first_row_of_split("test")
         self.browser.select_row(row if row is not None else 0)
         missing = [m for m in MODEL_NAMES if m not in found]
         if demo and self.auto_train_missing and missing:
             self.show_message(f"No demo models yet: training {', '.join(MODEL_LABELS[m] for m in missing)}…")
             self.training.start(configs=self.demo_configs(missing))
-        self._sync_analysis()
         self.datasetOpened.emit(index)
         self.idleChanged.emit()
 
@@ -344,26 +283,10 @@ class MainWindow(QMainWindow):
         return [demo_config(m, self.device.type if self.device.type != "cuda" else str(self.device))
                 for m in models]
 
-    def show_audit(self) -> None:
-        if self.index is None:
-            return
-        import json
-
-        dlg = QMessageBox(self)
-        dlg.setWindowTitle("Dataset audit")
-        dlg.setText(f"Audit of {', '.join(self.index.roots)}")
-        lines = [f"{p}: {r}" for p, r in self.index.bad_files[:200]]
-        dlg.setDetailedText(json.dumps(self.index.audit, indent=2, default=str)
-                            + ("\n\nUnreadable files:\n" + "\n".join(lines) if lines else ""))
-        dlg.exec()
-
     def _show_sample_path(self, path: str) -> None:
         """A patch of the Analysis tab was clicked: select its image in the browser."""
         if not self.browser.select_path(path):
             self.show_message(f"{path} is not in the open dataset.")
-
-    def _sync_analysis(self) -> None:
-        self.analysis.set_context(self.index, self.viewer.checkpoints())
 
     def _on_sample(self, sample) -> None:
         if sample is None:
@@ -374,34 +297,18 @@ class MainWindow(QMainWindow):
 
     # -- checkpoints ------------------------------------------------------------------------------
     def load_run_checkpoints(self, folder: Path) -> dict[str, str]:
-        """Put the newest best checkpoint of each model below ``folder`` into its pane."""
-        from geocam_gui.core.checkpoints import find_checkpoints, read_meta
-
-        found: dict[str, str] = {}
-        if not folder or not Path(folder).is_dir():
-            return found
-        for path in find_checkpoints(folder):
-            try:
-                meta = read_meta(path)
-            except Exception as exc:  # noqa: BLE001 - a bad file is reported, the rest loads
-                self.show_message(f"Skipped checkpoint {path}: {exc}")
-                name = Path(path).parent.name  # runs keep each model in a folder of its name
-                if name in MODEL_NAMES and name not in found:
-                    self.viewer.set_checkpoint(name, None, error=str(exc))
+        """Make the newest best checkpoint of each model below ``folder`` active (the workspace
+        decides which, ``core.runs.reopen``); returns model -> path of those that can be used."""
+        found = {}
+        for name, entry in self.workspace.reopen(folder).items():
+            if entry.path is None:
+                if not entry.meta:  # damaged, not merely other classes
+                    self.show_message(f"Skipped checkpoint {entry.source}: {entry.error}")
                 continue
-            name = meta.get("model")
-            if name in MODEL_NAMES and name not in found:
-                if self.index is not None and list(meta.get("classes", [])) != list(self.index.classes):
-                    self.viewer.set_checkpoint(name, None, error=(
-                        f"{Path(path).name} was trained on classes {meta.get('classes')}, "
-                        f"this dataset has {self.index.classes}."))
-                    continue
-                found[name] = str(path)
-                self.viewer.set_checkpoint(name, str(path))
-                self._sync_analysis()
-                self.training.show_checkpoint_metrics(name, meta, str(path))
-                self.training.show_history(name, _read_history(Path(path).parent / "metrics.jsonl"))
-                self.update_predictions(name, str(path))
+            found[name] = str(entry.path)
+            self.training.show_checkpoint_metrics(name, entry.meta, str(entry.path))
+            self.training.show_history(name, self.workspace.history(name))
+            self.update_predictions(name, str(entry.path))
         return found
 
     def choose_checkpoints(self) -> None:
@@ -412,30 +319,23 @@ class MainWindow(QMainWindow):
                               else f"No checkpoints for this dataset's classes in {folder}.")
 
     def update_predictions(self, name: str, checkpoint: str) -> None:
-        """Predict every image with a checkpoint, for the browser's columns and filters."""
+        """Predict every image with a checkpoint, for the browser's columns and filters (a newer
+        prediction of the same model replaces one still running)."""
         if self.index is None:
             return
         from geocam_gui.core.explain.store import predict_samples
 
-        samples = list(self.index.samples)
-        old = self._prediction_tasks.pop(name, None)
-        if old is not None:
-            old.cancel()
+        index, samples = self.index, list(self.index.samples)
 
         def work(progress, cancelled):
             return predict_samples(checkpoint, samples, progress=progress, cancel=cancelled)
-
-        index = self.index
 
         def done(probs):
             if self.index is index:
                 self.browser.set_predictions(name, probs)
 
-        task = self.run_task(f"predict-{name}", work, done,
-                             on_fail=lambda msg: self.show_message(f"Predictions of {MODEL_LABELS[name]}: {msg}"))
-        self._prediction_tasks[name] = task
-        task.done.connect(lambda: self._prediction_tasks.pop(name, None) if self._prediction_tasks.get(name) is task
-                          else None)
+        self.tasks.run(f"predict-{name}", work, done, replaces=f"predict-{name}",
+                       on_fail=lambda msg: self.show_message(f"Predictions of {MODEL_LABELS[name]}: {msg}"))
 
     # -- training ---------------------------------------------------------------------------------
     def train_model(self, name: str) -> None:
@@ -449,32 +349,23 @@ class MainWindow(QMainWindow):
             self.training.start([name])
 
     def _on_epoch_checkpoint(self, name: str, path: str) -> None:
-        self.viewer.set_checkpoint(name, path)  # the user sees what the model learns to look at
+        self.workspace.set_checkpoint(name, path)  # the user sees what the model learns to look at
 
     def _on_checkpoint_ready(self, name: str, path: str) -> None:
         self._trained_in_run.add(name)
-        self.viewer.set_checkpoint(name, path)
-        self._sync_analysis()
+        self.workspace.set_checkpoint(name, path)
 
     def _on_run_finished(self, ok: bool) -> None:
-        if self.run_dir is not None:
-            from geocam_gui.core.checkpoints import find_checkpoints, read_meta
-
-            # Only the models this run wrote a best checkpoint for: the others are unchanged,
-            # and re-predicting the whole dataset for them would be work done twice.
-            seen = set()
-            for path in find_checkpoints(self.run_dir):
-                name = read_meta(path).get("model")
-                if name in self._trained_in_run and name not in seen:
-                    seen.add(name)
-                    self.viewer.set_checkpoint(name, str(path))
-                    self.update_predictions(name, str(path))
+        # Only the models this run wrote a best checkpoint for: the others are unchanged,
+        # and re-predicting the whole dataset for them would be work done twice.
+        for name, path in runs.newest_best(self.run_dir, self._trained_in_run).items():
+            self.workspace.set_checkpoint(name, str(path))
+            self.update_predictions(name, str(path))
         self._trained_in_run.clear()
-        self._sync_analysis()
         self.show_message("Training finished." if ok else "Training stopped.")
         self.idleChanged.emit()
 
-    # -- export, about ----------------------------------------------------------------------------
+    # -- export ----------------------------------------------------------------------------
     def export(self) -> None:
         """The export dialog for the current image, or the rows the browser shows."""
         from geocam_gui.ui.export_dialog import ExportDialog
@@ -488,7 +379,7 @@ class MainWindow(QMainWindow):
         batch = self.browser.visible_samples() if self.index is not None else None
         dlg = ExportDialog(
             self,
-            checkpoints=self.viewer.checkpoints(),
+            checkpoints=self.workspace.checkpoints,
             images=images,
             batch_samples=batch,
             class_choice=self.viewer.class_choice(),
@@ -497,30 +388,6 @@ class MainWindow(QMainWindow):
             opacity=self.viewer.opacity.value() / 100,
         )
         dlg.exec()
-
-    def about(self) -> None:
-        import PySide6
-        import torch
-        import torchvision
-
-        from geocam_gui.core.device import describe_device
-
-        QMessageBox.about(
-            self,
-            "About GeoCAM",
-            f"<h3>GeoCAM {__version__}</h3>"
-            "<p>See what convolutional networks look at when they tell cities apart: "
-            "Grad-CAM of a shallow CNN, VGG11 and ResNet18 side by side, after "
-            "Khademi et al., <i>Sight-seeing in the eyes of deep neural networks</i> (eScience 2018).</p>"
-            f"<p>Qt {PySide6.QtCore.qVersion()} · PySide6 {PySide6.__version__} · torch {torch.__version__} · "
-            f"torchvision {torchvision.__version__} · Python {platform.python_version()}<br>"
-            f"Compute device: {describe_device(self.device)}</p>",
-        )
-
-    def show_log_location(self) -> None:
-        from geocam_gui.core.logs import log_file
-
-        QMessageBox.information(self, "Log file", f"GeoCAM writes its log to:\n{log_file()}")
 
     # -- closing ----------------------------------------------------------------------------------
     def closeEvent(self, event) -> None:  # noqa: N802
@@ -540,49 +407,8 @@ class MainWindow(QMainWindow):
     def shutdown(self) -> None:
         """Stop every worker and wait for its thread: nothing outlives the window."""
         self.training.stop_and_wait()
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            task.wait(60000)
+        self.tasks.cancel_and_wait(60000)
         QApplication.processEvents()
         self.analysis.shutdown()
         self.viewer.shutdown()
         self.browser.shutdown()
-
-
-def _read_history(path: Path) -> list[dict]:
-    """The per-epoch records of a run's ``metrics.jsonl`` (missing or damaged lines skipped)."""
-    import json
-
-    records = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return records
-    for line in lines:
-        try:
-            records.append(json.loads(line))
-        except ValueError:
-            continue
-    return records
-
-
-def default_screenshot_timer(window: MainWindow, path: str, timeout_s: float, on_done) -> QTimer:
-    """Poll until the window is idle twice in a row (or the timeout), then grab it to ``path``."""
-    import time
-
-    start = time.monotonic()
-    state = {"idle": 0}
-    timer = QTimer(window)
-
-    def tick():
-        state["idle"] = state["idle"] + 1 if window.is_idle() else 0
-        if state["idle"] >= 3 or time.monotonic() - start > timeout_s:
-            timer.stop()
-            if state["idle"] < 3:
-                log.warning("Screenshot taken before start-up work finished (timeout %.0f s).", timeout_s)
-            on_done(window.grab().save(path))
-
-    timer.timeout.connect(tick)
-    timer.start(300)
-    return timer

@@ -1,7 +1,7 @@
-"""The training panel: choose models and settings, run them in a QThread, watch live curves.
+"""The training panel: choose models and settings, train them in a child process, watch live curves.
 
-The GUI thread only receives the engine's events as signals; curves are decimated by
-pyqtgraph (``setDownsampling``/``setClipToView``) so long runs stay smooth.
+A ``TrainingWorker`` thread relays the child's typed events (``core.train.events``) as signals;
+curves are decimated by pyqtgraph (``setDownsampling``/``setClipToView``) so long runs stay smooth.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -20,7 +19,6 @@ from PySide6.QtWidgets import (
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QPlainTextEdit,
     QProgressBar,
@@ -28,19 +26,16 @@ from PySide6.QtWidgets import (
     QScrollArea,
     QSpinBox,
     QSplitter,
-    QTableWidget,
-    QTableWidgetItem,
     QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
+from geocam_gui.core.data.datasets import DatasetIndex
 from geocam_gui.core.device import available_devices, resolve_device
 from geocam_gui.core.models import MODEL_LABELS, MODEL_NAMES
+from geocam_gui.ui.training_views import Curves, ResultsTable
 from geocam_gui.ui.workers import TrainingWorker
-
-MODEL_COLORS = {"shallow": "#e67e22", "vgg11": "#2f6fde", "resnet18": "#1c8a6a"}
-
 
 def _fmt_eta(seconds: float | None) -> str:
     if seconds is None or not np.isfinite(seconds):
@@ -51,66 +46,6 @@ def _fmt_eta(seconds: float | None) -> str:
     if seconds >= 60:
         return f"{seconds // 60} min {seconds % 60:02d} s"
     return f"{seconds} s"
-
-
-def _pct(value) -> str:
-    """A share as a percentage; undefined (None, e.g. a class never predicted) as a dash."""
-    return "–" if value is None else f"{value * 100:.0f} %"
-
-
-class Curves(QWidget):
-    """Loss and accuracy per epoch (train dashed, val solid), one colour per model."""
-
-    def __init__(self, parent: QWidget | None = None):
-        super().__init__(parent)
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        self.loss = pg.PlotWidget(title="Loss  (solid: validation, dashed: training)")
-        self.acc = pg.PlotWidget(title="Accuracy  (solid: validation, dashed: training)")
-        self.acc.setYRange(0, 1.0)
-        for plot in (self.loss, self.acc):
-            plot.setBackground("w")
-            plot.showGrid(x=True, y=True, alpha=0.25)
-            plot.setLabel("bottom", "epoch")
-            plot.addLegend(offset=(-5, 5), labelTextSize="8pt")
-            plot.setMenuEnabled(False)
-            plot.setMinimumHeight(90)
-            layout.addWidget(plot, 1)
-        self._data: dict[tuple[str, str, str], list[tuple[float, float]]] = {}
-        self._items: dict[tuple[str, str, str], pg.PlotDataItem] = {}
-
-    def clear(self) -> None:
-        for item in self._items.values():
-            item.getViewBox() and item.getViewBox().removeItem(item)
-        for plot in (self.loss, self.acc):
-            plot.clear()
-            if plot.plotItem.legend is not None:
-                plot.plotItem.legend.clear()
-        self._data.clear()
-        self._items.clear()
-
-    def add(self, model: str, metric: str, part: str, x: float, y: float) -> None:
-        if y is None or not np.isfinite(y):
-            return
-        key = (model, metric, part)
-        self._data.setdefault(key, []).append((x, y))
-        item = self._items.get(key)
-        if item is None:
-            plot = self.loss if metric == "loss" else self.acc
-            style = Qt.PenStyle.SolidLine if part == "val" else Qt.PenStyle.DashLine
-            pen = pg.mkPen(MODEL_COLORS.get(model, "#555"), width=2, style=style)
-            # One legend entry per model (its validation curve); the line style tells the parts.
-            item = plot.plot([], [], pen=pen, name=MODEL_LABELS.get(model, model) if part == "val" else None,
-                             symbol="o" if part == "val" else None, symbolSize=5,
-                             symbolBrush=MODEL_COLORS.get(model, "#555"))
-            item.setDownsampling(auto=True, method="peak")
-            item.setClipToView(True)
-            self._items[key] = item
-        xs, ys = zip(*self._data[key])
-        item.setData(np.asarray(xs), np.asarray(ys))
-
-    def series(self, model: str, metric: str, part: str) -> list[tuple[float, float]]:
-        return list(self._data.get((model, metric, part), []))
 
 
 class TrainingPanel(QWidget):
@@ -164,10 +99,15 @@ class TrainingPanel(QWidget):
         self.lr.setDecimals(5)
         self.lr.setRange(1e-5, 1.0)
         self.lr.setSingleStep(1e-4)
+        tip = ("A value you change applies to every model trained; unchanged values keep each "
+               "model's own default (VGG11 trains at 1e-4).")
+        for w in (self.epochs, self.batch, self.lr):
+            w.setToolTip(tip)
         self.size = QSpinBox()
         self.size.setRange(32, 1024)
         self.size.setSingleStep(16)
         self.size.setSuffix(" px")
+        self.size.setToolTip(tip)
         self.augment = QCheckBox("Random resized crop + horizontal flip")
         self.augment.setChecked(True)
         grid = QGridLayout()
@@ -219,13 +159,7 @@ class TrainingPanel(QWidget):
         self.tabs = QTabWidget()
         self.curves = Curves()
         self.tabs.addTab(self.curves, "Curves")
-        self.results = QTableWidget(0, 5)
-        self.results.setHorizontalHeaderLabels(["Model", "Test accuracy", "Per class (precision / recall)",
-                                                "Confusion (rows = true)", "Checkpoint"])
-        self.results.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.results.horizontalHeader().setStretchLastSection(True)
-        self.results.verticalHeader().setVisible(False)
-        self.results.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.results = ResultsTable()
         self.tabs.addTab(self.results, "Results")
         self.log = QPlainTextEdit()
         self.log.setReadOnly(True)
@@ -241,7 +175,8 @@ class TrainingPanel(QWidget):
         self._set_running(False)
 
     def _apply_device_defaults(self) -> None:
-        """Small images and batches on a CPU, the paper's 224 px on a GPU."""
+        """Show the device's defaults (the shallow net's); a field the user then changes is an
+        override for every model trained, an unchanged one keeps each model's own default."""
         from geocam_gui.core.train.config import default_config
 
         try:
@@ -253,9 +188,21 @@ class TrainingPanel(QWidget):
         self.batch.setValue(cfg.batch_size)
         self.lr.setValue(cfg.lr)
         self.size.setValue(cfg.image_size)
+        self._shown = self._field_values()
+
+    def _field_values(self) -> dict:
+        return {"epochs": self.epochs.value(), "batch_size": self.batch.value(), "lr": self.lr.value(),
+                "image_size": self.size.value()}
+
+    def overrides(self) -> dict:
+        """The settings the user changed from the defaults shown (``config_for``'s overrides)."""
+        out = {k: v for k, v in self._field_values().items() if v != self._shown.get(k)}
+        if not self.augment.isChecked():
+            out["augment"] = False
+        return out
 
     # -- state -------------------------------------------------------------------------------
-    def set_dataset(self, index, out_dir: Path | None) -> None:
+    def set_dataset(self, index: DatasetIndex | None, out_dir: Path | None) -> None:
         self.index = index
         self.out_dir = Path(out_dir) if out_dir else None
         if index is None:
@@ -278,19 +225,11 @@ class TrainingPanel(QWidget):
             self.pause_button.setChecked(False)
 
     def config_for(self, name: str):
-        from geocam_gui.core.train.config import default_config
+        """The run for ``name``: its defaults on the chosen device with the user's changes
+        applied (``core.train.config.config_for``, the rule ``geocam train`` follows too)."""
+        from geocam_gui.core.train.config import config_for
 
-        cfg = default_config(name, self.device.currentData() or "auto")
-        cfg.epochs = self.epochs.value()
-        cfg.batch_size = self.batch.value()
-        cfg.image_size = self.size.value()
-        if name == "shallow" or self.lr.value() != default_config("shallow", cfg.device).lr:
-            cfg.lr = self.lr.value()
-        if not self.augment.isChecked():
-            from geocam_gui.core.train.loader import AugmentConfig
-
-            cfg.augment = AugmentConfig(crop=False, hflip=False)
-        return cfg.validate()
+        return config_for(name, self.device.currentData() or "auto", self.overrides())
 
     def selected_models(self) -> list[str]:
         return [n for n, cb in self.model_checks.items() if cb.isChecked()]
@@ -322,9 +261,9 @@ class TrainingPanel(QWidget):
         self.worker = TrainingWorker(configs, self.index, self.out_dir, parent=self)
         self.worker.event.connect(self._on_event)
         self.worker.modelStarted.connect(self._on_model_started)
-        self.worker.modelFinished.connect(self._on_model_finished)
-        self.worker.failed.connect(self._on_failed)
-        self.worker.done.connect(self._on_done)
+        self.worker.modelReturned.connect(self._on_model_finished)
+        self.worker.errored.connect(self._on_failed)
+        self.worker.finished.connect(self._on_done)
         self._set_running(True)
         # The child process trains with every core; this process's CAM and prediction workers
         # use one torch thread meanwhile, so they do not crowd out the GUI thread.
@@ -364,44 +303,44 @@ class TrainingPanel(QWidget):
         self._model_pos = i
         self.status.setText(f"Training {MODEL_LABELS[name]} ({i + 1} of {total})…")
 
-    def _on_event(self, name: str, kind: str, data: dict) -> None:
-        if kind == "batch":
-            total = max(1, int(data.get("total_batches") or data.get("batches") or 1))
-            done = int(data.get("batch", 0))
+    def _on_event(self, name: str, event) -> None:
+        """One engine event (``core.train.events``) of model ``name``."""
+        from geocam_gui.core.train import events as ev
+
+        if isinstance(event, ev.Batch):
+            total = max(1, event.batches)
+            done = event.batch
             self.epoch_bar.setValue(int(100 * done / total))
             frac = (self._epochs_done + done / total) / self._epochs_total
             self.total_bar.setValue(int(100 * frac))
             elapsed = time.monotonic() - self._t0
             eta = elapsed * (1 - frac) / frac if frac > 0.01 else None
-            loss = data.get("loss")
             self.status.setText(
-                f"{MODEL_LABELS[name]} · epoch {data.get('epoch', '?')} · batch {done}/{total}"
-                + (f" · loss {loss:.3f}" if isinstance(loss, (int, float)) else "")
-                + f" · ETA {_fmt_eta(eta)}"
+                f"{MODEL_LABELS[name]} · epoch {event.epoch} · batch {done}/{total}"
+                f" · loss {event.loss:.3f} · ETA {_fmt_eta(eta)}"
             )
-        elif kind == "epoch":
+        elif isinstance(event, ev.Epoch):
             self._epochs_done += 1
-            ep = float(data.get("epoch", self._epochs_done))
-            for metric in ("loss", "acc"):
-                self.curves.add(name, metric, "train", ep, data.get(f"train_{metric}", data.get(metric)))
-                self.curves.add(name, metric, "val", ep, data.get(f"val_{metric}"))
+            ep = float(event.epoch)
+            self.curves.add(name, "loss", "train", ep, event.train_loss)
+            self.curves.add(name, "loss", "val", ep, event.val_loss)
+            self.curves.add(name, "acc", "train", ep, event.train_acc)
+            self.curves.add(name, "acc", "val", ep, event.val_acc)
             self.epoch_bar.setValue(100)
             self._log(
-                f"{MODEL_LABELS[name]} epoch {int(ep)}: "
-                + ", ".join(f"{k} {v:.4f}" for k, v in data.items()
-                            if isinstance(v, float) and k in ("train_loss", "train_acc", "val_loss", "val_acc"))
-                + (f", {data['images_per_s']:.0f} img/s" if isinstance(data.get("images_per_s"), (int, float)) else "")
+                f"{MODEL_LABELS[name]} epoch {event.epoch}: train_loss {event.train_loss:.4f}, "
+                f"train_acc {event.train_acc:.4f}, val_loss {event.val_loss:.4f}, val_acc {event.val_acc:.4f}, "
+                f"{event.images_per_s:.0f} img/s"
             )
-        elif kind == "checkpoint":
-            path = data.get("path")
-            if path and data.get("kind") == "last":
-                self.epochCheckpoint.emit(name, str(path))
-            elif path and data.get("kind") == "best":
-                self.checkpointReady.emit(name, str(path))
-        elif kind == "log":
-            self._log(f"{MODEL_LABELS[name]}: {data.get('message', data)}")
-        elif kind == "failed":
-            self._log(f"{MODEL_LABELS[name]} failed: {data.get('message', data)}")
+        elif isinstance(event, ev.Checkpoint):
+            if event.which == "last":
+                self.epochCheckpoint.emit(name, event.path)
+            elif event.which == "best":
+                self.checkpointReady.emit(name, event.path)
+        elif isinstance(event, ev.Log):
+            self._log(f"{MODEL_LABELS[name]}: {event.message}")
+        elif isinstance(event, ev.Failed):
+            self._log(f"{MODEL_LABELS[name]} failed: {event.message}")
 
     def _on_model_finished(self, name: str, result) -> None:
         metrics = result.test or {}
@@ -413,39 +352,19 @@ class TrainingPanel(QWidget):
         self._log(f"{MODEL_LABELS[name]} finished" + (f": test accuracy {acc * 100:.1f} %" if acc is not None else ""))
 
     def _add_result_row(self, name: str, metrics: dict, checkpoint) -> None:
-        row = self.results.rowCount()
-        self.results.insertRow(row)
-        acc = metrics.get("accuracy")
-        classes = metrics.get("classes") or (self.index.classes if self.index is not None else [])
-        per = metrics.get("per_class") or {}
-        per_text = "  ".join(
-            f"{c}: {_pct(v.get('precision'))} / {_pct(v.get('recall'))}" for c, v in per.items()
-        ) if isinstance(per, dict) else str(per)
-        conf = metrics.get("confusion")
-        conf_text = " | ".join(" ".join(str(int(x)) for x in r) for r in conf) if conf else ""
-        if conf and classes:
-            conf_text = f"[{', '.join(classes)}]  " + conf_text
-        cells = [MODEL_LABELS[name], f"{acc * 100:.1f} %" if acc is not None else "–", per_text, conf_text,
-                 str(checkpoint or "")]
-        for col, text in enumerate(cells):
-            item = QTableWidgetItem(text)
-            item.setToolTip(text)
-            self.results.setItem(row, col, item)
+        classes = self.index.classes if self.index is not None else []
+        self.results.add_row(name, metrics, checkpoint, classes)
 
     def show_checkpoint_metrics(self, name: str, meta: dict, path: str) -> None:
         """Fill a result row from a checkpoint's metadata (when earlier runs are reopened)."""
         metrics = dict((meta.get("metrics") or {}).get("test") or meta.get("metrics") or {})
         metrics.setdefault("classes", meta.get("classes"))
-        for r in range(self.results.rowCount()):
-            if self.results.item(r, 0).text() == MODEL_LABELS[name]:
-                self.results.removeRow(r)
-                break
+        self.results.remove_model(name)
         self._add_result_row(name, metrics, path)
 
     def show_history(self, name: str, records: list[dict]) -> None:
         """Curves of an earlier run (its ``metrics.jsonl``), when its checkpoint is reopened."""
-        for key in [k for k in self.curves._data if k[0] == name]:
-            self.curves._data.pop(key)
+        self.curves.remove_model(name)
         for rec in records:
             ep = float(rec.get("epoch", 0))
             for metric in ("loss", "acc"):

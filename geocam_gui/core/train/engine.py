@@ -3,10 +3,11 @@
 ``Trainer(config, index, out_dir, callback).run()`` trains one model with cross-entropy on the
 index's ``train`` split, validates every epoch on ``val``, keeps the best-by-validation
 checkpoint and finally reports test accuracy, per-class precision/recall and the confusion
-matrix of the best model. It is plain Python with no Qt: ``geocam train`` calls ``run()``
-directly; the GUI runs it in a spawned child process (``train.child``) whose events a QThread
-relays back as signals. ``cancel()``, ``pause()`` and ``resume()`` may be called from any
-thread and act before the next batch.
+matrix of the best model. It is plain Python: the GUI runs it in a spawned child process
+(``core.train.child``) whose messages a QThread relays as signals; the CLI calls ``run()``
+directly. Progress goes to ``callback`` as typed events (``core.train.events``). ``cancel()``,
+``pause()`` and ``resume()`` may be called from any thread and act before the next batch; the
+loop asks ``is_cancelled()`` and ``wait_if_paused()``.
 
 Run layout under ``out_dir``: ``<model>/best.{safetensors,json}``, ``<model>/last.*``,
 ``<model>/last_state.pt`` (weights, optimiser, scheduler and history of the last complete epoch,
@@ -32,17 +33,20 @@ import torch
 from torch import nn
 
 from geocam_gui.core import checkpoints as ckpt
+from geocam_gui.core.data.datasets import DatasetIndex
 from geocam_gui.core.device import resolve_device
 from geocam_gui.core.errors import Cancelled, CheckpointError, DataError, GeoCamError
 from geocam_gui.core.train.loader import BatchFeeder
 from geocam_gui.core.train.metrics import summarize
 from geocam_gui.core.train.config import TrainConfig
+from geocam_gui.core.train import events as ev
 from geocam_gui.core.train.events import TrainEvent, TrainResult
+
 
 class Trainer:
     """Trains ``config.model`` on ``index`` into ``out_dir / config.model`` (see module doc)."""
 
-    def __init__(self, config: TrainConfig, index, out_dir: str | Path,
+    def __init__(self, config: TrainConfig, index: DatasetIndex, out_dir: str | Path,
                  callback: Callable[[TrainEvent], None] | None = None, *,
                  resume: bool = False, metrics_jsonl: str | Path | None = None):
         self.config = config.validate()
@@ -75,14 +79,31 @@ class Trainer:
     def paused(self) -> bool:
         return not self._unpaused.is_set()
 
-    # ---------------------------------------------------------------- events
-    def emit(self, kind: str, /, **data: Any) -> None:
-        """Call the callback with ``TrainEvent(kind, data)`` (rank 0 only under DDP)."""
-        if self.callback is not None and self.rank == 0:
-            self.callback(TrainEvent(kind, data))
+    def is_cancelled(self) -> bool:
+        """True once ``cancel()`` was called (the loop checks it before every batch)."""
+        return self._cancel.is_set()
 
-    def log(self, message: str, /, **data: Any) -> None:
-        self.emit("log", message=message, **data)
+    def wait_if_paused(self) -> float:
+        """Block while paused (a ``cancel()`` also releases it); returns the seconds held.
+        Logs "Paused." and, unless cancelled, "Resumed."."""
+        if self._unpaused.is_set():
+            return 0.0
+        t0 = time.perf_counter()
+        self.log("Paused.", paused=True)
+        while not self._unpaused.wait(0.1):
+            pass
+        if not self._cancel.is_set():
+            self.log("Resumed.", paused=False)
+        return time.perf_counter() - t0
+
+    # ---------------------------------------------------------------- events
+    def emit(self, event: TrainEvent) -> None:
+        """Give ``event`` to the callback (rank 0 only under DDP)."""
+        if self.callback is not None and self.rank == 0:
+            self.callback(event)
+
+    def log(self, message: str, /, **extra: Any) -> None:
+        self.emit(ev.Log(message, extra))
 
     # ---------------------------------------------------------------- main entry
     def run(self) -> TrainResult:
@@ -101,14 +122,14 @@ class Trainer:
         try:
             result = tl.TrainingLoop(self).run(started)
         except Cancelled as exc:
-            self.emit("cancelled", message=str(exc) or "Training was cancelled.")
+            self.emit(ev.Cancelled(str(exc) or "Training was cancelled."))
             result = TrainResult("cancelled", self.config.model, self.run_dir, None, None, None, 0, [], None,
                                  time.perf_counter() - started)
         except GeoCamError as exc:
-            self.emit("failed", message=str(exc))
+            self.emit(ev.Failed(str(exc)))
             raise
         except Exception as exc:  # noqa: BLE001 - reported, then re-raised with context
-            self.emit("failed", message=f"Training failed: {exc}")
+            self.emit(ev.Failed(f"Training failed: {exc}"))
             raise GeoCamError(f"Training failed unexpectedly: {type(exc).__name__}: {exc}") from exc
         finally:
             torch.use_deterministic_algorithms(restore_det)
@@ -118,7 +139,7 @@ class Trainer:
         return result
 
 
-def evaluate(checkpoint_or_model, index, split: str = "test", *, device: str = "auto",
+def evaluate(checkpoint_or_model, index: DatasetIndex, split: str = "test", *, device: str = "auto",
              batch_size: int = 64, image_size: int | None = None, progress=None, cancel=None) -> dict:
     """Accuracy, per-class precision/recall, confusion matrix and ``n`` of a model on a split.
 
