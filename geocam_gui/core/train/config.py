@@ -8,7 +8,6 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from geocam_gui.core import checkpoints as ckpt
 from geocam_gui.core.device import resolve_device
 from geocam_gui.core.errors import BadArgument, CheckpointError
 from geocam_gui.core.models import MIN_INPUT, MODEL_NAMES
@@ -134,10 +133,11 @@ def demo_config(model: str, device: str = "auto") -> TrainConfig:
 
 def resume_config(out_dir: str | Path, model: str) -> TrainConfig | None:
     """The configuration saved by an earlier run of ``model`` in ``out_dir`` (None if none)."""
-    state_path = Path(out_dir) / model / "last_state.pt"
-    if not state_path.is_file():
+    from geocam_gui.core.train.saver import load_resume
+
+    state = load_resume(Path(out_dir) / model)
+    if state is None:
         return None
-    state = ckpt.load_train_state(state_path)
     return TrainConfig.from_dict(json.loads(state["config"]))
 
 
