@@ -166,21 +166,19 @@ class StateWriter:
         d.mkdir(parents=True, exist_ok=True)
         token = secrets.token_hex(6)
         optim_name = f"last_optim-{token}.safetensors"
-        written = 0
-        tmp = ckpt.temp_beside(d / optim_name)
-        written += ckpt.write_tensor_file(tmp, snap.optim, {OPTIM_KEY: json.dumps({"id": token, "epoch": job.epoch})})
+        tmp, written = _write_temp(d / optim_name, snap.optim, {OPTIM_KEY: json.dumps({"id": token, "epoch": job.epoch})})
         ckpt.commit_file(tmp, d / optim_name)
 
         resume = {"epoch": job.epoch, "config": job.config, "history": job.history, "best": job.best,
                   "fingerprint": job.fingerprint, "optimizer_file": optim_name, "optimizer_id": token,
                   "param_groups": json.loads(snap.groups), "optimizer_plain": json.loads(snap.plain)}
         last_meta = {**job.meta, "kind": "last"}
-        tmp = ckpt.temp_beside(d / "last.safetensors")
+        tmp, n = _write_temp(d / "last.safetensors", snap.weights, {
+            "geocam": json.dumps(last_meta, default=ckpt._json_default),
+            RESUME_KEY: json.dumps(resume, default=ckpt._json_default)})
+        written += n
         events = []
         try:
-            written += ckpt.write_tensor_file(tmp, snap.weights, {
-                "geocam": json.dumps(last_meta, default=ckpt._json_default),
-                RESUME_KEY: json.dumps(resume, default=ckpt._json_default)})
             if job.improved:
                 written += ckpt.link_or_copy(tmp, d / "best.safetensors")
                 written += _json_size(ckpt.write_json(d / "best.json", {**job.meta, "kind": "best"}))
@@ -203,6 +201,16 @@ class StateWriter:
             written += len(line.encode("utf-8"))
         self.bytes_written = written
         return events
+
+
+def _write_temp(path: Path, tensors: dict, metadata: dict) -> tuple[Path, int]:
+    """A complete, fsync'ed temporary file beside ``path`` (removed again if writing fails)."""
+    tmp = ckpt.temp_beside(path)
+    try:
+        return tmp, ckpt.write_tensor_file(tmp, tensors, metadata)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _json_size(path: Path) -> int:
