@@ -1,0 +1,109 @@
+"""Checkpoint cost: epoch time of the engine with and without its per-epoch state saves.
+
+For each model, ``Trainer.run`` on a generated demo set twice in the same process, alternating:
+once as shipped (each epoch's weights + optimiser moments written by the background writer, best
+hard-linked), once with ``StateWriter.save`` replaced by a no-op (the reference: no checkpoint at
+all). The epoch time is the wall time from the run's "start" event to the moment its last save is
+flushed, divided by the epochs: training, validation, the state copy at each epoch end, and any
+wait for a previous write still running are all inside it. Best of ``--repeats`` per mode (a burst
+of load from other jobs on a shared machine should not decide the ratio). The final best
+re-save with test metrics (once per run, not per epoch) is outside the timed span.
+
+    python benchmarks/checkpoint_cost.py                          # CPU defaults (64 px), 3 models
+    python benchmarks/checkpoint_cost.py --device cuda --image-size 224 --per-class 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def one_run(model: str, index, out: Path, *, save: bool, epochs: int, device: str, image_size: int | None,
+            batch_size: int | None) -> tuple[float, int]:
+    """(seconds per epoch, bytes of state written per epoch) of one run."""
+    from geocam_gui.core.train import loop as tl
+    from geocam_gui.core.train import saver
+    from geocam_gui.core.train.config import default_config
+    from geocam_gui.core.train.engine import Trainer
+
+    cfg = default_config(model, device)
+    cfg.epochs = epochs
+    cfg.image_size = image_size or cfg.image_size
+    cfg.batch_size = batch_size or cfg.batch_size
+    marks: dict[str, float] = {}
+    written: list[int] = []
+    real_save, real_close, real_write = saver.StateWriter.save, tl.TrainingLoop._close_writer, saver.StateWriter._write
+
+    def close(self):
+        real_close(self)
+        marks.setdefault("end", time.perf_counter())
+
+    def write(self, snap, job):
+        events = real_write(self, snap, job)
+        written.append(self.bytes_written)
+        return events
+
+    def callback(event):
+        if event.kind == "start":
+            marks["start"] = time.perf_counter()
+
+    saver.StateWriter.save = real_save if save else (lambda self, net, opt, job: None)
+    saver.StateWriter._write = write
+    tl.TrainingLoop._close_writer = close
+    try:
+        Trainer(cfg, index, out, callback).run()
+    finally:
+        saver.StateWriter.save, tl.TrainingLoop._close_writer, saver.StateWriter._write = real_save, real_close, real_write
+    return (marks["end"] - marks["start"]) / epochs, (sum(written) // len(written) if written else 0)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["shallow", "resnet18", "vgg11"])
+    parser.add_argument("--per-class", type=int, default=80, help="demo images per class (split 60/20/20)")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--image-size", type=int, default=None, help="default: the device default (64 px on a CPU)")
+    parser.add_argument("--batch-size", type=int, default=None, help="default: the device default per model")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from geocam_gui.core.data.datasets import open_data
+    from geocam_gui.core.data.demo import generate_demo
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory(prefix="geocam-ckpt-bench-") as tmp:
+        data = generate_demo(Path(tmp) / "demo", per_class=args.per_class, size=args.image_size or 64, seed=0)
+        index = open_data(data)
+        n_train = len(index.split("train"))
+        print(f"{n_train} train / {len(index.split('val'))} val images, {args.epochs} epochs, "
+              f"device {args.device}, torch threads {torch.get_num_threads()}")
+        print(f"{'model':<9} {'no checkpoint':>14} {'checkpointed':>13} {'added':>8} {'state/epoch':>12}")
+        for model in args.models:
+            best = {True: float("inf"), False: float("inf")}
+            nbytes = 0
+            for r in range(args.repeats):
+                for save in ((False, True) if r % 2 == 0 else (True, False)):
+                    out = Path(tmp) / f"{model}-{r}-{int(save)}"
+                    seconds, n = one_run(model, index, out, save=save, epochs=args.epochs, device=args.device,
+                                         image_size=args.image_size, batch_size=args.batch_size)
+                    best[save] = min(best[save], seconds)
+                    nbytes = max(nbytes, n)
+            added = best[True] / best[False] - 1
+            print(f"{model:<9} {best[False]:>12.2f} s {best[True]:>11.2f} s {added:>+7.1%} {nbytes / 1e6:>9.1f} MB",
+                  flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
