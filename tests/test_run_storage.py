@@ -158,3 +158,46 @@ def test_a_failed_background_write_stops_the_run_and_keeps_the_previous_epoch(ti
     run = tmp_path / "out" / "shallow"
     assert saver.load_resume(run)["epoch"] == 1
     assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]  # no half-written file left
+
+
+#: Stated in ``--save-dtype``'s help and the copy's metadata: largest difference of a Grad-CAM map
+#: value (maps in [0, 1]) and of a class probability between the float16 copy and float32 best.
+HALF_TOLERANCE = 0.01
+
+
+def test_a_float16_copy_of_best_gives_the_same_maps_within_the_stated_tolerance(tiny_index, tmp_path, torch_threads):
+    import numpy as np
+
+    from geocam_gui.core.checkpoints import load_checkpoint
+    from geocam_gui.core.data.images import load_resized
+    from geocam_gui.core.explain.cam import explain
+
+    result = Trainer(_config(epochs=2, save_dtype="float16"), tiny_index, tmp_path / "out").run()
+    run = tmp_path / "out" / "shallow"
+    full, half = load_checkpoint(run / "best.json"), load_checkpoint(run / "best_float16.json")
+    assert half.meta["dtype"] == "float16" and half.meta["copy_of"] == "best"
+    assert half.meta["metrics"]["test"] == result.test  # the copy carries best's metadata
+    stored = load_file(run / "best_float16.safetensors")
+    assert all(v.dtype == torch.float16 for v in stored.values())
+    size16, size32 = (run / "best_float16.safetensors").stat().st_size, (run / "best.safetensors").stat().st_size
+    assert size16 < 0.51 * size32
+    images = np.stack([load_resized(s.path, 32) for s in tiny_index.split("test")])
+    a = explain(full.model, "shallow", images, device="cpu")
+    b = explain(half.model, "shallow", images, device="cpu")
+    map_diff = float(np.abs(np.asarray(a.maps) - np.asarray(b.maps)).max())
+    prob_diff = float(np.abs(np.asarray(a.probabilities()) - np.asarray(b.probabilities())).max())
+    print(f"float16 copy vs float32: max map difference {map_diff:.2e}, max probability difference {prob_diff:.2e}")
+    assert map_diff <= HALF_TOLERANCE and prob_diff <= HALF_TOLERANCE
+    assert map_diff > 0  # the copy really is a different (rounded) model
+
+
+def test_cli_save_dtype_float16(tiny_demo, tmp_path):
+    from geocam_gui.cli import main
+
+    out = tmp_path / "runs"
+    assert main(["train", str(tiny_demo), "--model", "shallow", "--epochs", "1", "--image-size", "32",
+                 "--batch-size", "8", "--device", "cpu", "--out", str(out), "--save-dtype", "float16"]) == 0
+    assert ckpt.read_meta(out / "shallow" / "best_float16.json")["dtype"] == "float16"
+    with pytest.raises(SystemExit) as exc:
+        main(["train", str(tiny_demo), "--model", "shallow", "--save-dtype", "float8", "--out", str(out)])
+    assert exc.value.code == 2

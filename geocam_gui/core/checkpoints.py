@@ -475,6 +475,8 @@ def _needs_inference(meta: dict) -> bool:
 
 
 def _load_into(model: nn.Module, state: dict, name: str, k: int, file: Path) -> None:
+    # a half-precision copy (``--save-dtype float16``) computes in float32 like the original
+    state = {key: v.float() if v.dtype in (torch.float16, torch.bfloat16) else v for key, v in state.items()}
     own = model.state_dict()
     missing = [key for key in own if key not in state]
     unexpected = [key for key in state if key not in own]

@@ -17,7 +17,8 @@ OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "step", "none")
 BALANCE = ("none", "loss", "sample")
 #: Fields that may differ between a run and its ``--resume`` (the rest must match).
-RESUMABLE_CHANGES = ("epochs", "device", "workers", "max_batches_per_epoch")
+RESUMABLE_CHANGES = ("epochs", "device", "workers", "max_batches_per_epoch", "save_dtype")
+SAVE_DTYPES = ("float32", "float16")
 
 
 @dataclass
@@ -45,6 +46,8 @@ class TrainConfig:
     max_batches_per_epoch: int | None = None
     amp: bool = True  # bf16 autocast on CUDA (ignored elsewhere)
     channels_last: bool = True  # on CUDA (ignored elsewhere)
+    # "float16" also writes best_float16.* (half the size, for viewing and sharing) after the run
+    save_dtype: str = "float32"
 
     def validate(self) -> TrainConfig:
         """Raise ``BadArgument`` with one sentence for the first inconsistent field."""
@@ -65,6 +68,7 @@ class TrainConfig:
             (0 < self.augment.scale[0] <= self.augment.scale[1] <= 1,
              f"crop scale must satisfy 0 < min <= max <= 1, got {tuple(self.augment.scale)}."),
             (0 < self.augment.ratio[0] <= self.augment.ratio[1], f"crop ratio range is invalid: {tuple(self.augment.ratio)}."),
+            (self.save_dtype in SAVE_DTYPES, f"save dtype must be one of {', '.join(SAVE_DTYPES)}, got {self.save_dtype!r}."),
             (self.max_batches_per_epoch is None or self.max_batches_per_epoch >= 1,
              "max batches per epoch must be at least 1."),
         ]

