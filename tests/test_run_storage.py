@@ -201,3 +201,69 @@ def test_cli_save_dtype_float16(tiny_demo, tmp_path):
     with pytest.raises(SystemExit) as exc:
         main(["train", str(tiny_demo), "--model", "shallow", "--save-dtype", "float8", "--out", str(out)])
     assert exc.value.code == 2
+
+
+# --------------------------------------------------------------------------- listing and pruning runs
+def test_sizes_count_a_hard_linked_best_once(tmp_path):
+    from geocam_gui.core import run_storage as rs
+
+    run = tmp_path / "run" / "shallow"
+    run.mkdir(parents=True)
+    (run / "last.safetensors").write_bytes(b"x" * 1000)
+    ckpt.link_or_copy(run / "last.safetensors", run / "best.safetensors")
+    (run / "best.json").write_text("{}")
+    size, _ = rs.folder_size(tmp_path / "run")
+    linked = os.path.samefile(run / "best.safetensors", run / "last.safetensors")
+    assert size == (1000 if linked else 2000) + 2
+
+
+def test_cli_runs_list_prune_and_delete(tiny_index, tmp_path, capsys, monkeypatch):
+    from geocam_gui.cli import main
+    from geocam_gui.core.checkpoints import load_checkpoint
+
+    root = tmp_path / "runs"
+    Trainer(_config(epochs=1), tiny_index, root / "first").run()
+    Trainer(_config(epochs=1, model="resnet18"), tiny_index, root / "second").run()
+    (root / "not-a-run").mkdir()
+    (root / "not-a-run" / "precious.txt").write_text("keep me")
+    capsys.readouterr()
+
+    assert main(["runs", "list", "--root", str(root), "--json"]) == 0
+    listed = {Path(r["run"]).name: r for r in json.loads(capsys.readouterr().out)}
+    assert set(listed) == {"first", "second"}
+    first = listed["first"]
+    assert first["size"] == sum(p.stat().st_size for p in (root / "first").rglob("*") if p.is_file())
+    model = first["models"][0]
+    meta = ckpt.read_meta(root / "first" / "shallow" / "best.json")
+    assert model["model"] == "shallow" and model["resumable"] is True
+    assert model["val_accuracy"] == meta["metrics"]["val"]["accuracy"]
+    assert model["test_accuracy"] == meta["metrics"]["test"]["accuracy"]
+    assert main(["runs", "list", "--root", str(root)]) == 0
+    table = capsys.readouterr().out
+    assert "shallow" in table and "resnet18" in table and "2 run(s)" in table
+
+    # not interactive and no --yes: refused, nothing removed
+    monkeypatch.setattr(sys, "stdin", open(os.devnull))
+    assert main(["runs", "prune", str(root / "first"), "--keep", "best"]) == 2
+    assert "--yes" in capsys.readouterr().err
+    assert (root / "first" / "shallow" / "last.safetensors").is_file()
+    # a folder that is not a run is never touched
+    assert main(["runs", "delete", str(root / "not-a-run"), "--yes"]) == 2
+    assert (root / "not-a-run" / "precious.txt").read_text() == "keep me"
+
+    assert main(["runs", "prune", str(root / "first"), "--keep", "best", "--yes"]) == 0
+    assert "Freed" in capsys.readouterr().out
+    left = sorted(p.name for p in (root / "first" / "shallow").iterdir())
+    assert left == ["best.json", "best.safetensors", "metrics.jsonl"]
+    assert load_checkpoint(root / "first" / "shallow" / "best.json").meta["model"] == "shallow"
+    assert saver.load_resume(root / "first" / "shallow") is None
+    assert main(["runs", "prune", str(root / "first"), "--keep", "best", "--yes"]) == 0
+    assert "nothing to prune" in capsys.readouterr().out
+
+    assert main(["runs", "delete", str(root / "second"), "--yes"]) == 0
+    assert "Deleted" in capsys.readouterr().out
+    assert not (root / "second").exists() and (root / "first").is_dir()
+    assert main(["runs", "list", "--root", str(root), "--json"]) == 0
+    assert [Path(r["run"]).name for r in json.loads(capsys.readouterr().out)] == ["first"]
+    assert main(["runs", "list", "--data", str(tiny_index.roots[0])]) == 0
+    assert "No runs in" in capsys.readouterr().out  # nothing trained in the app's folder for it

@@ -129,6 +129,8 @@ class MainWindow(QMainWindow):
         self.recent_menu = file_menu.addMenu("Open &recent")
         self._action(file_menu, "Open &checkpoints…", self.choose_checkpoints, "Ctrl+K",
                      "Load trained models from a folder of checkpoints")
+        self.runs_action = self._action(file_menu, "Manage &runs…", self.manage_runs, None,
+                                        "See the training runs on disk with their size and accuracy; prune or delete them")
         file_menu.addSeparator()
         self.export_action = self._action(file_menu, "&Export…", self.export, "Ctrl+E",
                                           "Export overlays and a figure for a publication")
@@ -410,6 +412,28 @@ class MainWindow(QMainWindow):
             found = self.load_run_checkpoints(Path(folder))
             self.show_message(f"Loaded {len(found)} checkpoint(s) from {folder}." if found
                               else f"No checkpoints for this dataset's classes in {folder}.")
+
+    def manage_runs(self) -> None:
+        """File > Manage runs: list, prune and delete runs; the panes follow what is left."""
+        from geocam_gui.ui.runs_dialog import RunsDialog
+
+        def busy(path: Path) -> bool:
+            return self.training.is_running() and self.run_dir is not None and (
+                Path(path) == self.run_dir or Path(path) in self.run_dir.parents)
+
+        dialog = RunsDialog(self.checkpoint_dir, self, busy=busy)
+        if self.run_dir is not None:
+            dialog.select_run(self.run_dir)
+        dialog.runsChanged.connect(self._on_runs_changed)
+        dialog.exec()
+
+    def _on_runs_changed(self) -> None:
+        if self.index is None or self.run_dir is None:
+            return
+        found = self.load_run_checkpoints(self.run_dir)
+        for name in MODEL_NAMES:
+            if name not in found:
+                self.viewer.set_checkpoint(name, None)
 
     def update_predictions(self, name: str, checkpoint: str) -> None:
         """Predict every image with a checkpoint, for the browser's columns and filters."""
