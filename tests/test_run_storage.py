@@ -235,7 +235,7 @@ def test_cli_runs_list_prune_and_delete(tiny_index, tmp_path, capsys, monkeypatc
     assert first["size"] == sum(p.stat().st_size for p in (root / "first").rglob("*") if p.is_file())
     model = first["models"][0]
     meta = ckpt.read_meta(root / "first" / "shallow" / "best.json")
-    assert model["model"] == "shallow" and model["resumable"] is True
+    assert model["model"] == "shallow" and model["resumable"] is True and meta["kind"] == "best"
     assert model["val_accuracy"] == meta["metrics"]["val"]["accuracy"]
     assert model["test_accuracy"] == meta["metrics"]["test"]["accuracy"]
     assert main(["runs", "list", "--root", str(root)]) == 0

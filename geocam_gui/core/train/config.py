@@ -137,12 +137,10 @@ def demo_config(model: str, device: str = "auto") -> TrainConfig:
 
 def resume_config(out_dir: str | Path, model: str) -> TrainConfig | None:
     """The configuration saved by an earlier run of ``model`` in ``out_dir`` (None if none)."""
-    from geocam_gui.core.train.saver import load_resume
+    from geocam_gui.core.train.saver import resume_config_dict
 
-    state = load_resume(Path(out_dir) / model)
-    if state is None:
-        return None
-    return TrainConfig.from_dict(json.loads(state["config"]))
+    saved = resume_config_dict(Path(out_dir) / model)
+    return None if saved is None else TrainConfig.from_dict(saved)
 
 
 def check_resumable(saved: TrainConfig, wanted: TrainConfig) -> None:

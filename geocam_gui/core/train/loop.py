@@ -513,7 +513,7 @@ class TrainingLoop:
                                  data["test"].positions[self.rank::self.world], amp=amp)
         test = summarize(_all_sum(conf, self.world), classes, loss_sum=float(_all_sum(loss, self.world)))
         if self.rank == 0:
-            meta = ckpt.read_meta(best_st)
+            meta = {**ckpt.read_meta(best_st), "kind": "best"}  # during the run best shares last's file
             meta["metrics"] = {**meta.get("metrics", {}), "test": test}
             path = ckpt.save_checkpoint(run_dir / "best", net, meta)
             t.emit("checkpoint", kind="best", path=str(path), epoch=best["epoch"], test=True)

@@ -71,6 +71,7 @@ class StateWriter:
 
     def __init__(self, run_dir: Path, device: torch.device, *, background: bool = True):
         self.run_dir = Path(run_dir)
+        self.device = device
         self.cuda = device.type == "cuda"
         self.background = background
         self._buffers: dict[str, torch.Tensor] = {}
@@ -147,7 +148,7 @@ class StateWriter:
         ready = None
         if self.cuda:
             ready = torch.cuda.Event()
-            ready.record()
+            ready.record(torch.cuda.current_stream(self.device))  # after the copies queued on that stream
         return _Snapshot(weights, optim, json.dumps(state["param_groups"]), json.dumps(plain), ready)
 
     # ---------------------------------------------------------------- writer thread
@@ -218,10 +219,21 @@ def _json_size(path: Path) -> int:
 
 
 # --------------------------------------------------------------------------- reading it back
-def has_resume_state(run_dir: str | Path) -> bool:
-    """Whether ``run_dir`` holds a state ``load_resume`` can read (new or legacy)."""
+def resume_config_dict(run_dir: str | Path) -> dict | None:
+    """The saved ``TrainConfig.to_dict()`` of the last complete epoch, read from the header only
+    (an older run's ``last_state.pt`` is read whole); None if the folder has no state."""
     run_dir = Path(run_dir)
-    return _resume_block(run_dir / "last.safetensors") is not None or (run_dir / LEGACY_STATE).is_file()
+    raw = _resume_block(run_dir / "last.safetensors")
+    legacy = run_dir / LEGACY_STATE
+    if raw is None and not legacy.is_file():
+        return None
+    try:
+        config = json.loads(raw)["config"] if raw is not None else json.loads(ckpt.load_train_state(legacy)["config"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"The resume record in {run_dir} is damaged: {exc}") from exc
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{run_dir / 'last.safetensors'} carries a damaged resume record.")
+    return config
 
 
 def _resume_block(last: Path) -> str | None:
