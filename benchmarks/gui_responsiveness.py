@@ -105,9 +105,7 @@ def main() -> int:
     # 1. first thumbnails, then scrolling the grid from top to bottom. As in the app, the
     #    run folder (which needs the index fingerprint, a stat of every file) comes from the
     #    indexing worker, not from the GUI thread.
-    from geocam_gui.ui.main_window import run_dir_for
-
-    run_dir = run_dir_for(index, window.checkpoint_dir)
+    run_dir = window.workspace.run_dir_for(index)
     probe.start()
     t0 = time.perf_counter()
     window.set_index(index, run_dir=run_dir)

@@ -53,7 +53,8 @@ def test_reopen_picks_newest_matching_and_reports_bad_ones(tmp_path):
     assert found["shallow"].path == new and found["shallow"].error is None
     assert found["shallow"].history_path == new.parent / "metrics.jsonl"
     assert found["vgg11"].path is None and "trained on classes ['x', 'y']" in found["vgg11"].error
-    assert found["resnet18"].path is None and "Skipped checkpoint" in found["resnet18"].error
+    assert found["resnet18"].path is None and found["resnet18"].error
+    assert found["resnet18"].source == damaged / "best.json" and found["resnet18"].history_path is None
     # without classes to compare, the other-class checkpoint is offered
     assert runs.reopen(tmp_path)["vgg11"].path == other
     assert runs.reopen(tmp_path / "missing", ["a", "b"]) == {}

@@ -91,7 +91,7 @@ def test_a_run_writes_checkpoints_metrics_and_emits_events(tiny_index, tmp_path,
     batch = rec.kinds("batch")[0]
     assert {"epoch", "batch", "batches", "loss", "acc", "images_per_s", "eta_s"} <= set(batch)
     ckpts = rec.kinds("checkpoint")
-    assert {c["kind"] for c in ckpts} == {"best", "last"} and all(Path(c["path"]).is_file() for c in ckpts)
+    assert {c["which"] for c in ckpts} == {"best", "last"} and all(Path(c["path"]).is_file() for c in ckpts)
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [x["epoch"] for x in lines] == [1, 2] and lines == [json.loads(x) for x in jsonl.read_text().splitlines()]
     assert {"model", "train_loss", "train_acc", "val_loss", "val_acc", "images_per_s", "seconds"} <= set(lines[0])

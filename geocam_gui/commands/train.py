@@ -23,12 +23,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a dataset folder, a demo set, or an index folder written by `geocam index`")
     parser.add_argument("--model", required=True, choices=(*MODEL_NAMES, "all"),
                         help="architecture to train ('all' trains the three one after the other)")
-    parser.add_argument("--out", required=True, metavar="DIR",
-                        help="run folder: DIR/<model>/best.*, last.*, metrics.jsonl and DIR/index/")
+    parser.add_argument("--out", metavar="DIR",
+                        help="run folder: DIR/<model>/best.*, last.*, metrics.jsonl and DIR/index/ (default: "
+                             "the dataset's run folder under GEOCAM_CHECKPOINTS or the user data folder, "
+                             "where the GUI finds it)")
     parser.add_argument("--epochs", type=int, metavar="E", help="number of epochs (default: per model)")
     parser.add_argument("--batch-size", type=int, metavar="B",
                         help="images per batch and per process (default: 32 on CPU, 128 on GPU)")
-    parser.add_argument("--lr", type=float, metavar="LR", help="learning rate (default: 1e-3, VGG11 1e-4)")
+    parser.add_argument("--lr", type=float, metavar="LR",
+                        help="learning rate for every model trained (default: per model, 1e-3, VGG11 1e-4)")
     parser.add_argument("--image-size", type=int, metavar="PX",
                         help="square input size in pixels (default: 64 on CPU, 224 on GPU)")
     parser.add_argument("--device", default=None, metavar="DEV", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
@@ -56,55 +59,66 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 _OVERRIDES = {  # argparse dest -> TrainConfig field
     "epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "image_size": "image_size",
-    "device": "device", "workers": "workers", "seed": "seed", "optimizer": "optimizer",
+    "workers": "workers", "seed": "seed", "optimizer": "optimizer",
     "schedule": "schedule", "weight_decay": "weight_decay", "balance": "balance",
     "weights": "weights", "max_batches": "max_batches_per_epoch", "save_dtype": "save_dtype",
 }
 
 
-def build_configs(args: argparse.Namespace) -> list:
-    """One validated ``TrainConfig`` per model asked for (``BadArgument`` on the first problem)."""
-    from geocam_gui.core.train.config import default_config, resume_config
+def overrides_of(args: argparse.Namespace) -> dict:
+    """The settings the user gave on the command line (``config_for``'s ``overrides``)."""
+    out = {name: getattr(args, dest) for dest, name in _OVERRIDES.items() if getattr(args, dest) is not None}
+    if args.no_augment:
+        out["augment"] = False
+    elif args.no_flip:
+        from geocam_gui.core.train.loader import AugmentConfig
+
+        out["augment"] = AugmentConfig(hflip=False)
+    if args.deterministic:
+        out["deterministic"] = True
+    return out
+
+
+def build_configs(args: argparse.Namespace, out: Path | None = None) -> list:
+    """One validated ``TrainConfig`` per model asked for (``BadArgument`` on the first problem):
+    ``config_for`` with the options given, or with ``--resume`` the run's saved settings in
+    ``out`` (default ``args.out``) with the options given applied on top."""
+    from geocam_gui.core.train.config import apply_overrides, config_for, resume_config
 
     models = list(MODEL_NAMES) if args.model == "all" else [args.model]
+    overrides = overrides_of(args)
+    out = out if out is not None else (Path(args.out) if args.out else None)
     configs = []
     for model in models:
-        saved = resume_config(args.out, model) if args.resume else None
-        cfg = saved if saved is not None else default_config(model, args.device or "auto")
-        for dest, name in _OVERRIDES.items():
-            value = getattr(args, dest)
-            if value is not None:
-                setattr(cfg, name, value)
-        if args.no_augment:
-            cfg.augment.crop = cfg.augment.hflip = False
-        if args.no_flip:
-            cfg.augment.hflip = False
-        if args.deterministic:
-            cfg.deterministic = True
-        configs.append(cfg.validate())
+        saved = resume_config(out, model) if args.resume and out is not None else None
+        if saved is not None:
+            configs.append(apply_overrides(saved, {**overrides, "device": args.device}))
+        else:
+            configs.append(config_for(model, args.device or "auto", overrides))
     return configs
 
 
 def _printer(quiet: bool):
+    from geocam_gui.core.train import events as ev
+
     def show(event) -> None:
-        d = event.data
         if quiet:
             return
-        if event.kind == "start":
-            print(f"{d['model']}: {d['n_train']} train / {d['n_val']} val / {d['n_test']} test images on "
-                  f"{d['device']}" + (f" x{d['world']} processes" if d["world"] > 1 else "")
-                  + (f", resuming after epoch {d['start_epoch']}" if d["start_epoch"] else ""), flush=True)
-        elif event.kind == "epoch":
-            mark = " *" if d["improved"] else ""
-            print(f"{d['model']} epoch {d['epoch']}/{d['epochs']}: train loss {d['train_loss']:.4f} "
-                  f"acc {d['train_acc']:.3f} | val loss {d['val_loss']:.4f} acc {d['val_acc']:.3f}{mark} | "
-                  f"{d['images_per_s']:.0f} img/s, {d['seconds']:.1f} s", flush=True)
-        elif event.kind == "log":
-            print(f"  {d['message']}", file=sys.stderr, flush=True)
-        elif event.kind == "finished" and d.get("test"):
-            t = d["test"]
-            print(f"{d['model']}: best epoch {d['best_epoch']}, test accuracy {t['accuracy']:.4f} "
-                  f"on {t['n']} images -> {d['best_checkpoint']}", flush=True)
+        if isinstance(event, ev.Start):
+            print(f"{event.model}: {event.n_train} train / {event.n_val} val / {event.n_test} test images on "
+                  f"{event.device}" + (f" x{event.world} processes" if event.world > 1 else "")
+                  + (f", resuming after epoch {event.start_epoch}" if event.start_epoch else ""), flush=True)
+        elif isinstance(event, ev.Epoch):
+            mark = " *" if event.improved else ""
+            print(f"{event.model} epoch {event.epoch}/{event.epochs}: train loss {event.train_loss:.4f} "
+                  f"acc {event.train_acc:.3f} | val loss {event.val_loss:.4f} acc {event.val_acc:.3f}{mark} | "
+                  f"{event.images_per_s:.0f} img/s, {event.seconds:.1f} s", flush=True)
+        elif isinstance(event, ev.Log):
+            print(f"  {event.message}", file=sys.stderr, flush=True)
+        elif isinstance(event, ev.Finished) and event.test:
+            t = event.test
+            print(f"{event.model}: best epoch {event.best_epoch}, test accuracy {t['accuracy']:.4f} "
+                  f"on {t['n']} images -> {event.best_checkpoint}", flush=True)
 
     return show
 
@@ -114,12 +128,18 @@ def run(args: argparse.Namespace) -> int:
     from geocam_gui.core.train.config import check_resumable, resume_config
     from geocam_gui.core.train.engine import Trainer
 
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
+    out = Path(args.out) if args.out else None
+    if out is not None and out.exists() and not out.is_dir():
         raise BadArgument(f"--out {out} is a file, not a folder.")
     if args.metrics_jsonl and Path(args.metrics_jsonl).is_dir():
         raise BadArgument(f"--metrics-jsonl {args.metrics_jsonl} is a folder, not a file.")
-    configs = build_configs(args)
+    build_configs(args, out)  # a bad option is reported before the data is read
+    index = open_data(args.data)
+    if out is None:  # where the GUI looks for this dataset's runs
+        from geocam_gui.core.workspace import default_run_dir
+
+        out = default_run_dir(index)
+    configs = build_configs(args, out)
     if args.resume:
         for cfg in configs:
             saved = resume_config(out, cfg.model)
@@ -128,7 +148,6 @@ def run(args: argparse.Namespace) -> int:
                     check_resumable(saved, cfg)
                 except CheckpointError as exc:
                     raise BadArgument(str(exc)) from exc
-    index = open_data(args.data)
     import os
 
     quiet = int(os.environ.get("RANK", "0")) != 0

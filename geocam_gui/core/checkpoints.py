@@ -205,7 +205,7 @@ def base_meta(model_name: str, classes: list[str], image_size: int, **extra: Any
     return meta
 
 
-def _plain_state(model: nn.Module | dict) -> dict[str, torch.Tensor]:
+def plain_state(model: nn.Module | dict) -> dict[str, torch.Tensor]:
     state = model.state_dict() if isinstance(model, nn.Module) else model
     return {_strip_prefix(k): v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
 
@@ -236,7 +236,7 @@ def save_checkpoint(path_without_suffix: str | Path, model: nn.Module | dict, me
     meta.setdefault("created", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     meta.setdefault("versions", library_versions())
     meta_text = json.dumps(meta, indent=2, sort_keys=True, default=_json_default)
-    state = _plain_state(model)
+    state = plain_state(model)
     st_path = stem.with_name(stem.name + ".safetensors")
     js_path = stem.with_name(stem.name + ".json")
     st_path.parent.mkdir(parents=True, exist_ok=True)

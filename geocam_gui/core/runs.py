@@ -60,26 +60,33 @@ def class_mismatch(meta: dict, classes: list[str] | None, file: str | Path = "Th
 
 @dataclass
 class ModelCheckpoint:
-    """What a run folder offers for one model: the checkpoint to open, or why none can be."""
+    """What a run folder offers for one model: ``source``, the checkpoint file found, and
+    ``error`` when it cannot be used (damaged, or trained on other classes)."""
 
     model: str
-    path: Path | None = None
+    source: Path
     meta: dict = field(default_factory=dict)
-    error: str | None = None  # damaged file or other classes; ``path`` is then None
+    error: str | None = None
+
+    @property
+    def path(self) -> Path | None:
+        """The checkpoint to open, or None when ``error`` says why not."""
+        return self.source if self.error is None else None
 
     @property
     def history_path(self) -> Path | None:
-        return self.path.parent / "metrics.jsonl" if self.path is not None else None
+        """Its run's ``metrics.jsonl`` (None when the checkpoint cannot be used)."""
+        return self.source.parent / "metrics.jsonl" if self.error is None else None
 
 
 def reopen(folder: str | Path | None, classes: list[str] | None = None) -> dict[str, ModelCheckpoint]:
     """Per model, the checkpoint to reopen from ``folder``: the newest ``best`` checkpoint
-    (any depth) whose classes equal ``classes``.
+    (any depth) whose classes equal ``classes`` (``classes`` None: any).
 
-    Models with nothing usable are absent, except when their first (newest) candidate is
-    damaged or trained on other classes: then the entry has ``path=None`` and ``error`` says
-    why, as the viewer shows it. A later good candidate of the same model is not used in that
-    case (the newest file wins, as before this module existed).
+    Models with nothing there are absent. When a model's newest candidate is damaged (the
+    model then taken from its folder's name) or trained on other classes, its entry carries
+    ``error`` (the reason, one sentence) and no ``path``; an older good candidate of the same
+    model is not used then: the newest file decides, as the GUI always did.
     """
     found: dict[str, ModelCheckpoint] = {}
     if not folder or not Path(folder).is_dir():
@@ -90,16 +97,12 @@ def reopen(folder: str | Path | None, classes: list[str] | None = None) -> dict[
         except Exception as exc:  # noqa: BLE001 - a bad file is reported, the rest loads
             name = Path(path).parent.name  # runs keep each model in a folder of its name
             if name in MODEL_NAMES and name not in found:
-                found[name] = ModelCheckpoint(name, None, {}, f"Skipped checkpoint {path}: {exc}")
+                found[name] = ModelCheckpoint(name, Path(path), {}, str(exc) or type(exc).__name__)
             continue
         name = meta.get("model")
         if name not in MODEL_NAMES or name in found:
             continue
-        problem = class_mismatch(meta, classes, path)
-        if problem:
-            found[name] = ModelCheckpoint(name, None, meta, problem)
-            continue
-        found[name] = ModelCheckpoint(name, Path(path), meta)
+        found[name] = ModelCheckpoint(name, Path(path), meta, class_mismatch(meta, classes, path))
     return found
 
 

@@ -180,8 +180,25 @@ class AnalysisPanel(QWidget):
         self.plot_labels: dict[str, QLabel] = {}
 
     # ------------------------------------------------------------------ context
+    def attach(self, workspace) -> None:
+        """Follow a ``core.workspace.Workspace``: its index and active checkpoints."""
+
+        def sync(*_args) -> None:
+            self.set_context(workspace.index, workspace.checkpoints)
+
+        workspace.events.index.connect(sync)
+        workspace.events.checkpoint.connect(sync)
+        sync()
+
     def set_context(self, index, checkpoints: dict[str, str | None]) -> None:
-        """The data to analyse and the checkpoint of each model (None: not trained yet)."""
+        """The data to analyse and the checkpoint of each model (None: not trained yet).
+        A model the user unticked stays unticked while the dataset stays the same."""
+        unticked = set()
+        if index is self._index:
+            for i in range(self.models.count()):
+                item = self.models.item(i)
+                if item.checkState() == Qt.CheckState.Unchecked and item.flags() & Qt.ItemFlag.ItemIsUserCheckable:
+                    unticked.add(item.data(Qt.ItemDataRole.UserRole))
         self._index = index
         self._checkpoints = dict(checkpoints)
         self.models.blockSignals(True)
@@ -193,7 +210,7 @@ class AnalysisPanel(QWidget):
             item.setData(Qt.ItemDataRole.UserRole, name)
             if path:
                 item.setFlags(Qt.ItemFlag.ItemIsUserCheckable | Qt.ItemFlag.ItemIsEnabled)
-                item.setCheckState(Qt.CheckState.Checked)
+                item.setCheckState(Qt.CheckState.Unchecked if name in unticked else Qt.CheckState.Checked)
                 item.setToolTip(str(path))
             else:
                 item.setFlags(Qt.ItemFlag.NoItemFlags)
@@ -249,10 +266,10 @@ class AnalysisPanel(QWidget):
 
         self._worker = TaskWorker("analysis", work, self)
         self._worker.progress.connect(self._on_progress)
-        self._worker.finished.connect(self._on_finished)
-        self._worker.failed.connect(self._on_failed)
+        self._worker.returned.connect(self._on_finished)
+        self._worker.errored.connect(self._on_failed)
         self._worker.cancelled.connect(lambda: self._set_status("Analysis cancelled."))
-        self._worker.done.connect(self._on_done)
+        self._worker.finished.connect(self._on_done)
         self.progress.setRange(0, 0)
         self._set_status(f"Analysing {len(checkpoints)} model(s) on the {split} split…")
         self._running = True

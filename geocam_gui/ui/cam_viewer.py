@@ -33,6 +33,7 @@ from geocam_gui.core.explain import render
 from geocam_gui.core.explain.cam import METHOD_LABELS, METHODS
 from geocam_gui.core.explain.store import GROUND_TRUTH, PREDICTED, ImageExplanation, ModelStore, display_maps, explain_image
 from geocam_gui.core.models import MODEL_LABELS, MODEL_NAMES
+from geocam_gui.core.workspace import Workspace
 from geocam_gui.ui.workers import LatestWorker
 
 
@@ -172,10 +173,11 @@ class CamViewer(QWidget):
     statusMessage = Signal(str)
     camsShown = Signal(str)  # path of the image whose CAMs are on screen
 
-    def __init__(self, parent: QWidget | None = None, device: str = "cpu"):
+    def __init__(self, parent: QWidget | None = None, device: str = "cpu", workspace: Workspace | None = None):
         super().__init__(parent)
-        self._checkpoints: dict[str, str | None] = {name: None for name in MODEL_NAMES}
-        self._checkpoint_errors: dict[str, str] = {}
+        # The active checkpoints live in the workspace (the window's, or an own one when alone).
+        self.workspace = workspace if workspace is not None else Workspace()
+        self._load_errors: dict[str, str] = {}  # checkpoints that failed to load when explaining
         self._classes: list[str] = []
         self._sample: tuple[str, str | None] | None = None
         self._explanation: ImageExplanation | None = None
@@ -185,8 +187,8 @@ class CamViewer(QWidget):
         self._map_cache_key: tuple | None = None
         self._store = ModelStore(device)
         self._worker = LatestWorker("cam-worker", self._compute, self)
-        self._worker.resultReady.connect(self._on_result)
-        self._worker.failed.connect(self._on_failed)
+        self._worker.returned.connect(self._on_result)
+        self._worker.errored.connect(self._on_failed)
 
         outer = QVBoxLayout(self)
         outer.setContentsMargins(4, 4, 4, 4)
@@ -226,6 +228,7 @@ class CamViewer(QWidget):
         self._update_colorbar()
         for name in MODEL_NAMES:
             self._refresh_empty(name)
+        self.workspace.events.checkpoint.connect(self._on_checkpoint)
 
     # -- controls -----------------------------------------------------------------------
     def _build_controls(self) -> QVBoxLayout:
@@ -342,17 +345,20 @@ class CamViewer(QWidget):
             self._set_class_buttons(self._classes)
 
     def set_checkpoint(self, name: str, path: str | None, error: str | None = None) -> None:
-        """Show ``path``'s model in pane ``name`` (None: no model); re-explain the image."""
-        self._checkpoints[name] = str(path) if path else None
-        if error:
-            self._checkpoint_errors[name] = error
-        else:
-            self._checkpoint_errors.pop(name, None)
+        """Make ``path`` the workspace's checkpoint of ``name`` (the pane follows)."""
+        self.workspace.set_checkpoint(name, path, error)
+
+    def _on_checkpoint(self, name: str, _path: str | None, _error: str | None) -> None:
+        """The workspace's checkpoint of ``name`` changed: show it and re-explain the image."""
+        self._load_errors.pop(name, None)
         self._refresh_empty(name)
         self.recompute()
 
     def checkpoints(self) -> dict[str, str | None]:
-        return dict(self._checkpoints)
+        return self.workspace.checkpoints
+
+    def _error_of(self, name: str) -> str | None:
+        return self.workspace.checkpoint_error(name) or self._load_errors.get(name)
 
     def set_sample(self, path: str | None, label: str | None = None) -> None:
         self._sample = (str(path), label) if path else None
@@ -364,9 +370,10 @@ class CamViewer(QWidget):
 
     def _refresh_empty(self, name: str) -> None:
         pane = self.panes[name]
-        ckpt = self._checkpoints.get(name)
-        if name in self._checkpoint_errors:
-            pane.show_empty(f"The {MODEL_LABELS[name]} checkpoint could not be loaded:\n{self._checkpoint_errors[name]}",
+        ckpt = self.workspace.checkpoints.get(name)
+        error = self._error_of(name)
+        if error:
+            pane.show_empty(f"The {MODEL_LABELS[name]} checkpoint could not be loaded:\n{error}",
                             offer_training=True)
             pane.set_checkpoint_text(" ")
         elif not ckpt:
@@ -383,7 +390,7 @@ class CamViewer(QWidget):
         """Ask the worker for the CAMs of the current image (latest request wins)."""
         if self._sample is None:
             return
-        active = {k: v for k, v in self._checkpoints.items() if v}
+        active = self.workspace.active_checkpoints()
         if not active:
             self.heading.setText(f"{Path(self._sample[0]).name} - no trained model yet.")
             return
@@ -413,7 +420,7 @@ class CamViewer(QWidget):
         self._shown_key = key
         self._explanation = explanation
         for name, err in explanation.errors.items():
-            self._checkpoint_errors[name] = err
+            self._load_errors[name] = err
             self._refresh_empty(name)
         self.rerender()
         self.camsShown.emit(explanation.path)
@@ -425,7 +432,7 @@ class CamViewer(QWidget):
         self._explanation = None
         self.heading.setText(f"Cannot explain this image: {message}")
         for pane in self.panes.values():
-            if self._checkpoints.get(pane.name):
+            if self.workspace.checkpoints.get(pane.name):
                 pane.show_empty(message)
         self.statusMessage.emit(message)
 

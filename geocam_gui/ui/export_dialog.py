@@ -390,8 +390,8 @@ class ExportDialog(QDialog):
     def _run_worker(self, name: str, fn, on_finished) -> None:
         worker = TaskWorker(name, fn, self)
         worker.progress.connect(self._on_progress)
-        worker.finished.connect(on_finished)
-        worker.failed.connect(self._on_failed)
+        worker.returned.connect(on_finished)
+        worker.errored.connect(self._on_failed)
         worker.cancelled.connect(self._on_cancelled)
         worker.thread.finished.connect(self._update_enabled)
         self._worker = worker

@@ -1,11 +1,12 @@
 """GeoCAM's main window: dataset browser (left), tri-pane viewer (centre), training (bottom).
 
-The window wires signals between the views and the core; long work runs in workers.
+The window holds the app's state in one ``core.workspace.Workspace`` (open dataset, run folder,
+active checkpoint per model); the views read it and follow its events. The window wires the
+remaining signals and runs long work in workers.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import platform
 from pathlib import Path
@@ -21,13 +22,14 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QProgressDialog,
     QTabWidget,
-    QTextBrowser,
     QWidget,
 )
 
 from geocam_gui import __version__
-from geocam_gui.core import paths
+from geocam_gui.core import paths, runs
+from geocam_gui.core.data.datasets import DatasetIndex
 from geocam_gui.core.models import MODEL_LABELS, MODEL_NAMES
+from geocam_gui.core.workspace import Workspace, default_run_dir
 from geocam_gui.ui.cam_viewer import CamViewer
 from geocam_gui.ui.dataset_browser import DatasetBrowser
 from geocam_gui.ui.training_panel import TrainingPanel
@@ -35,15 +37,6 @@ from geocam_gui.ui.workers import TaskWorker
 
 log = logging.getLogger(__name__)
 SETTINGS_VERSION = 1
-
-
-def run_dir_for(index, checkpoint_dir: Path) -> Path:
-    """Where the runs on a dataset live: one folder per dataset fingerprint."""
-    root = Path(index.roots[0]) if index.roots else Path("dataset")
-    name = "demo" if (paths.cache_dir() / "demo") in root.parents else root.name
-    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)[:40] or "dataset"
-    digest = hashlib.sha1(index.fingerprint().encode()).hexdigest()[:8]
-    return Path(checkpoint_dir) / f"{safe}-{digest}"
 
 
 class MainWindow(QMainWindow):
@@ -57,8 +50,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("GeoCAM")
         self.setObjectName("MainWindow")
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else paths.default_checkpoint_dir()
-        self.index = None
-        self.run_dir: Path | None = None
+        self.workspace = Workspace(self.checkpoint_dir)
         self.auto_train_missing = False
         self.confirm_close = True
         self._tasks: list[TaskWorker] = []
@@ -68,10 +60,12 @@ class MainWindow(QMainWindow):
         from geocam_gui.core.device import resolve_device
 
         self.device = resolve_device(device)
-        self.viewer = CamViewer(self, device=str(self.device) if self.device.type != "mps" else "cpu")
+        self.viewer = CamViewer(self, device=str(self.device) if self.device.type != "mps" else "cpu",
+                                workspace=self.workspace)
         self.setCentralWidget(self.viewer)
 
         self.browser = DatasetBrowser()
+        self.browser.attach(self.workspace)
         self.browser_dock = self._dock("Dataset", "datasetDock", self.browser, Qt.DockWidgetArea.LeftDockWidgetArea)
         self.training = TrainingPanel()
         self.bottom_tabs = QTabWidget()
@@ -79,6 +73,7 @@ class MainWindow(QMainWindow):
         from geocam_gui.ui.analysis_panel import AnalysisPanel
 
         self.analysis = AnalysisPanel()
+        self.analysis.attach(self.workspace)
         self.bottom_tabs.addTab(self.analysis, "Analysis")
         self.training_dock = self._dock("Training", "trainingDock", self.bottom_tabs,
                                         Qt.DockWidgetArea.BottomDockWidgetArea)
@@ -97,6 +92,16 @@ class MainWindow(QMainWindow):
         self._wire()
         self._restore_settings()
         self.show_message("Open a dataset (File ▸ Open dataset…) or the demo (File ▸ Open demo dataset).")
+
+    @property
+    def index(self) -> DatasetIndex | None:
+        """The open dataset (the workspace's)."""
+        return self.workspace.index
+
+    @property
+    def run_dir(self) -> Path | None:
+        """Where the runs on the open dataset live (the workspace's)."""
+        return self.workspace.run_dir
 
     # -- construction -------------------------------------------------------------------------
     def _dock(self, title: str, name: str, widget: QWidget, area) -> QDockWidget:
@@ -251,8 +256,8 @@ class MainWindow(QMainWindow):
                     dialog.setValue(min(done, max(total, 1)))
 
             task.progress.connect(show_progress)
-        task.finished.connect(on_done)
-        task.failed.connect(on_fail or (lambda msg: self.show_error("GeoCAM", msg)))
+        task.returned.connect(on_done)
+        task.errored.connect(on_fail or (lambda msg: self.show_error("GeoCAM", msg)))
         task.cancelled.connect(lambda: self.show_message(f"{progress_text or name}: cancelled."))
 
         def cleanup():
@@ -265,7 +270,7 @@ class MainWindow(QMainWindow):
             task.thread.wait(5000)
             self.idleChanged.emit()
 
-        task.done.connect(cleanup)
+        task.finished.connect(cleanup)
         self._tasks.append(task)
         task.start()
         return task
@@ -299,20 +304,18 @@ class MainWindow(QMainWindow):
 
         def work(progress, _cancelled):
             index = open_data(roots[0] if len(roots) == 1 else roots, progress=lambda d, t: progress(d, t))
-            return index, run_dir_for(index, checkpoint_dir)  # the fingerprint stats every file
+            return index, default_run_dir(index, checkpoint_dir)  # the fingerprint stats every file
 
         self.show_message(f"Indexing {', '.join(roots)}…")
         self.run_task("index", work, lambda result: self.set_index(result[0], demo=demo, spec=roots, run_dir=result[1]),
                       progress_text="Indexing the dataset…")
 
-    def set_index(self, index, *, demo: bool = False, spec: list[str] | None = None,
+    def set_index(self, index: DatasetIndex, *, demo: bool = False, spec: list[str] | None = None,
                   run_dir: Path | None = None) -> None:
         if self.training.is_running():
             self.show_error("GeoCAM", "A training run is in progress; cancel it before opening another dataset.")
             return
-        self.index = index
-        self.run_dir = run_dir or run_dir_for(index, self.checkpoint_dir)
-        self.browser.set_index(index)
+        self.workspace.set_index(index, run_dir)  # the browser and the analysis follow
         self.viewer.set_classes(index.classes)
         self.training.set_dataset(index, self.run_dir)
         from geocam_gui.ui.dataset_browser import dataset_title
@@ -326,16 +329,12 @@ class MainWindow(QMainWindow):
             + (f"; {n_bad} unreadable file(s) skipped" if n_bad else "")
         )
         found = self.load_run_checkpoints(self.run_dir)
-        for name in MODEL_NAMES:
-            if name not in found:
-                self.viewer.set_checkpoint(name, None)
         row = self.browser.first_row_of_split("test")
         self.browser.select_row(row if row is not None else 0)
         missing = [m for m in MODEL_NAMES if m not in found]
         if demo and self.auto_train_missing and missing:
             self.show_message(f"No demo models yet: training {', '.join(MODEL_LABELS[m] for m in missing)}…")
             self.training.start(configs=self.demo_configs(missing))
-        self._sync_analysis()
         self.datasetOpened.emit(index)
         self.idleChanged.emit()
 
@@ -364,9 +363,6 @@ class MainWindow(QMainWindow):
         if not self.browser.select_path(path):
             self.show_message(f"{path} is not in the open dataset.")
 
-    def _sync_analysis(self) -> None:
-        self.analysis.set_context(self.index, self.viewer.checkpoints())
-
     def _on_sample(self, sample) -> None:
         if sample is None:
             self.viewer.set_sample(None)
@@ -376,34 +372,18 @@ class MainWindow(QMainWindow):
 
     # -- checkpoints ------------------------------------------------------------------------------
     def load_run_checkpoints(self, folder: Path) -> dict[str, str]:
-        """Put the newest best checkpoint of each model below ``folder`` into its pane."""
-        from geocam_gui.core.checkpoints import find_checkpoints, read_meta
-
-        found: dict[str, str] = {}
-        if not folder or not Path(folder).is_dir():
-            return found
-        for path in find_checkpoints(folder):
-            try:
-                meta = read_meta(path)
-            except Exception as exc:  # noqa: BLE001 - a bad file is reported, the rest loads
-                self.show_message(f"Skipped checkpoint {path}: {exc}")
-                name = Path(path).parent.name  # runs keep each model in a folder of its name
-                if name in MODEL_NAMES and name not in found:
-                    self.viewer.set_checkpoint(name, None, error=str(exc))
+        """Make the newest best checkpoint of each model below ``folder`` active (the workspace
+        decides which, ``core.runs.reopen``); returns model -> path of those that can be used."""
+        found = {}
+        for name, entry in self.workspace.reopen(folder).items():
+            if entry.path is None:
+                if not entry.meta:  # damaged, not merely other classes
+                    self.show_message(f"Skipped checkpoint {entry.source}: {entry.error}")
                 continue
-            name = meta.get("model")
-            if name in MODEL_NAMES and name not in found:
-                if self.index is not None and list(meta.get("classes", [])) != list(self.index.classes):
-                    self.viewer.set_checkpoint(name, None, error=(
-                        f"{Path(path).name} was trained on classes {meta.get('classes')}, "
-                        f"this dataset has {self.index.classes}."))
-                    continue
-                found[name] = str(path)
-                self.viewer.set_checkpoint(name, str(path))
-                self._sync_analysis()
-                self.training.show_checkpoint_metrics(name, meta, str(path))
-                self.training.show_history(name, _read_history(Path(path).parent / "metrics.jsonl"))
-                self.update_predictions(name, str(path))
+            found[name] = str(entry.path)
+            self.training.show_checkpoint_metrics(name, entry.meta, str(entry.path))
+            self.training.show_history(name, self.workspace.history(name))
+            self.update_predictions(name, str(entry.path))
         return found
 
     def choose_checkpoints(self) -> None:
@@ -431,9 +411,9 @@ class MainWindow(QMainWindow):
         if self.index is None or self.run_dir is None:
             return
         found = self.load_run_checkpoints(self.run_dir)
-        for name in MODEL_NAMES:
-            if name not in found:
-                self.viewer.set_checkpoint(name, None)
+        for name, path in self.workspace.checkpoints().items():
+            if name not in found and path and not Path(path).is_file():  # deleted: the pane says so
+                self.workspace.set_checkpoint(name, None)
 
     def update_predictions(self, name: str, checkpoint: str) -> None:
         """Predict every image with a checkpoint, for the browser's columns and filters."""
@@ -458,7 +438,7 @@ class MainWindow(QMainWindow):
         task = self.run_task(f"predict-{name}", work, done,
                              on_fail=lambda msg: self.show_message(f"Predictions of {MODEL_LABELS[name]}: {msg}"))
         self._prediction_tasks[name] = task
-        task.done.connect(lambda: self._prediction_tasks.pop(name, None) if self._prediction_tasks.get(name) is task
+        task.finished.connect(lambda: self._prediction_tasks.pop(name, None) if self._prediction_tasks.get(name) is task
                           else None)
 
     # -- training ---------------------------------------------------------------------------------
@@ -473,28 +453,19 @@ class MainWindow(QMainWindow):
             self.training.start([name])
 
     def _on_epoch_checkpoint(self, name: str, path: str) -> None:
-        self.viewer.set_checkpoint(name, path)  # the user sees what the model learns to look at
+        self.workspace.set_checkpoint(name, path)  # the user sees what the model learns to look at
 
     def _on_checkpoint_ready(self, name: str, path: str) -> None:
         self._trained_in_run.add(name)
-        self.viewer.set_checkpoint(name, path)
-        self._sync_analysis()
+        self.workspace.set_checkpoint(name, path)
 
     def _on_run_finished(self, ok: bool) -> None:
-        if self.run_dir is not None:
-            from geocam_gui.core.checkpoints import find_checkpoints, read_meta
-
-            # Only the models this run wrote a best checkpoint for: the others are unchanged,
-            # and re-predicting the whole dataset for them would be work done twice.
-            seen = set()
-            for path in find_checkpoints(self.run_dir):
-                name = read_meta(path).get("model")
-                if name in self._trained_in_run and name not in seen:
-                    seen.add(name)
-                    self.viewer.set_checkpoint(name, str(path))
-                    self.update_predictions(name, str(path))
+        # Only the models this run wrote a best checkpoint for: the others are unchanged,
+        # and re-predicting the whole dataset for them would be work done twice.
+        for name, path in runs.newest_best(self.run_dir, self._trained_in_run).items():
+            self.workspace.set_checkpoint(name, str(path))
+            self.update_predictions(name, str(path))
         self._trained_in_run.clear()
-        self._sync_analysis()
         self.show_message("Training finished." if ok else "Training stopped.")
         self.idleChanged.emit()
 
@@ -512,7 +483,7 @@ class MainWindow(QMainWindow):
         batch = self.browser.visible_samples() if self.index is not None else None
         dlg = ExportDialog(
             self,
-            checkpoints=self.viewer.checkpoints(),
+            checkpoints=self.workspace.checkpoints,
             images=images,
             batch_samples=batch,
             class_choice=self.viewer.class_choice(),
@@ -572,23 +543,6 @@ class MainWindow(QMainWindow):
         self.analysis.shutdown()
         self.viewer.shutdown()
         self.browser.shutdown()
-
-
-def _read_history(path: Path) -> list[dict]:
-    """The per-epoch records of a run's ``metrics.jsonl`` (missing or damaged lines skipped)."""
-    import json
-
-    records = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return records
-    for line in lines:
-        try:
-            records.append(json.loads(line))
-        except ValueError:
-            continue
-    return records
 
 
 def default_screenshot_timer(window: MainWindow, path: str, timeout_s: float, on_done) -> QTimer:

@@ -1,7 +1,7 @@
-"""The training panel: choose models and settings, run them in a QThread, watch live curves.
+"""The training panel: choose models and settings, train them in a child process, watch live curves.
 
-The GUI thread only receives the engine's events as signals; curves are decimated by
-pyqtgraph (``setDownsampling``/``setClipToView``) so long runs stay smooth.
+A ``TrainingWorker`` thread relays the child's typed events (``core.train.events``) as signals;
+curves are decimated by pyqtgraph (``setDownsampling``/``setClipToView``) so long runs stay smooth.
 """
 
 from __future__ import annotations
@@ -109,6 +109,14 @@ class Curves(QWidget):
         xs, ys = zip(*self._data[key])
         item.setData(np.asarray(xs), np.asarray(ys))
 
+    def remove_model(self, model: str) -> None:
+        """Forget (and stop drawing) every curve of ``model``."""
+        for key in [k for k in self._data if k[0] == model]:
+            self._data.pop(key)
+            item = self._items.get(key)
+            if item is not None:
+                item.setData([], [])
+
     def series(self, model: str, metric: str, part: str) -> list[tuple[float, float]]:
         return list(self._data.get((model, metric, part), []))
 
@@ -164,10 +172,15 @@ class TrainingPanel(QWidget):
         self.lr.setDecimals(5)
         self.lr.setRange(1e-5, 1.0)
         self.lr.setSingleStep(1e-4)
+        tip = ("A value you change applies to every model trained; unchanged values keep each "
+               "model's own default (VGG11 trains at 1e-4).")
+        for w in (self.epochs, self.batch, self.lr):
+            w.setToolTip(tip)
         self.size = QSpinBox()
         self.size.setRange(32, 1024)
         self.size.setSingleStep(16)
         self.size.setSuffix(" px")
+        self.size.setToolTip(tip)
         self.augment = QCheckBox("Random resized crop + horizontal flip")
         self.augment.setChecked(True)
         grid = QGridLayout()
@@ -241,7 +254,8 @@ class TrainingPanel(QWidget):
         self._set_running(False)
 
     def _apply_device_defaults(self) -> None:
-        """Small images and batches on a CPU, the paper's 224 px on a GPU."""
+        """Show the device's defaults (the shallow net's); a field the user then changes is an
+        override for every model trained, an unchanged one keeps each model's own default."""
         from geocam_gui.core.train.config import default_config
 
         try:
@@ -253,6 +267,18 @@ class TrainingPanel(QWidget):
         self.batch.setValue(cfg.batch_size)
         self.lr.setValue(cfg.lr)
         self.size.setValue(cfg.image_size)
+        self._shown = self._field_values()
+
+    def _field_values(self) -> dict:
+        return {"epochs": self.epochs.value(), "batch_size": self.batch.value(), "lr": self.lr.value(),
+                "image_size": self.size.value()}
+
+    def overrides(self) -> dict:
+        """The settings the user changed from the defaults shown (``config_for``'s overrides)."""
+        out = {k: v for k, v in self._field_values().items() if v != self._shown.get(k)}
+        if not self.augment.isChecked():
+            out["augment"] = False
+        return out
 
     # -- state -------------------------------------------------------------------------------
     def set_dataset(self, index, out_dir: Path | None) -> None:
@@ -278,19 +304,11 @@ class TrainingPanel(QWidget):
             self.pause_button.setChecked(False)
 
     def config_for(self, name: str):
-        from geocam_gui.core.train.config import default_config
+        """The run for ``name``: its defaults on the chosen device with the user's changes
+        applied (``core.train.config.config_for``, the rule ``geocam train`` follows too)."""
+        from geocam_gui.core.train.config import config_for
 
-        cfg = default_config(name, self.device.currentData() or "auto")
-        cfg.epochs = self.epochs.value()
-        cfg.batch_size = self.batch.value()
-        cfg.image_size = self.size.value()
-        if name == "shallow" or self.lr.value() != default_config("shallow", cfg.device).lr:
-            cfg.lr = self.lr.value()
-        if not self.augment.isChecked():
-            from geocam_gui.core.train.loader import AugmentConfig
-
-            cfg.augment = AugmentConfig(crop=False, hflip=False)
-        return cfg.validate()
+        return config_for(name, self.device.currentData() or "auto", self.overrides())
 
     def selected_models(self) -> list[str]:
         return [n for n, cb in self.model_checks.items() if cb.isChecked()]
@@ -322,9 +340,9 @@ class TrainingPanel(QWidget):
         self.worker = TrainingWorker(configs, self.index, self.out_dir, parent=self)
         self.worker.event.connect(self._on_event)
         self.worker.modelStarted.connect(self._on_model_started)
-        self.worker.modelFinished.connect(self._on_model_finished)
-        self.worker.failed.connect(self._on_failed)
-        self.worker.done.connect(self._on_done)
+        self.worker.modelReturned.connect(self._on_model_finished)
+        self.worker.errored.connect(self._on_failed)
+        self.worker.finished.connect(self._on_done)
         self._set_running(True)
         # The child process trains with every core; this process's CAM and prediction workers
         # use one torch thread meanwhile, so they do not crowd out the GUI thread.
@@ -364,44 +382,44 @@ class TrainingPanel(QWidget):
         self._model_pos = i
         self.status.setText(f"Training {MODEL_LABELS[name]} ({i + 1} of {total})…")
 
-    def _on_event(self, name: str, kind: str, data: dict) -> None:
-        if kind == "batch":
-            total = max(1, int(data.get("total_batches") or data.get("batches") or 1))
-            done = int(data.get("batch", 0))
+    def _on_event(self, name: str, event) -> None:
+        """One engine event (``core.train.events``) of model ``name``."""
+        from geocam_gui.core.train import events as ev
+
+        if isinstance(event, ev.Batch):
+            total = max(1, event.batches)
+            done = event.batch
             self.epoch_bar.setValue(int(100 * done / total))
             frac = (self._epochs_done + done / total) / self._epochs_total
             self.total_bar.setValue(int(100 * frac))
             elapsed = time.monotonic() - self._t0
             eta = elapsed * (1 - frac) / frac if frac > 0.01 else None
-            loss = data.get("loss")
             self.status.setText(
-                f"{MODEL_LABELS[name]} · epoch {data.get('epoch', '?')} · batch {done}/{total}"
-                + (f" · loss {loss:.3f}" if isinstance(loss, (int, float)) else "")
-                + f" · ETA {_fmt_eta(eta)}"
+                f"{MODEL_LABELS[name]} · epoch {event.epoch} · batch {done}/{total}"
+                f" · loss {event.loss:.3f} · ETA {_fmt_eta(eta)}"
             )
-        elif kind == "epoch":
+        elif isinstance(event, ev.Epoch):
             self._epochs_done += 1
-            ep = float(data.get("epoch", self._epochs_done))
-            for metric in ("loss", "acc"):
-                self.curves.add(name, metric, "train", ep, data.get(f"train_{metric}", data.get(metric)))
-                self.curves.add(name, metric, "val", ep, data.get(f"val_{metric}"))
+            ep = float(event.epoch)
+            self.curves.add(name, "loss", "train", ep, event.train_loss)
+            self.curves.add(name, "loss", "val", ep, event.val_loss)
+            self.curves.add(name, "acc", "train", ep, event.train_acc)
+            self.curves.add(name, "acc", "val", ep, event.val_acc)
             self.epoch_bar.setValue(100)
             self._log(
-                f"{MODEL_LABELS[name]} epoch {int(ep)}: "
-                + ", ".join(f"{k} {v:.4f}" for k, v in data.items()
-                            if isinstance(v, float) and k in ("train_loss", "train_acc", "val_loss", "val_acc"))
-                + (f", {data['images_per_s']:.0f} img/s" if isinstance(data.get("images_per_s"), (int, float)) else "")
+                f"{MODEL_LABELS[name]} epoch {event.epoch}: train_loss {event.train_loss:.4f}, "
+                f"train_acc {event.train_acc:.4f}, val_loss {event.val_loss:.4f}, val_acc {event.val_acc:.4f}, "
+                f"{event.images_per_s:.0f} img/s"
             )
-        elif kind == "checkpoint":
-            path = data.get("path")
-            if path and data.get("kind") == "last":
-                self.epochCheckpoint.emit(name, str(path))
-            elif path and data.get("kind") == "best":
-                self.checkpointReady.emit(name, str(path))
-        elif kind == "log":
-            self._log(f"{MODEL_LABELS[name]}: {data.get('message', data)}")
-        elif kind == "failed":
-            self._log(f"{MODEL_LABELS[name]} failed: {data.get('message', data)}")
+        elif isinstance(event, ev.Checkpoint):
+            if event.which == "last":
+                self.epochCheckpoint.emit(name, event.path)
+            elif event.which == "best":
+                self.checkpointReady.emit(name, event.path)
+        elif isinstance(event, ev.Log):
+            self._log(f"{MODEL_LABELS[name]}: {event.message}")
+        elif isinstance(event, ev.Failed):
+            self._log(f"{MODEL_LABELS[name]} failed: {event.message}")
 
     def _on_model_finished(self, name: str, result) -> None:
         metrics = result.test or {}
@@ -444,8 +462,7 @@ class TrainingPanel(QWidget):
 
     def show_history(self, name: str, records: list[dict]) -> None:
         """Curves of an earlier run (its ``metrics.jsonl``), when its checkpoint is reopened."""
-        for key in [k for k in self.curves._data if k[0] == name]:
-            self.curves._data.pop(key)
+        self.curves.remove_model(name)
         for rec in records:
             ep = float(rec.get("epoch", 0))
             for metric in ("loss", "acc"):

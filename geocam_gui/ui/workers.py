@@ -3,10 +3,13 @@
 Every thread GeoCAM starts is a :class:`ManagedThread`, registered so that tests (and the
 window's close handler) can check that none outlives its owner.
 
+Signal names follow superqt's workers: ``returned`` (the result), ``errored`` (a sentence for
+the user) and ``finished``, which is always emitted last, whatever happened.
+
 * :class:`TaskWorker` runs one callable (demo generation, indexing, export...) with progress
   and cancel, like superqt's ``thread_worker``.
-* :class:`TrainingWorker` runs a queue of training configs through ``core.training.Trainer``
-  and turns its events into signals.
+* :class:`TrainingWorker` runs a queue of training configs in a spawned child process
+  (``core.train.child``) and relays its messages as signals.
 * :class:`LatestWorker` is a long-lived thread that computes only the newest request (glue's
   compute worker): quick selection changes never queue stale CAMs or thumbnails.
 
@@ -72,15 +75,15 @@ class TaskWorker(QObject):
     """Runs ``fn(progress, cancelled)`` in its own thread.
 
     ``progress(done, total, text="")`` and ``cancelled() -> bool`` are passed to ``fn``.
-    Exactly one of ``finished(result)``, ``failed(message)`` or ``cancelled()`` is emitted,
-    then ``done()``.
+    Exactly one of ``returned(result)``, ``errored(message)`` or ``cancelled()`` is emitted,
+    then ``finished()``.
     """
 
     progress = Signal(int, int, str)
-    finished = Signal(object)
-    failed = Signal(str)
+    returned = Signal(object)
+    errored = Signal(str)
     cancelled = Signal()
-    done = Signal()
+    finished = Signal()
 
     def __init__(self, name: str, fn: Callable[..., Any], parent: QObject | None = None):
         super().__init__()
@@ -111,31 +114,31 @@ class TaskWorker(QObject):
         except Exception as exc:  # noqa: BLE001 - reported to the GUI, never a silent death
             if not isinstance(exc, GeoCamError):
                 log.error("Task %s failed:\n%s", self.thread.objectName(), traceback.format_exc())
-            self.failed.emit(error_text(exc))
+            self.errored.emit(error_text(exc))
         else:
             if self._cancel.is_set():
                 self.cancelled.emit()
             else:
-                self.finished.emit(result)
+                self.returned.emit(result)
         finally:
-            self.done.emit()
+            self.finished.emit()
 
 
 class TrainingWorker(QObject):
     """Trains a queue of models one after the other with the core engine, in a child process.
 
-    The child (``core.training_process.run_queue``, started with "spawn") has its own GIL, so
-    the GUI thread never waits for the training's Python work. This thread only relays the
-    child's messages as signals: ``event(model_name, kind, data)`` for every engine event,
-    ``modelStarted``, ``modelFinished(model_name, result)``, ``failed(model, message)`` and
-    ``done(all_finished)`` last.
+    The child (``core.train.child.run_queue``, started with "spawn") has its own GIL, so the GUI
+    thread never waits for the training's Python work. This thread only relays the child's
+    messages (the protocol in ``core.train.child``) as signals: ``event(model, TrainEvent)`` for
+    every engine event, ``modelStarted(model, position, total)``, ``modelReturned(model,
+    TrainResult)``, ``errored(model, message)`` and, always last, ``finished(all_finished)``.
     """
 
-    event = Signal(str, str, object)
+    event = Signal(str, object)
     modelStarted = Signal(str, int, int)
-    modelFinished = Signal(str, object)
-    failed = Signal(str, str)
-    done = Signal(bool)  # True when every queued model finished
+    modelReturned = Signal(str, object)
+    errored = Signal(str, str)
+    finished = Signal(bool)  # always last; True when every queued model finished
 
     def __init__(self, configs: list, index, out_dir, parent: QObject | None = None):
         super().__init__()
@@ -164,10 +167,10 @@ class TrainingWorker(QObject):
     def _run(self) -> None:  # worker thread
         import queue
 
-        from geocam_gui.core.train.child import run_queue
+        from geocam_gui.core.train import child
 
         events = self._ctx.Queue()
-        proc = self._ctx.Process(target=run_queue, name="geocam-training", daemon=True,
+        proc = self._ctx.Process(target=child.run_queue, name="geocam-training", daemon=True,
                                  args=(self._configs, self._index, str(self._out_dir), events, self._cancel, self._pause))
         all_ok = True
         try:
@@ -178,29 +181,28 @@ class TrainingWorker(QObject):
                 except queue.Empty:
                     if not proc.is_alive():
                         code = proc.exitcode
-                        self.failed.emit(self._configs[0].model if self._configs else "?",
-                                         f"The training process ended unexpectedly (exit code {code}).")
+                        self.errored.emit(self._configs[0].model if self._configs else "?",
+                                          f"The training process ended unexpectedly (exit code {code}).")
                         all_ok = False
                         break
                     continue
-                kind = msg[0]
-                if kind == "event":
-                    self.event.emit(msg[1], msg[2], msg[3])
-                elif kind == "started":
-                    self.modelStarted.emit(msg[1], msg[2], msg[3])
-                elif kind == "finished":
-                    self.modelFinished.emit(msg[1], msg[2])
-                elif kind == "failed":
-                    log.error("Training %s failed: %s", msg[1], msg[2])
-                    self.failed.emit(msg[1], msg[2])
+                if isinstance(msg, child.ModelEvent):
+                    self.event.emit(msg.model, msg.event)
+                elif isinstance(msg, child.ModelStarted):
+                    self.modelStarted.emit(msg.model, msg.position, msg.total)
+                elif isinstance(msg, child.ModelFinished):
+                    self.modelReturned.emit(msg.model, msg.result)
+                elif isinstance(msg, child.ModelFailed):
+                    log.error("Training %s failed: %s", msg.model, msg.message)
+                    self.errored.emit(msg.model, msg.message)
                     all_ok = False
-                elif kind == "cancelled":
+                elif isinstance(msg, child.RunCancelled):
                     all_ok = False
-                elif kind == "done":
+                elif isinstance(msg, child.Done):
                     break
         except Exception as exc:  # noqa: BLE001 - e.g. the child could not be started
             log.error("Training process failed:\n%s", traceback.format_exc())
-            self.failed.emit(self._configs[0].model if self._configs else "?", error_text(exc))
+            self.errored.emit(self._configs[0].model if self._configs else "?", error_text(exc))
             all_ok = False
         finally:
             proc.join(30)
@@ -208,19 +210,22 @@ class TrainingWorker(QObject):
                 proc.terminate()
                 proc.join(10)
             events.close()
-        self.done.emit(all_ok and not self._cancel.is_set())
+        self.finished.emit(all_ok and not self._cancel.is_set())
 
 
 class LatestWorker(QObject):
     """A long-lived thread that runs ``fn(request)`` for the newest request only.
 
     ``submit(key, request)`` replaces any request still waiting; when the running
-    computation ends, its result is emitted as ``resultReady(key, result)`` (the receiver
-    compares ``key`` with what it currently shows) or ``failed(key, message)``.
+    computation ends, its result is emitted as ``returned(key, result)`` (the receiver
+    compares ``key`` with what it currently shows) or ``errored(key, message)``, then
+    ``finished(key)``. A long ``fn`` may poll ``pending()`` and stop early when a newer
+    request waits.
     """
 
-    resultReady = Signal(object, object)
-    failed = Signal(object, str)
+    returned = Signal(object, object)
+    errored = Signal(object, str)
+    finished = Signal(object)
 
     def __init__(self, name: str, fn: Callable[[Any], Any], parent: QObject | None = None):
         super().__init__(parent)
@@ -261,6 +266,8 @@ class LatestWorker(QObject):
             except Exception as exc:  # noqa: BLE001 - the pane shows the reason
                 if not isinstance(exc, GeoCamError):
                     log.error("%s failed:\n%s", self.thread.objectName(), traceback.format_exc())
-                self.failed.emit(key, error_text(exc))
+                self.errored.emit(key, error_text(exc))
             else:
-                self.resultReady.emit(key, result)
+                self.returned.emit(key, result)
+            finally:
+                self.finished.emit(key)

@@ -4,15 +4,64 @@ A training thread in the GUI's own process shares the GIL with the GUI thread; m
 cache decoding and checkpoint serialisation hold it for 100-300 ms at a time, which freezes
 the window. In a child process the GUI keeps its interpreter to itself.
 
-Messages put on ``events`` (all picklable):
-``("started", model, i, total)``, ``("event", model, kind, data)`` for every engine event,
-``("finished", model, TrainResult)``, ``("failed", model, message)``, ``("cancelled",)`` and,
-always last, ``("done",)``.
+The protocol: ``run_queue`` puts these messages (frozen dataclasses, all picklable) on
+``events``, in this order per model: ``ModelStarted``, then ``ModelEvent`` for every engine event
+(``core.train.events``, passed as they are), then ``ModelFinished`` (with the ``TrainResult``) or
+``ModelFailed`` (one sentence). A cancel ends the queue with ``RunCancelled``. ``Done`` is always
+the last message, also after an error; the parent stops reading there. ``tests/test_child_protocol.py``
+holds this contract.
 """
 
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
+
+from geocam_gui.core.train.events import TrainEvent, TrainResult
+
+
+@dataclass(frozen=True)
+class ModelStarted:
+    """Model ``position`` (0-based) of ``total`` starts training."""
+
+    model: str
+    position: int
+    total: int
+
+
+@dataclass(frozen=True)
+class ModelEvent:
+    """An engine event of ``model``."""
+
+    model: str
+    event: TrainEvent
+
+
+@dataclass(frozen=True)
+class ModelFinished:
+    model: str
+    result: TrainResult
+
+
+@dataclass(frozen=True)
+class ModelFailed:
+    """``model`` could not be trained; the queue goes on with the next one."""
+
+    model: str
+    message: str
+
+
+@dataclass(frozen=True)
+class RunCancelled:
+    """The parent cancelled: no further model is trained."""
+
+
+@dataclass(frozen=True)
+class Done:
+    """Always the last message."""
+
+
+MESSAGE_TYPES = (ModelStarted, ModelEvent, ModelFinished, ModelFailed, RunCancelled, Done)
 
 
 def run_queue(configs: list, index, out_dir, events, cancel, pause) -> None:
@@ -33,39 +82,39 @@ def run_queue(configs: list, index, out_dir, events, cancel, pause) -> None:
     try:
         for i, config in enumerate(configs):
             if cancel.is_set():
-                events.put(("cancelled",))
+                events.put(RunCancelled())
                 break
             name = config.model
 
-            def callback(ev, _name=name) -> None:
-                events.put(("event", _name, ev.kind, dict(ev.data)))
+            def callback(event, _name=name) -> None:
+                events.put(ModelEvent(_name, event))
 
             try:
                 trainer = Trainer(config, index, out_dir, callback=callback)
             except GeoCamError as exc:
-                events.put(("failed", name, str(exc)))
+                events.put(ModelFailed(name, str(exc)))
                 continue
             stop = threading.Event()
             watcher = threading.Thread(target=_relay_controls, args=(trainer, cancel, pause, stop), daemon=True)
             watcher.start()
-            events.put(("started", name, i, len(configs)))
+            events.put(ModelStarted(name, i, len(configs)))
             try:
                 result = trainer.run()
             except GeoCamError as exc:
-                events.put(("failed", name, str(exc)))
+                events.put(ModelFailed(name, str(exc)))
                 continue
             except Exception as exc:  # noqa: BLE001 - reported to the GUI, which logs it
-                events.put(("failed", name, f"{type(exc).__name__}: {exc}"))
+                events.put(ModelFailed(name, f"{type(exc).__name__}: {exc}"))
                 continue
             finally:
                 stop.set()
                 watcher.join()
             if result.status == "cancelled" or cancel.is_set():
-                events.put(("cancelled",))
+                events.put(RunCancelled())
                 break
-            events.put(("finished", name, result))
+            events.put(ModelFinished(name, result))
     finally:
-        events.put(("done",))
+        events.put(Done())
 
 
 def _relay_controls(trainer, cancel, pause, stop: threading.Event) -> None:

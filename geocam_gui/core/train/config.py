@@ -115,6 +115,34 @@ def default_config(model: str = "shallow", device: str = "auto") -> TrainConfig:
     return cfg.validate()
 
 
+def config_for(model: str, device: str = "auto", overrides: dict | None = None) -> TrainConfig:
+    """The one rule for per-model defaults and user overrides, shared by the GUI and the CLI.
+
+    Start from ``default_config(model, device)``; every field in ``overrides`` (what the user
+    set: a CLI option given, a panel field changed) replaces the default for every model
+    alike; fields not in ``overrides`` keep this model's own default (so VGG11 keeps its 1e-4
+    unless a learning rate is given). ``overrides["augment"]`` may be an ``AugmentConfig`` or
+    ``False`` (no crop, no flip). ``None`` values count as not given. Unknown keys raise
+    ``BadArgument``; the result is validated.
+    """
+    return apply_overrides(default_config(model, device), overrides)
+
+
+def apply_overrides(cfg: TrainConfig, overrides: dict | None) -> TrainConfig:
+    """``cfg`` with the given ``overrides`` set (the rule of ``config_for``; also used on the
+    saved configuration of a run being resumed)."""
+    known = {f.name for f in fields(TrainConfig)} - {"model"}
+    for key, value in (overrides or {}).items():
+        if key not in known:
+            raise BadArgument(f"Unknown training setting {key!r}.")
+        if value is None:
+            continue
+        if key == "augment" and value is False:
+            value = AugmentConfig(crop=False, hflip=False)
+        setattr(cfg, key, value)
+    return cfg.validate()
+
+
 #: Short CPU runs for ``geocam-gui --demo``: all three models in a few CPU minutes (measured on
 #: 2 cores: shallow ~45 s, ResNet18 ~2 min, VGG11 ~4.5 min). ResNet18 gets 128 px so that its
 #: 1/32 Grad-CAM layer still has a 4 x 4 map; the others keep 64 px (8 x 8 and 4 x 4 maps).

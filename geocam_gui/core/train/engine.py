@@ -3,9 +3,11 @@
 ``Trainer(config, index, out_dir, callback).run()`` trains one model with cross-entropy on the
 index's ``train`` split, validates every epoch on ``val``, keeps the best-by-validation
 checkpoint and finally reports test accuracy, per-class precision/recall and the confusion
-matrix of the best model. It is plain Python: the GUI runs ``run()`` in a QThread and turns the
-``TrainEvent``s it receives into signals; ``cancel()``, ``pause()`` and ``resume()`` may be
-called from any thread and act before the next batch.
+matrix of the best model. It is plain Python: the GUI runs it in a spawned child process
+(``core.train.child``) whose messages a QThread relays as signals; the CLI calls ``run()``
+directly. Progress goes to ``callback`` as typed events (``core.train.events``). ``cancel()``,
+``pause()`` and ``resume()`` may be called from any thread and act before the next batch; the
+loop asks ``is_cancelled()`` and ``wait_if_paused()``.
 
 Run layout under ``out_dir``: ``<model>/best.{safetensors,json}``, ``<model>/last.*``,
 ``<model>/last_state.pt`` (weights, optimiser, scheduler and history of the last complete epoch,
@@ -36,7 +38,9 @@ from geocam_gui.core.errors import Cancelled, CheckpointError, DataError, GeoCam
 from geocam_gui.core.train.loader import BatchFeeder
 from geocam_gui.core.train.metrics import summarize
 from geocam_gui.core.train.config import TrainConfig
+from geocam_gui.core.train import events as ev
 from geocam_gui.core.train.events import TrainEvent, TrainResult
+
 
 class Trainer:
     """Trains ``config.model`` on ``index`` into ``out_dir / config.model`` (see module doc)."""
@@ -74,14 +78,31 @@ class Trainer:
     def paused(self) -> bool:
         return not self._unpaused.is_set()
 
-    # ---------------------------------------------------------------- events
-    def emit(self, kind: str, /, **data: Any) -> None:
-        """Call the callback with ``TrainEvent(kind, data)`` (rank 0 only under DDP)."""
-        if self.callback is not None and self.rank == 0:
-            self.callback(TrainEvent(kind, data))
+    def is_cancelled(self) -> bool:
+        """True once ``cancel()`` was called (the loop checks it before every batch)."""
+        return self._cancel.is_set()
 
-    def log(self, message: str, /, **data: Any) -> None:
-        self.emit("log", message=message, **data)
+    def wait_if_paused(self) -> float:
+        """Block while paused (a ``cancel()`` also releases it); returns the seconds held.
+        Logs "Paused." and, unless cancelled, "Resumed."."""
+        if self._unpaused.is_set():
+            return 0.0
+        t0 = time.perf_counter()
+        self.log("Paused.", paused=True)
+        while not self._unpaused.wait(0.1):
+            pass
+        if not self._cancel.is_set():
+            self.log("Resumed.", paused=False)
+        return time.perf_counter() - t0
+
+    # ---------------------------------------------------------------- events
+    def emit(self, event: TrainEvent) -> None:
+        """Give ``event`` to the callback (rank 0 only under DDP)."""
+        if self.callback is not None and self.rank == 0:
+            self.callback(event)
+
+    def log(self, message: str, /, **extra: Any) -> None:
+        self.emit(ev.Log(message, extra))
 
     # ---------------------------------------------------------------- main entry
     def run(self) -> TrainResult:
@@ -100,14 +121,14 @@ class Trainer:
         try:
             result = tl.TrainingLoop(self).run(started)
         except Cancelled as exc:
-            self.emit("cancelled", message=str(exc) or "Training was cancelled.")
+            self.emit(ev.Cancelled(str(exc) or "Training was cancelled."))
             result = TrainResult("cancelled", self.config.model, self.run_dir, None, None, None, 0, [], None,
                                  time.perf_counter() - started)
         except GeoCamError as exc:
-            self.emit("failed", message=str(exc))
+            self.emit(ev.Failed(str(exc)))
             raise
         except Exception as exc:  # noqa: BLE001 - reported, then re-raised with context
-            self.emit("failed", message=f"Training failed: {exc}")
+            self.emit(ev.Failed(f"Training failed: {exc}"))
             raise GeoCamError(f"Training failed unexpectedly: {type(exc).__name__}: {exc}") from exc
         finally:
             torch.use_deterministic_algorithms(restore_det)

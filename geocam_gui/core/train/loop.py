@@ -25,6 +25,7 @@ from geocam_gui.core import checkpoints as ckpt
 from geocam_gui.core.device import describe_device, resolve_device
 from geocam_gui.core.errors import CheckpointError, DataError, GeoCamError
 from geocam_gui.core.train.config import TrainConfig, check_resumable
+from geocam_gui.core.train import events as ev
 from geocam_gui.core.train.events import TrainResult
 from geocam_gui.core.train.loader import BatchFeeder, augment, epoch_generator, epoch_order
 from geocam_gui.core.train.metrics import confusion_update, summarize
@@ -217,7 +218,7 @@ class TrainingLoop:
             if self.rank != 0:
                 _barrier(self.world)
             data[split] = decode_split(samples, cfg.image_size, classes, progress=self._progress(split),
-                                       cancel=self.t._cancel.is_set)
+                                       cancel=self.t.is_cancelled)
             if self.rank == 0:
                 _barrier(self.world)
             if data[split].skipped:
@@ -287,11 +288,11 @@ class TrainingLoop:
         amp = cuda and cfg.amp
         self.batch_size = cfg.batch_size
         n_local = len(epoch_order(len(train.positions), seed=cfg.seed, epoch=0, rank=self.rank, world=self.world))
-        t.emit("start", model=cfg.model, config=cfg.to_dict(), device=describe_device(dev), classes=classes,
-               n_train=len(train.positions), n_val=len(val.positions),
-               n_test=len(data["test"].positions) if data["test"] is not None else 0,
-               epochs=cfg.epochs, start_epoch=start_epoch, world=self.world,
-               batches=self._n_batches(n_local), run_dir=str(run_dir))
+        t.emit(ev.Start(model=cfg.model, config=cfg.to_dict(), device=describe_device(dev), classes=list(classes),
+                        n_train=len(train.positions), n_val=len(val.positions),
+                        n_test=len(data["test"].positions) if data["test"] is not None else 0,
+                        epochs=cfg.epochs, start_epoch=start_epoch, world=self.world,
+                        batches=self._n_batches(n_local), run_dir=str(run_dir)))
         self.train_time = 0.0
         self.images_done = 0
         per_epoch = min(n_local, cfg.max_batches_per_epoch * cfg.batch_size) if cfg.max_batches_per_epoch else n_local
@@ -310,7 +311,7 @@ class TrainingLoop:
         """Emit the checkpoint events of finished background saves (``wait``: after flushing)."""
         if self.writer is not None:
             for event in self.writer.drain():
-                self.t.emit("checkpoint", **event)
+                self.t.emit(ev.Checkpoint(event["kind"], event["path"], event["epoch"]))
 
     def _close_writer(self) -> None:
         if self.writer is not None:
@@ -327,7 +328,7 @@ class TrainingLoop:
             if rec is None:
                 self._close_writer()
                 last_path = _existing(run_dir / "last.json")
-                t.emit("cancelled", message=f"Training was cancelled during epoch {epoch + 1}.", epoch=epoch + 1)
+                t.emit(ev.Cancelled(f"Training was cancelled during epoch {epoch + 1}.", epoch=epoch + 1))
                 return TrainResult("cancelled", cfg.model, run_dir, _existing(run_dir / "best.json"), last_path,
                                    best["epoch"], epoch, history, None, time.perf_counter() - started)
             val_conf, val_loss = eval_counts(net, feeders["val"], k, 2 * self.batch_size,
@@ -352,18 +353,18 @@ class TrainingLoop:
                 self._flush()
             _barrier(self.world)
             eta = self.train_time / max(1, self.images_done) * self.remaining_images
-            t.emit("epoch", **rec, epochs=cfg.epochs, improved=improved, best_epoch=best["epoch"],
-                   best_val_acc=best["val_acc"], eta_s=round(eta, 1))
+            t.emit(ev.Epoch(**rec, epochs=cfg.epochs, improved=improved, best_epoch=best["epoch"],
+                            best_val_acc=best["val_acc"], eta_s=round(eta, 1)))
 
         self._close_writer()
         test = self._test(net, feeders, data, classes, fingerprint, best, amp)
         best_path = _existing(run_dir / "best.json")
         if best_path is not None and self.rank == 0 and cfg.save_dtype == "float16":
             path = save_half_copy(run_dir / "best", run_dir / "best_float16")
-            t.emit("checkpoint", kind="best_float16", path=str(path), epoch=best["epoch"])
-        t.emit("finished", model=cfg.model, best_checkpoint=str(best_path) if best_path else None,
-               best_epoch=best["epoch"], best_val_acc=best["val_acc"], test=test,
-               seconds=round(time.perf_counter() - started, 2))
+            t.emit(ev.Checkpoint("best_float16", str(path), best["epoch"]))
+        t.emit(ev.Finished(model=cfg.model, best_checkpoint=str(best_path) if best_path else None,
+                           best_epoch=best["epoch"], best_val_acc=best["val_acc"], test=test,
+                           seconds=round(time.perf_counter() - started, 2)))
         return TrainResult("finished", cfg.model, run_dir, best_path, last_path, best["epoch"], cfg.epochs,
                            history, test, time.perf_counter() - started)
 
@@ -402,18 +403,6 @@ class TrainingLoop:
             best_epoch=best["epoch"], world_size=self.world)
 
     # ---------------------------------------------------------------- one epoch
-    def _wait_if_paused(self) -> float:
-        t = self.t
-        if t._unpaused.is_set():
-            return 0.0
-        t0 = time.perf_counter()
-        t.emit("log", message="Paused.", paused=True)
-        while not t._unpaused.wait(0.1):
-            pass
-        if not t._cancel.is_set():
-            t.emit("log", message="Resumed.", paused=False)
-        return time.perf_counter() - t0
-
     def _train_epoch(self, epoch, model, net, opt, feeder, train: SplitData, sample_w, class_w, amp):
         cfg, t = self.cfg, self.t
         t0 = time.perf_counter()
@@ -436,8 +425,8 @@ class TrainingLoop:
             try:
                 for p, idx, staged in feeder.iterate(order, self.batch_size, start=pos, workers=cfg.workers,
                                                      min_size=2):
-                    paused += self._wait_if_paused()
-                    if t._cancel.is_set():
+                    paused += t.wait_if_paused()
+                    if t.is_cancelled():
                         return None
                     if cfg.max_batches_per_epoch and batch_no >= cfg.max_batches_per_epoch:
                         break
@@ -470,10 +459,10 @@ class TrainingLoop:
                         if not math.isfinite(mean_loss):
                             raise _nan_error(epoch, batch_no)
                         rate = self.images_done / max(self.train_time, 1e-9)
-                        t.emit("batch", epoch=epoch + 1, epochs=cfg.epochs, batch=batch_no, batches=total,
-                               loss=mean_loss, acc=float(correct) / seen, images_per_s=round(rate, 1),
-                               eta_s=round(self.remaining_images / max(rate, 1e-9), 1),
-                               lr=opt.param_groups[0]["lr"])
+                        t.emit(ev.Batch(epoch=epoch + 1, epochs=cfg.epochs, batch=batch_no, batches=total,
+                                        loss=mean_loss, acc=float(correct) / seen, images_per_s=round(rate, 1),
+                                        eta_s=round(self.remaining_images / max(rate, 1e-9), 1),
+                                        lr=opt.param_groups[0]["lr"]))
                 break
             except _OOM as exc:
                 opt.zero_grad(set_to_none=True)
@@ -516,7 +505,7 @@ class TrainingLoop:
             meta = {**ckpt.read_meta(best_st), "kind": "best"}  # during the run best shares last's file
             meta["metrics"] = {**meta.get("metrics", {}), "test": test}
             path = ckpt.save_checkpoint(run_dir / "best", net, meta)
-            t.emit("checkpoint", kind="best", path=str(path), epoch=best["epoch"], test=True)
+            t.emit(ev.Checkpoint("best", str(path), best["epoch"], test=True))
         _barrier(self.world)
         return test
 
