@@ -49,7 +49,7 @@ def test_prune_to_best_then_the_viewer_still_opens_the_run(main_window, qtbot, d
 
     # the viewer (re)opens the pruned run: the pane shows the image and a prediction
     pane = w.viewer.panes["shallow"]
-    assert w.workspace.checkpoints()["shallow"] == str(run / "best.json")
+    assert w.workspace.checkpoints["shallow"] == str(run / "best.json")
     w.browser.select_row(0)
     qtbot.waitUntil(lambda: pane.rgb is not None and not w.viewer.is_busy(), timeout=60000)
     assert pane.stack.currentIndex() == 0 and "Predicts" in pane.prediction.text()
@@ -57,5 +57,5 @@ def test_prune_to_best_then_the_viewer_still_opens_the_run(main_window, qtbot, d
     dlg.delete_button.click()
     assert len(asked) == 3 and not w.run_dir.exists()
     assert dlg.table.rowCount() == 0 and "No training runs" in dlg.summary_label.text()
-    assert w.workspace.checkpoints()["shallow"] is None  # the pane no longer shows a deleted model
+    assert w.workspace.checkpoints["shallow"] is None  # the pane no longer shows a deleted model
     qtbot.waitUntil(w.is_idle, timeout=60000)

@@ -411,7 +411,7 @@ class MainWindow(QMainWindow):
         if self.index is None or self.run_dir is None:
             return
         found = self.load_run_checkpoints(self.run_dir)
-        for name, path in self.workspace.checkpoints().items():
+        for name, path in self.workspace.checkpoints.items():
             if name not in found and path and not Path(path).is_file():  # deleted: the pane says so
                 self.workspace.set_checkpoint(name, None)
 
