@@ -14,7 +14,12 @@ On a machine shared with other jobs wall time swings with their load, so the sam
 measured in CPU seconds of this process (all threads: training, the state copy, the writer thread),
 which the other jobs do not change: the work checkpointing adds, whatever the load.
 
+``--save-only`` measures one epoch-end save by itself instead (no training running beside it): the
+state copy on the calling thread, then the write (background thread, waited for), in wall and CPU
+seconds per model, best of ``--repeats``: the work a save adds, without the noise of training.
+
     python benchmarks/checkpoint_cost.py                          # CPU defaults (64 px), 3 models
+    python benchmarks/checkpoint_cost.py --save-only              # one save, by itself
     python benchmarks/checkpoint_cost.py --device cuda --image-size 224 --per-class 2000
 """
 
@@ -73,6 +78,37 @@ def one_run(model: str, index, out: Path, *, save: bool, epochs: int, device: st
             marks["end"] - marks["last_epoch"], (sum(written) // len(written) if written else 0))
 
 
+def save_only(models: list[str], repeats: int) -> None:
+    """Wall and CPU seconds of ``StateWriter.save`` + ``wait`` for AdamW state of each model."""
+    import torch
+
+    from geocam_gui.core import checkpoints as ckpt
+    from geocam_gui.core.models import build_model
+    from geocam_gui.core.train.saver import EpochSave, StateWriter
+
+    print(f"{'model':<9} {'copy (wall)':>11} {'write+fsync (wall)':>18} {'total CPU':>10} {'state':>10}")
+    for model in models:
+        net = build_model(model, 2)
+        opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
+        net(torch.randn(2, 3, 64, 64)).sum().backward()
+        opt.step()  # AdamW's moments exist from the first step
+        meta = ckpt.base_meta(model, ["a", "b"], 64, epoch=1)
+        with tempfile.TemporaryDirectory(prefix="geocam-save-only-") as tmp:
+            writer = StateWriter(Path(tmp), torch.device("cpu"))
+            best = (float("inf"), float("inf"), float("inf"))
+            for r in range(repeats + 1):  # the first save also allocates the host buffers
+                job = EpochSave(r + 1, meta, True, {}, [], {"epoch": r + 1}, "x")
+                t0, c0 = time.perf_counter(), time.process_time()
+                writer.save(net, opt, job)
+                t1 = time.perf_counter()
+                writer.wait()
+                t2, c2 = time.perf_counter(), time.process_time()
+                if r:
+                    best = min(best, (t1 - t0, t2 - t1, c2 - c0))
+            print(f"{model:<9} {best[0]:>9.3f} s {best[1]:>16.3f} s {best[2]:>8.3f} s "
+                  f"{writer.bytes_written / 1e6:>7.1f} MB", flush=True)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["shallow", "resnet18", "vgg11"])
@@ -83,9 +119,16 @@ def main(argv=None) -> int:
     parser.add_argument("--image-size", type=int, default=None, help="default: the device default (64 px on a CPU)")
     parser.add_argument("--batch-size", type=int, default=None, help="default: the device default per model")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--save-only", action="store_true", help="time one save by itself (see above)")
     args = parser.parse_args(argv)
 
     import torch
+
+    if args.save_only:
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        save_only(args.models, args.repeats)
+        return 0
 
     from geocam_gui.core.data.datasets import open_data
     from geocam_gui.core.data.demo import generate_demo
