@@ -16,7 +16,10 @@ which the other jobs do not change: the work checkpointing adds, whatever the lo
 
 ``--save-only`` measures one epoch-end save by itself instead (no training running beside it): the
 state copy on the calling thread, then the write (background thread, waited for), in wall and CPU
-seconds per model, best of ``--repeats``: the work a save adds, without the noise of training.
+seconds per model, best of ``--repeats``: the work a save adds, without the noise of training. Its
+reference, same run: the previous version's save of an improved epoch, on the training thread
+(``save_checkpoint`` of best and of last, then ``torch.save`` of ``last_state.pt`` with the weights
+again and the optimiser).
 
     python benchmarks/checkpoint_cost.py                          # CPU defaults (64 px), 3 models
     python benchmarks/checkpoint_cost.py --save-only              # one save, by itself
@@ -86,7 +89,8 @@ def save_only(models: list[str], repeats: int) -> None:
     from geocam_gui.core.models import build_model
     from geocam_gui.core.train.saver import EpochSave, StateWriter
 
-    print(f"{'model':<9} {'copy (wall)':>11} {'write+fsync (wall)':>18} {'total CPU':>10} {'state':>10}")
+    print(f"{'model':<9} {'copy (wall)':>11} {'write+fsync (wall)':>18} {'total CPU':>10} {'state':>10} | "
+          f"previous: {'wall (training thread)':>22} {'CPU':>8} {'written':>10}")
     for model in models:
         net = build_model(model, 2)
         opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
@@ -105,8 +109,19 @@ def save_only(models: list[str], repeats: int) -> None:
                 t2, c2 = time.perf_counter(), time.process_time()
                 if r:
                     best = min(best, (t1 - t0, t2 - t1, c2 - c0))
+            old = (float("inf"), float("inf"))
+            for r in range(repeats):
+                t0, c0 = time.perf_counter(), time.process_time()
+                ckpt.save_checkpoint(Path(tmp) / "old" / "best", net, meta)
+                ckpt.save_checkpoint(Path(tmp) / "old" / "last", net, meta)
+                ckpt.save_train_state(Path(tmp) / "old" / "last_state.pt", {
+                    "epoch": 1, "model": {k: v.detach().clone() for k, v in net.state_dict().items()},
+                    "optimizer": opt.state_dict(), "config": "{}", "history": "[]", "best": "{}", "fingerprint": "x"})
+                old = min(old, (time.perf_counter() - t0, time.process_time() - c0))
+            old_bytes = sum(f.stat().st_size for f in (Path(tmp) / "old").iterdir())
             print(f"{model:<9} {best[0]:>9.3f} s {best[1]:>16.3f} s {best[2]:>8.3f} s "
-                  f"{writer.bytes_written / 1e6:>7.1f} MB", flush=True)
+                  f"{writer.bytes_written / 1e6:>7.1f} MB | {'':>10}{old[0]:>20.3f} s {old[1]:>6.3f} s "
+                  f"{old_bytes / 1e6:>7.1f} MB", flush=True)
 
 
 def main(argv=None) -> int:
