@@ -64,11 +64,12 @@ def engine(model_name: str, data, batch: int, size: int, batches: int, device, l
     """img/s the engine reports for its second (warm) epoch of ``batches`` batches."""
     from geocam_gui.core.train.config import TrainConfig
     from geocam_gui.core.train.engine import Trainer
+    from geocam_gui.core.train.events import Epoch
 
     cfg = TrainConfig(model=model_name, epochs=2, batch_size=batch, lr=lr, image_size=size,
                       device=str(device), seed=0, max_batches_per_epoch=batches, schedule="none")
     rates = []
-    Trainer(cfg, data, out, lambda e: rates.append(e.data["images_per_s"]) if e.kind == "epoch" else None).run()
+    Trainer(cfg, data, out, lambda e: rates.append(e.images_per_s) if isinstance(e, Epoch) else None).run()
     return rates[-1]
 
 

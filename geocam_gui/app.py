@@ -104,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
 
     apply_style(app)
     app.setWindowIcon(QIcon(str(app_icon_path())))
-    from geocam_gui.ui.main_window import MainWindow, default_screenshot_timer
+    from geocam_gui.ui.main_window import MainWindow
+    from geocam_gui.ui.tasks import default_screenshot_timer
 
     if args.reset_settings:
         MainWindow.reset_settings()

@@ -140,6 +140,12 @@ def run(args: argparse.Namespace) -> int:
 
         out = default_run_dir(index)
     configs = build_configs(args, out)
+    import os
+
+    quiet = int(os.environ.get("RANK", "0")) != 0
+    if not args.out and not quiet:
+        print(f"  Training into {out} (the dataset's run folder, where the window finds it).",
+              file=sys.stderr, flush=True)
     if args.resume:
         for cfg in configs:
             saved = resume_config(out, cfg.model)
@@ -148,9 +154,6 @@ def run(args: argparse.Namespace) -> int:
                     check_resumable(saved, cfg)
                 except CheckpointError as exc:
                     raise BadArgument(str(exc)) from exc
-    import os
-
-    quiet = int(os.environ.get("RANK", "0")) != 0
     results = []
     for cfg in configs:
         trainer = Trainer(cfg, index, out, _printer(quiet), resume=args.resume, metrics_jsonl=args.metrics_jsonl)

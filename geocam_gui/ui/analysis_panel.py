@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from geocam_gui.core.data.datasets import DatasetIndex
 from geocam_gui.core.explain.cam import METHOD_LABELS, METHODS
 from geocam_gui.core.models import MODEL_LABELS, MODEL_NAMES
 from geocam_gui.ui.workers import TaskWorker
@@ -190,7 +191,7 @@ class AnalysisPanel(QWidget):
         workspace.events.checkpoint.connect(sync)
         sync()
 
-    def set_context(self, index, checkpoints: dict[str, str | None]) -> None:
+    def set_context(self, index: DatasetIndex | None, checkpoints: dict[str, str | None]) -> None:
         """The data to analyse and the checkpoint of each model (None: not trained yet).
         A model the user unticked stays unticked while the dataset stays the same."""
         unticked = set()

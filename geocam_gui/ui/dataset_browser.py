@@ -258,7 +258,7 @@ class DatasetBrowser(QWidget):
         self.stack.setCurrentWidget(self.table if self.view_toggle.isChecked() else self.grid)
         self._apply_filters()
 
-    def _show_audit(self, index) -> None:
+    def _show_audit(self, index: DatasetIndex) -> None:
         audit = index.audit or {}
         flags = audit.get("flags") or audit.get("confounds") or []
         bad = len(index.bad_files)

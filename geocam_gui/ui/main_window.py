@@ -8,10 +8,9 @@ remaining signals and runs long work in workers.
 from __future__ import annotations
 
 import logging
-import platform
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, Qt, QTimer, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
@@ -20,23 +19,23 @@ from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
     QMessageBox,
-    QProgressDialog,
     QTabWidget,
     QWidget,
 )
 
-from geocam_gui import __version__
 from geocam_gui.core import paths, runs
 from geocam_gui.core.data.datasets import DatasetIndex
 from geocam_gui.core.models import MODEL_LABELS, MODEL_NAMES
 from geocam_gui.core.workspace import Workspace, default_run_dir
+from geocam_gui.ui import dialogs, window_settings
 from geocam_gui.ui.cam_viewer import CamViewer
 from geocam_gui.ui.dataset_browser import DatasetBrowser
+from geocam_gui.ui.tasks import TaskRunner
+from geocam_gui.ui.runs_dialog import manage_runs
 from geocam_gui.ui.training_panel import TrainingPanel
 from geocam_gui.ui.workers import TaskWorker
 
 log = logging.getLogger(__name__)
-SETTINGS_VERSION = 1
 
 
 class MainWindow(QMainWindow):
@@ -53,8 +52,8 @@ class MainWindow(QMainWindow):
         self.workspace = Workspace(self.checkpoint_dir)
         self.auto_train_missing = False
         self.confirm_close = True
-        self._tasks: list[TaskWorker] = []
-        self._prediction_tasks: dict[str, TaskWorker] = {}
+        self.tasks = TaskRunner(self, lambda msg: self.show_error("GeoCAM", msg), self.show_message)
+        self.tasks.idleChanged.connect(self.idleChanged)
         self._trained_in_run: set[str] = set()  # models with a new best checkpoint this run
 
         from geocam_gui.core.device import resolve_device
@@ -134,8 +133,8 @@ class MainWindow(QMainWindow):
         self.recent_menu = file_menu.addMenu("Open &recent")
         self._action(file_menu, "Open &checkpoints…", self.choose_checkpoints, "Ctrl+K",
                      "Load trained models from a folder of checkpoints")
-        self.runs_action = self._action(file_menu, "Manage &runs…", self.manage_runs, None,
-                                        "See the training runs on disk with their size and accuracy; prune or delete them")
+        self.runs_action = self._action(file_menu, "Manage &runs…", lambda: manage_runs(self), None,
+                                        "The training runs on disk: size, accuracy, prune or delete")
         file_menu.addSeparator()
         self.export_action = self._action(file_menu, "&Export…", self.export, "Ctrl+E",
                                           "Export overlays and a figure for a publication")
@@ -150,13 +149,13 @@ class MainWindow(QMainWindow):
         self._action(view, "Reset &layout", self.reset_layout)
 
         help_menu = bar.addMenu("&Help")
-        self._action(help_menu, "&About GeoCAM", self.about)
-        self._action(help_menu, "Show &log file", self.show_log_location)
+        self._action(help_menu, "&About GeoCAM", lambda: dialogs.show_about(self, self.device))
+        self._action(help_menu, "Show &log file", lambda: dialogs.show_log_location(self))
 
     def _wire(self) -> None:
         self.browser.sampleSelected.connect(self._on_sample)
         self.browser.dropped.connect(lambda folders: self.open_dataset(folders))
-        self.browser.auditRequested.connect(self.show_audit)
+        self.browser.auditRequested.connect(lambda: self.index is not None and dialogs.show_audit(self, self.index))
         self.viewer.trainRequested.connect(self.train_model)
         self.viewer.exportRequested.connect(self.export)
         self.viewer.statusMessage.connect(self.show_message)
@@ -168,35 +167,17 @@ class MainWindow(QMainWindow):
         self.analysis.statusMessage.connect(self.show_message)
 
     # -- settings -------------------------------------------------------------------------------
-    @staticmethod
-    def _settings() -> QSettings:
-        return QSettings("GeoCAM", "GeoCAM")
-
     @classmethod
     def reset_settings(cls) -> None:
         """Forget window geometry, dock layout and recent datasets (``--reset-settings``)."""
-        s = cls._settings()
-        s.clear()
-        s.sync()
+        window_settings.reset()
 
     def _restore_settings(self) -> None:
-        s = self._settings()
-        self.restored_geometry = False
-        if int(s.value("settingsVersion", 0) or 0) == SETTINGS_VERSION:
-            geometry = s.value("geometry")
-            state = s.value("windowState")
-            if geometry is not None:
-                self.restored_geometry = bool(self.restoreGeometry(geometry))
-            if state is not None:
-                self.restoreState(state, SETTINGS_VERSION)
+        self.restored_geometry = window_settings.restore(self)
         self._refresh_recent()
 
     def save_settings(self) -> None:
-        s = self._settings()
-        s.setValue("settingsVersion", SETTINGS_VERSION)
-        s.setValue("geometry", self.saveGeometry())
-        s.setValue("windowState", self.saveState(SETTINGS_VERSION))
-        s.sync()
+        window_settings.save(self)
 
     def reset_layout(self) -> None:
         for dock in (self.browser_dock, self.training_dock):
@@ -208,19 +189,13 @@ class MainWindow(QMainWindow):
         self.resizeDocks([self.training_dock], [300], Qt.Orientation.Vertical)
 
     def _remember_recent(self, spec: list[str]) -> None:
-        s = self._settings()
-        recent = [r for r in (s.value("recentDatasets") or []) if r != "|".join(spec)]
-        recent.insert(0, "|".join(spec))
-        s.setValue("recentDatasets", recent[:8])
+        window_settings.remember_recent(spec)
         self._refresh_recent()
 
     def _refresh_recent(self) -> None:
         self.recent_menu.clear()
-        recent = self._settings().value("recentDatasets") or []
-        if isinstance(recent, str):
-            recent = [recent]
-        for entry in recent:
-            parts = entry.split("|")
+        recent = window_settings.recent()
+        for parts in recent:
             act = self.recent_menu.addAction(", ".join(parts))
             act.triggered.connect(lambda _c=False, p=parts: self.open_dataset(p))
         self.recent_menu.setEnabled(bool(recent))
@@ -239,45 +214,11 @@ class MainWindow(QMainWindow):
     # -- long tasks -------------------------------------------------------------------------------
     def run_task(self, name: str, fn, on_done, *, progress_text: str | None = None, on_fail=None) -> TaskWorker:
         """Run ``fn(progress, cancelled)`` in a worker; a progress dialog shows when it is slow."""
-        task = TaskWorker(name, fn, self)
-        dialog = None
-        if progress_text:
-            # Not modal: a modal QProgressDialog runs the event loop inside setValue(), which
-            # would deliver the task's end (and delete the dialog) in the middle of an update.
-            dialog = QProgressDialog(progress_text, "Cancel", 0, 0, self)
-            dialog.setWindowTitle("GeoCAM")
-            dialog.setWindowModality(Qt.WindowModality.NonModal)
-            dialog.setMinimumDuration(400)
-            dialog.canceled.connect(task.cancel)
-
-            def show_progress(done: int, total: int, _text: str) -> None:
-                if task in self._tasks:
-                    dialog.setMaximum(max(total, 1))
-                    dialog.setValue(min(done, max(total, 1)))
-
-            task.progress.connect(show_progress)
-        task.returned.connect(on_done)
-        task.errored.connect(on_fail or (lambda msg: self.show_error("GeoCAM", msg)))
-        task.cancelled.connect(lambda: self.show_message(f"{progress_text or name}: cancelled."))
-
-        def cleanup():
-            if task in self._tasks:
-                self._tasks.remove(task)
-            if dialog is not None:
-                task.progress.disconnect(show_progress)
-                dialog.reset()
-                dialog.deleteLater()
-            task.thread.wait(5000)
-            self.idleChanged.emit()
-
-        task.finished.connect(cleanup)
-        self._tasks.append(task)
-        task.start()
-        return task
+        return self.tasks.run(name, fn, on_done, progress_text=progress_text, on_fail=on_fail)
 
     def is_idle(self) -> bool:
         """No task, no training, no CAM computation pending (used by --screenshot and tests)."""
-        return not self._tasks and not self.training.is_running() and not self.viewer.is_busy()
+        return not self.tasks.busy() and not self.training.is_running() and not self.viewer.is_busy()
 
     # -- datasets ---------------------------------------------------------------------------------
     def choose_dataset(self) -> None:
@@ -345,19 +286,6 @@ class MainWindow(QMainWindow):
         return [demo_config(m, self.device.type if self.device.type != "cuda" else str(self.device))
                 for m in models]
 
-    def show_audit(self) -> None:
-        if self.index is None:
-            return
-        import json
-
-        dlg = QMessageBox(self)
-        dlg.setWindowTitle("Dataset audit")
-        dlg.setText(f"Audit of {', '.join(self.index.roots)}")
-        lines = [f"{p}: {r}" for p, r in self.index.bad_files[:200]]
-        dlg.setDetailedText(json.dumps(self.index.audit, indent=2, default=str)
-                            + ("\n\nUnreadable files:\n" + "\n".join(lines) if lines else ""))
-        dlg.exec()
-
     def _show_sample_path(self, path: str) -> None:
         """A patch of the Analysis tab was clicked: select its image in the browser."""
         if not self.browser.select_path(path):
@@ -393,53 +321,24 @@ class MainWindow(QMainWindow):
             self.show_message(f"Loaded {len(found)} checkpoint(s) from {folder}." if found
                               else f"No checkpoints for this dataset's classes in {folder}.")
 
-    def manage_runs(self) -> None:
-        """File > Manage runs: list, prune and delete runs; the panes follow what is left."""
-        from geocam_gui.ui.runs_dialog import RunsDialog
-
-        def busy(path: Path) -> bool:
-            return self.training.is_running() and self.run_dir is not None and (
-                Path(path) == self.run_dir or Path(path) in self.run_dir.parents)
-
-        dialog = RunsDialog(self.checkpoint_dir, self, busy=busy)
-        if self.run_dir is not None:
-            dialog.select_run(self.run_dir)
-        dialog.runsChanged.connect(self._on_runs_changed)
-        dialog.exec()
-
-    def _on_runs_changed(self) -> None:
-        if self.index is None or self.run_dir is None:
-            return
-        found = self.load_run_checkpoints(self.run_dir)
-        for name, path in self.workspace.checkpoints.items():
-            if name not in found and path and not Path(path).is_file():  # deleted: the pane says so
-                self.workspace.set_checkpoint(name, None)
-
     def update_predictions(self, name: str, checkpoint: str) -> None:
-        """Predict every image with a checkpoint, for the browser's columns and filters."""
+        """Predict every image with a checkpoint, for the browser's columns and filters (a newer
+        prediction of the same model replaces one still running)."""
         if self.index is None:
             return
         from geocam_gui.core.explain.store import predict_samples
 
-        samples = list(self.index.samples)
-        old = self._prediction_tasks.pop(name, None)
-        if old is not None:
-            old.cancel()
+        index, samples = self.index, list(self.index.samples)
 
         def work(progress, cancelled):
             return predict_samples(checkpoint, samples, progress=progress, cancel=cancelled)
-
-        index = self.index
 
         def done(probs):
             if self.index is index:
                 self.browser.set_predictions(name, probs)
 
-        task = self.run_task(f"predict-{name}", work, done,
-                             on_fail=lambda msg: self.show_message(f"Predictions of {MODEL_LABELS[name]}: {msg}"))
-        self._prediction_tasks[name] = task
-        task.finished.connect(lambda: self._prediction_tasks.pop(name, None) if self._prediction_tasks.get(name) is task
-                          else None)
+        self.tasks.run(f"predict-{name}", work, done, replaces=f"predict-{name}",
+                       on_fail=lambda msg: self.show_message(f"Predictions of {MODEL_LABELS[name]}: {msg}"))
 
     # -- training ---------------------------------------------------------------------------------
     def train_model(self, name: str) -> None:
@@ -469,7 +368,7 @@ class MainWindow(QMainWindow):
         self.show_message("Training finished." if ok else "Training stopped.")
         self.idleChanged.emit()
 
-    # -- export, about ----------------------------------------------------------------------------
+    # -- export ----------------------------------------------------------------------------
     def export(self) -> None:
         """The export dialog for the current image, or the rows the browser shows."""
         from geocam_gui.ui.export_dialog import ExportDialog
@@ -493,30 +392,6 @@ class MainWindow(QMainWindow):
         )
         dlg.exec()
 
-    def about(self) -> None:
-        import PySide6
-        import torch
-        import torchvision
-
-        from geocam_gui.core.device import describe_device
-
-        QMessageBox.about(
-            self,
-            "About GeoCAM",
-            f"<h3>GeoCAM {__version__}</h3>"
-            "<p>See what convolutional networks look at when they tell cities apart: "
-            "Grad-CAM of a shallow CNN, VGG11 and ResNet18 side by side, after "
-            "Khademi et al., <i>Sight-seeing in the eyes of deep neural networks</i> (eScience 2018).</p>"
-            f"<p>Qt {PySide6.QtCore.qVersion()} · PySide6 {PySide6.__version__} · torch {torch.__version__} · "
-            f"torchvision {torchvision.__version__} · Python {platform.python_version()}<br>"
-            f"Compute device: {describe_device(self.device)}</p>",
-        )
-
-    def show_log_location(self) -> None:
-        from geocam_gui.core.logs import log_file
-
-        QMessageBox.information(self, "Log file", f"GeoCAM writes its log to:\n{log_file()}")
-
     # -- closing ----------------------------------------------------------------------------------
     def closeEvent(self, event) -> None:  # noqa: N802
         if self.training.is_running() and self.confirm_close:
@@ -535,32 +410,8 @@ class MainWindow(QMainWindow):
     def shutdown(self) -> None:
         """Stop every worker and wait for its thread: nothing outlives the window."""
         self.training.stop_and_wait()
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            task.wait(60000)
+        self.tasks.cancel_and_wait(60000)
         QApplication.processEvents()
         self.analysis.shutdown()
         self.viewer.shutdown()
         self.browser.shutdown()
-
-
-def default_screenshot_timer(window: MainWindow, path: str, timeout_s: float, on_done) -> QTimer:
-    """Poll until the window is idle twice in a row (or the timeout), then grab it to ``path``."""
-    import time
-
-    start = time.monotonic()
-    state = {"idle": 0}
-    timer = QTimer(window)
-
-    def tick():
-        state["idle"] = state["idle"] + 1 if window.is_idle() else 0
-        if state["idle"] >= 3 or time.monotonic() - start > timeout_s:
-            timer.stop()
-            if state["idle"] < 3:
-                log.warning("Screenshot taken before start-up work finished (timeout %.0f s).", timeout_s)
-            on_done(window.grab().save(path))
-
-    timer.timeout.connect(tick)
-    timer.start(300)
-    return timer

@@ -154,3 +154,27 @@ class RunsDialog(QDialog):
         self.select_run(path)
         self.summary_label.setText(message + "  " + self.summary_label.text())
         self.runsChanged.emit()
+
+
+def manage_runs(window) -> None:
+    """Open the dialog for ``window``'s checkpoint folder (a ``MainWindow``): its current run is
+    selected and, while it trains, refused; after a change the panes show what is left."""
+
+    def busy(path: Path) -> bool:
+        run_dir = window.run_dir
+        return window.training.is_running() and run_dir is not None and (
+            Path(path) == run_dir or Path(path) in run_dir.parents)
+
+    def changed() -> None:
+        if window.index is None or window.run_dir is None:
+            return
+        found = window.load_run_checkpoints(window.run_dir)
+        for name, path in window.workspace.checkpoints.items():
+            if name not in found and path and not Path(path).is_file():  # deleted: the pane says so
+                window.workspace.set_checkpoint(name, None)
+
+    dialog = RunsDialog(window.checkpoint_dir, window, busy=busy)
+    if window.run_dir is not None:
+        dialog.select_run(window.run_dir)
+    dialog.runsChanged.connect(changed)
+    dialog.exec()

@@ -28,6 +28,7 @@ from typing import Any, Callable
 
 from PySide6.QtCore import QObject, QThread, Signal
 
+from geocam_gui.core.data.datasets import DatasetIndex
 from geocam_gui.core.errors import Cancelled, GeoCamError
 
 log = logging.getLogger(__name__)
@@ -140,7 +141,7 @@ class TrainingWorker(QObject):
     errored = Signal(str, str)
     finished = Signal(bool)  # always last; True when every queued model finished
 
-    def __init__(self, configs: list, index, out_dir, parent: QObject | None = None):
+    def __init__(self, configs: list, index: DatasetIndex, out_dir, parent: QObject | None = None):
         super().__init__()
         import multiprocessing
 

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from geocam_gui.core.data import demo as synthetic
+from geocam_gui.core.data.datasets import DatasetIndex
 from geocam_gui.core.errors import Cancelled
 from geocam_gui.core.train.metrics import summarize
 from geocam_gui.core.models import preprocess
@@ -31,7 +32,7 @@ from geocam_gui.core.models import preprocess
 EVAL_BATCH = 64
 
 
-def usual_sky(index) -> dict[str, str]:
+def usual_sky(index: DatasetIndex) -> dict[str, str]:
     """{class: its most frequent ``sky`` value in the train split} (empty if none recorded)."""
     counts: dict[str, Counter] = {}
     for s in index.split("train"):
@@ -59,7 +60,7 @@ def sky_congruence(samples: list, labels: np.ndarray, pred: np.ndarray, usual: d
     return out
 
 
-def demo_parameters(index) -> dict | None:
+def demo_parameters(index: DatasetIndex) -> dict | None:
     """The generator parameters of a demo set (from its README.txt), or None for other data."""
     roots = list(getattr(index, "roots", []) or [])
     if len(roots) != 1 or not synthetic.is_demo_dir(roots[0]):
@@ -95,7 +96,7 @@ def probe_rates(params: dict) -> list[tuple[str, float]]:
     return out
 
 
-def probe_sets(index, *, progress: Callable[[int, int], None] | None = None,
+def probe_sets(index: DatasetIndex, *, progress: Callable[[int, int], None] | None = None,
                cancel: Callable[[], bool] | None = None) -> list[dict]:
     """Generate (or reuse from the cache) the probe sets of a demo set.
 

@@ -48,6 +48,7 @@ from geocam_gui.core.analysis.patches import mine_elements
 from geocam_gui.core.analysis.report import write_report  # noqa: F401 - re-exported
 from geocam_gui.core.explain.cam import METHODS
 from geocam_gui.core.checkpoints import load_checkpoint, read_meta
+from geocam_gui.core.data.datasets import DatasetIndex
 from geocam_gui.core.device import resolve_device
 from geocam_gui.core.errors import BadArgument, Cancelled, DataError
 from geocam_gui.core.models import MODEL_LABELS
@@ -370,7 +371,7 @@ def _probe_accuracy(m: _Model, data, samples, *, device, cancel) -> dict:
     return out
 
 
-def run_analysis(checkpoints: list, index, *, split: str = "test", method: str = "gradcam",
+def run_analysis(checkpoints: list, index: DatasetIndex, *, split: str = "test", method: str = "gradcam",
                  limit: int | None = None, progress: Progress = None, cancel: Callable[[], bool] | None = None,
                  bias_sets: dict | None = None, device: str = "auto", use_cache: bool = True) -> dict:
     """Analyse every checkpoint on ``index``'s ``split`` (see the module docstring).

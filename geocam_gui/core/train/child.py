@@ -17,6 +17,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
+from geocam_gui.core.data.datasets import DatasetIndex
 from geocam_gui.core.train.events import TrainEvent, TrainResult
 
 
@@ -64,7 +65,7 @@ class Done:
 MESSAGE_TYPES = (ModelStarted, ModelEvent, ModelFinished, ModelFailed, RunCancelled, Done)
 
 
-def run_queue(configs: list, index, out_dir, events, cancel, pause) -> None:
+def run_queue(configs: list, index: DatasetIndex, out_dir, events, cancel, pause) -> None:
     """Train ``configs`` one after the other (child-process entry point).
 
     ``cancel`` and ``pause`` are ``multiprocessing.Event`` objects set by the parent; they act

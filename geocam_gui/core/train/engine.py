@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from geocam_gui.core import checkpoints as ckpt
+from geocam_gui.core.data.datasets import DatasetIndex
 from geocam_gui.core.device import resolve_device
 from geocam_gui.core.errors import Cancelled, CheckpointError, DataError, GeoCamError
 from geocam_gui.core.train.loader import BatchFeeder
@@ -45,7 +46,7 @@ from geocam_gui.core.train.events import TrainEvent, TrainResult
 class Trainer:
     """Trains ``config.model`` on ``index`` into ``out_dir / config.model`` (see module doc)."""
 
-    def __init__(self, config: TrainConfig, index, out_dir: str | Path,
+    def __init__(self, config: TrainConfig, index: DatasetIndex, out_dir: str | Path,
                  callback: Callable[[TrainEvent], None] | None = None, *,
                  resume: bool = False, metrics_jsonl: str | Path | None = None):
         self.config = config.validate()
@@ -138,7 +139,7 @@ class Trainer:
         return result
 
 
-def evaluate(checkpoint_or_model, index, split: str = "test", *, device: str = "auto",
+def evaluate(checkpoint_or_model, index: DatasetIndex, split: str = "test", *, device: str = "auto",
              batch_size: int = 64, image_size: int | None = None, progress=None, cancel=None) -> dict:
     """Accuracy, per-class precision/recall, confusion matrix and ``n`` of a model on a split.
 

@@ -1,0 +1,149 @@
+"""One model's pane of the CAM viewer: the image with its overlay, the prediction, the class
+probabilities and the checkpoint it comes from (or why there is none)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QImage
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSizePolicy,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from geocam_gui.core.models import MODEL_LABELS
+
+
+def to_qimage(rgb: np.ndarray) -> QImage:
+    """An (H, W, 3|4) uint8 array as a QImage that owns its pixels."""
+    rgb = np.ascontiguousarray(rgb)
+    h, w, c = rgb.shape
+    fmt = QImage.Format.Format_RGB888 if c == 3 else QImage.Format.Format_RGBA8888
+    return QImage(rgb.data, w, h, c * w, fmt).copy()
+
+
+class CamPane(QFrame):
+    """One model's view: image + overlay, prediction, probabilities, checkpoint."""
+
+    trainRequested = Signal(str)
+
+    def __init__(self, name: str, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.name = name
+        self.setObjectName("camPane")
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 6)
+        layout.setSpacing(4)
+
+        self.title = QLabel(f"<b>{MODEL_LABELS[name]}</b>")
+        self.title.setObjectName("paneTitle")
+        layout.addWidget(self.title)
+
+        self.stack = QStackedWidget()
+        self.graphics = pg.GraphicsLayoutWidget()
+        self.graphics.setBackground(None)
+        self.graphics.ci.setContentsMargins(0, 0, 0, 0)
+        self.view: pg.ViewBox = self.graphics.addViewBox(lockAspect=True, invertY=True, enableMenu=False)
+        self.view.setDefaultPadding(0.0)
+        self.image_item = pg.ImageItem(axisOrder="row-major")
+        self.view.addItem(self.image_item)
+        self.stack.addWidget(self.graphics)
+
+        empty = QWidget()
+        el = QVBoxLayout(empty)
+        el.addStretch(1)
+        self.empty_label = QLabel()
+        self.empty_label.setObjectName("emptyState")
+        self.empty_label.setWordWrap(True)
+        self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        el.addWidget(self.empty_label)
+        self.train_button = QPushButton(f"Train {MODEL_LABELS[name]}")
+        self.train_button.clicked.connect(lambda: self.trainRequested.emit(self.name))
+        el.addWidget(self.train_button, 0, Qt.AlignmentFlag.AlignHCenter)
+        el.addStretch(1)
+        self.stack.addWidget(empty)
+        self.stack.setMinimumSize(QSize(120, 110))
+        self.stack.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        layout.addWidget(self.stack, 1)
+
+        self.prediction = QLabel(" ")
+        self.prediction.setObjectName("prediction")
+        self.prediction.setWordWrap(True)
+        layout.addWidget(self.prediction)
+        self.bars_box = QVBoxLayout()
+        self.bars_box.setSpacing(2)
+        layout.addLayout(self.bars_box)
+        self._bars: list[tuple[QLabel, QProgressBar]] = []
+        self.checkpoint_label = QLabel(" ")
+        self.checkpoint_label.setObjectName("checkpointLabel")
+        self.checkpoint_label.setWordWrap(True)
+        layout.addWidget(self.checkpoint_label)
+        self.rgb: np.ndarray | None = None
+        self.show_empty(f"No {MODEL_LABELS[name]} trained yet - train one in the Training panel.", offer_training=True)
+
+    # -- states ---------------------------------------------------------------------------
+    def show_empty(self, text: str, *, offer_training: bool = False) -> None:
+        self.empty_label.setText(text)
+        self.train_button.setVisible(offer_training)
+        self.stack.setCurrentIndex(1)
+        self.rgb = None
+        self.prediction.setText(" ")
+        self._set_bars([], None)
+
+    def show_rgb(self, rgb: np.ndarray) -> None:
+        first = self.image_item.image is None or self.image_item.image.shape[:2] != rgb.shape[:2]
+        self.rgb = rgb
+        self.image_item.setImage(rgb, autoLevels=False, levels=(0, 255))
+        if first:
+            # Fit the whole image, and keep fitting on resizes until the user zooms or pans.
+            self.view.enableAutoRange()
+        self.stack.setCurrentIndex(0)
+
+    def set_checkpoint_text(self, text: str) -> None:
+        self.checkpoint_label.setText(text)
+
+    def set_prediction(self, classes: list[str], probs: np.ndarray | None, label: str | None, shown: str) -> None:
+        if probs is None:
+            self.prediction.setText(" ")
+            self._set_bars([], None)
+            return
+        k = int(np.argmax(probs))
+        verdict = ""
+        if label in classes:
+            verdict = "  ✓" if classes[k] == label else "  ✗ wrong"
+        self.prediction.setText(
+            f"Predicts <b>{classes[k]}</b> ({probs[k] * 100:.1f} %){verdict}<br>"
+            f"<span style='color:#5f6b7a'>showing: {shown}</span>"
+        )
+        self._set_bars(classes, probs)
+
+    def _set_bars(self, classes: list[str], probs: np.ndarray | None) -> None:
+        while len(self._bars) < len(classes):
+            row = QHBoxLayout()
+            name = QLabel()
+            name.setMinimumWidth(70)
+            bar = QProgressBar()
+            bar.setRange(0, 1000)
+            bar.setTextVisible(True)
+            bar.setMaximumHeight(14)
+            row.addWidget(name)
+            row.addWidget(bar, 1)
+            self.bars_box.addLayout(row)
+            self._bars.append((name, bar))
+        for i, (name, bar) in enumerate(self._bars):
+            visible = i < len(classes)
+            name.setVisible(visible)
+            bar.setVisible(visible)
+            if visible and probs is not None:
+                name.setText(classes[i])
+                bar.setValue(int(round(float(probs[i]) * 1000)))
+                bar.setFormat(f"{probs[i] * 100:.1f} %")

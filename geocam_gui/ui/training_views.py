@@ -1,0 +1,122 @@
+"""What the training panel shows of runs: live loss/accuracy curves and the test results table."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QHBoxLayout, QHeaderView, QTableWidget, QTableWidgetItem, QWidget
+
+from geocam_gui.core.models import MODEL_LABELS
+
+MODEL_COLORS = {"shallow": "#e67e22", "vgg11": "#2f6fde", "resnet18": "#1c8a6a"}
+
+
+
+def _pct(value) -> str:
+    """A share as a percentage; undefined (None, e.g. a class never predicted) as a dash."""
+    return "–" if value is None else f"{value * 100:.0f} %"
+
+
+class Curves(QWidget):
+    """Loss and accuracy per epoch (train dashed, val solid), one colour per model."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.loss = pg.PlotWidget(title="Loss  (solid: validation, dashed: training)")
+        self.acc = pg.PlotWidget(title="Accuracy  (solid: validation, dashed: training)")
+        self.acc.setYRange(0, 1.0)
+        for plot in (self.loss, self.acc):
+            plot.setBackground("w")
+            plot.showGrid(x=True, y=True, alpha=0.25)
+            plot.setLabel("bottom", "epoch")
+            plot.addLegend(offset=(-5, 5), labelTextSize="8pt")
+            plot.setMenuEnabled(False)
+            plot.setMinimumHeight(90)
+            layout.addWidget(plot, 1)
+        self._data: dict[tuple[str, str, str], list[tuple[float, float]]] = {}
+        self._items: dict[tuple[str, str, str], pg.PlotDataItem] = {}
+
+    def clear(self) -> None:
+        for item in self._items.values():
+            item.getViewBox() and item.getViewBox().removeItem(item)
+        for plot in (self.loss, self.acc):
+            plot.clear()
+            if plot.plotItem.legend is not None:
+                plot.plotItem.legend.clear()
+        self._data.clear()
+        self._items.clear()
+
+    def add(self, model: str, metric: str, part: str, x: float, y: float) -> None:
+        if y is None or not np.isfinite(y):
+            return
+        key = (model, metric, part)
+        self._data.setdefault(key, []).append((x, y))
+        item = self._items.get(key)
+        if item is None:
+            plot = self.loss if metric == "loss" else self.acc
+            style = Qt.PenStyle.SolidLine if part == "val" else Qt.PenStyle.DashLine
+            pen = pg.mkPen(MODEL_COLORS.get(model, "#555"), width=2, style=style)
+            # One legend entry per model (its validation curve); the line style tells the parts.
+            item = plot.plot([], [], pen=pen, name=MODEL_LABELS.get(model, model) if part == "val" else None,
+                             symbol="o" if part == "val" else None, symbolSize=5,
+                             symbolBrush=MODEL_COLORS.get(model, "#555"))
+            item.setDownsampling(auto=True, method="peak")
+            item.setClipToView(True)
+            self._items[key] = item
+        xs, ys = zip(*self._data[key])
+        item.setData(np.asarray(xs), np.asarray(ys))
+
+    def remove_model(self, model: str) -> None:
+        """Forget (and stop drawing) every curve of ``model``."""
+        for key in [k for k in self._data if k[0] == model]:
+            self._data.pop(key)
+            item = self._items.get(key)
+            if item is not None:
+                item.setData([], [])
+
+    def series(self, model: str, metric: str, part: str) -> list[tuple[float, float]]:
+        return list(self._data.get((model, metric, part), []))
+
+
+class ResultsTable(QTableWidget):
+    """One row per model: test accuracy, per-class precision/recall, confusion, checkpoint."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(0, 5, parent)
+        self.setHorizontalHeaderLabels(["Model", "Test accuracy", "Per class (precision / recall)",
+                                        "Confusion (rows = true)", "Checkpoint"])
+        self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.horizontalHeader().setStretchLastSection(True)
+        self.verticalHeader().setVisible(False)
+        self.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+
+    def remove_model(self, name: str) -> None:
+        """Drop ``name``'s row, if any."""
+        for r in range(self.rowCount()):
+            if self.item(r, 0).text() == MODEL_LABELS[name]:
+                self.removeRow(r)
+                break
+
+    def add_row(self, name: str, metrics: dict, checkpoint, classes: list[str]) -> None:
+        """A row from test metrics (``metrics["classes"]`` wins over ``classes``)."""
+        row = self.rowCount()
+        self.insertRow(row)
+        acc = metrics.get("accuracy")
+        classes = metrics.get("classes") or classes
+        per = metrics.get("per_class") or {}
+        per_text = "  ".join(
+            f"{c}: {_pct(v.get('precision'))} / {_pct(v.get('recall'))}" for c, v in per.items()
+        ) if isinstance(per, dict) else str(per)
+        conf = metrics.get("confusion")
+        conf_text = " | ".join(" ".join(str(int(x)) for x in r) for r in conf) if conf else ""
+        if conf and classes:
+            conf_text = f"[{', '.join(classes)}]  " + conf_text
+        cells = [MODEL_LABELS[name], f"{acc * 100:.1f} %" if acc is not None else "–", per_text, conf_text,
+                 str(checkpoint or "")]
+        for col, text in enumerate(cells):
+            item = QTableWidgetItem(text)
+            item.setToolTip(text)
+            self.setItem(row, col, item)
