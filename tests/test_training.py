@@ -77,8 +77,9 @@ def test_a_run_writes_checkpoints_metrics_and_emits_events(tiny_index, tmp_path,
     result = Trainer(_config(), tiny_index, tmp_path / "out", rec, metrics_jsonl=jsonl).run()
     assert result.status == "finished" and result.epochs_done == 2
     run = tmp_path / "out" / "shallow"
-    for name in ("best.json", "best.safetensors", "last.json", "last.safetensors", "last_state.pt", "metrics.jsonl"):
+    for name in ("best.json", "best.safetensors", "last.json", "last.safetensors", "metrics.jsonl"):
         assert (run / name).is_file(), name
+    assert len(list(run.glob("last_optim-*.safetensors"))) == 1 and not (run / "last_state.pt").exists()
     assert (tmp_path / "out" / "index" / "index.csv").is_file()
     kinds = [e.kind for e in rec.events]
     assert kinds[0] in ("log", "start") and "start" in kinds and kinds[-1] == "finished"
@@ -180,20 +181,37 @@ def test_out_of_memory_retries_at_half_the_batch(tiny_index, tmp_path, monkeypat
 
 
 _KILL_SCRIPT = textwrap.dedent("""
-    import json, os, signal, sys
+    import json, os, signal, sys, time
     import torch
     torch.set_num_threads(1)
+    from geocam_gui.core import checkpoints
     from geocam_gui.core.train import loop as training_loop
     from geocam_gui.core.data.datasets import open_data
     from geocam_gui.core.train.config import TrainConfig
     from geocam_gui.core.train.engine import Trainer
+    from geocam_gui.core.train.saver import load_resume
     data, out, mode = sys.argv[1], sys.argv[2], sys.argv[3]
     training_loop._EVENT_INTERVAL_S = 0.0
     cfg = TrainConfig(model="shallow", epochs=2, batch_size=8, lr=1e-3, image_size=32, device="cpu",
                       seed=5, deterministic=True)
     def callback(event):
         if mode == "kill" and event.kind == "batch" and event.data["epoch"] == 2 and event.data["batch"] == 1:
+            # epoch 1 is written in the background: kill in epoch 2 once it is on disk
+            for _ in range(600):
+                state = load_resume(os.path.join(out, "shallow"))
+                if state is not None and state["epoch"] == 1:
+                    break
+                time.sleep(0.05)
             os.kill(os.getpid(), signal.SIGKILL)
+    if mode == "killwrite":  # die inside epoch 2's save, after its moments file, before its commit
+        commit, commits = checkpoints.commit_file, []
+        def dying_commit(tmp, path):
+            if str(path).endswith("last.safetensors"):
+                commits.append(path)
+                if len(commits) == 2:
+                    os.kill(os.getpid(), signal.SIGKILL)
+            commit(tmp, path)
+        checkpoints.commit_file = dying_commit
     result = Trainer(cfg, open_data(data), out, callback, resume=(mode == "resume")).run()
     print(json.dumps({"history": result.history, "test": result.test}))
 """)
@@ -206,20 +224,33 @@ def _run_script(*args):
 
 @pytest.mark.slow
 def test_resume_after_sigkill_matches_an_uninterrupted_run(tiny_demo, tmp_path):
-    killed = _run_script(tiny_demo, tmp_path / "a", "kill")
-    assert killed.returncode == -9, killed.stderr
-    state = torch.load(tmp_path / "a" / "shallow" / "last_state.pt", weights_only=True)
-    assert state["epoch"] == 1  # killed in the middle of epoch 2
-    resumed = _run_script(tiny_demo, tmp_path / "a", "resume")
-    assert resumed.returncode == 0, resumed.stderr
+    from safetensors.torch import load_file
+
+    from geocam_gui.core.train.saver import load_resume
+
     straight = _run_script(tiny_demo, tmp_path / "b", "straight")
     assert straight.returncode == 0, straight.stderr
-    a, b = json.loads(resumed.stdout), json.loads(straight.stdout)
+    b = json.loads(straight.stdout)
     keys = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr")
-    assert [[h[k] for k in keys] for h in a["history"]] == [[h[k] for k in keys] for h in b["history"]]
-    assert a["test"] == b["test"]
-    lines = (tmp_path / "a" / "shallow" / "metrics.jsonl").read_text().splitlines()
-    assert [json.loads(x)["epoch"] for x in lines] == [1, 2]
+    # killed during epoch 2's training, and inside epoch 2's (background) save before its commit
+    for mode in ("kill", "killwrite"):
+        killed = _run_script(tiny_demo, tmp_path / mode, mode)
+        assert killed.returncode == -9, killed.stderr
+        run = tmp_path / mode / "shallow"
+        assert load_resume(run)["epoch"] == 1
+        if mode == "killwrite":  # epoch 2's moments were written; the resume record still names epoch 1's
+            assert len(list(run.glob("last_optim-*.safetensors"))) == 2
+        resumed = _run_script(tiny_demo, tmp_path / mode, "resume")
+        assert resumed.returncode == 0, resumed.stderr
+        a = json.loads(resumed.stdout)
+        assert [[h[k] for k in keys] for h in a["history"]] == [[h[k] for k in keys] for h in b["history"]], mode
+        assert a["test"] == b["test"]
+        lines = (run / "metrics.jsonl").read_text().splitlines()
+        assert [json.loads(x)["epoch"] for x in lines] == [1, 2]
+        assert len(list(run.glob("last_optim-*.safetensors"))) == 1  # the stale one was removed
+        want = load_file(tmp_path / "b" / "shallow" / "last.safetensors")
+        got = load_file(run / "last.safetensors")
+        assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)
 
 
 def test_cli_train_then_eval(tiny_demo, tmp_path, capsys):

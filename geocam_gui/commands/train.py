@@ -51,6 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-batches", type=int, metavar="N", help="stop each epoch after N batches (smoke tests)")
     parser.add_argument("--resume", action="store_true",
                         help="continue each model from its last complete epoch in --out (same settings)")
+    parser.add_argument("--save-dtype", choices=("float32", "float16"),
+                        help="float16 also writes DIR/<model>/best_float16.* after the run: half the size, for "
+                             "viewing and sharing (maps equal to float32 within 0.01; training stays float32)")
     parser.add_argument("--metrics-jsonl", metavar="FILE", help="also append one JSON object per epoch to FILE")
 
 
@@ -58,7 +61,7 @@ _OVERRIDES = {  # argparse dest -> TrainConfig field
     "epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "image_size": "image_size",
     "workers": "workers", "seed": "seed", "optimizer": "optimizer",
     "schedule": "schedule", "weight_decay": "weight_decay", "balance": "balance",
-    "weights": "weights", "max_batches": "max_batches_per_epoch",
+    "weights": "weights", "max_batches": "max_batches_per_epoch", "save_dtype": "save_dtype",
 }
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 import pickle
 import platform
 import re
@@ -27,7 +28,7 @@ import torch
 from torch import nn
 
 from geocam_gui.core.errors import CheckpointError, WriteError
-from geocam_gui.core.files import atomic_write, atomic_write_group
+from geocam_gui.core.files import atomic_write, atomic_write_group, commit_file, link_or_copy, temp_beside  # noqa: F401
 from geocam_gui.core.models import MEAN, MODEL_NAMES, STD, build_model
 
 FORMAT_VERSION = 1
@@ -41,6 +42,48 @@ class LoadedCheckpoint:
     model: nn.Module
     meta: dict
     path: Path
+
+
+# --------------------------------------------------------------------------- streamed tensor files
+_ST_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64",
+              torch.int64: "I64", torch.int32: "I32", torch.uint8: "U8", torch.bool: "BOOL"}
+
+
+def write_tensor_file(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> int:
+    """Write CPU tensors to ``path`` in the safetensors format, streamed from the tensors' own memory
+    (no serialised copy in RAM), then fsync; returns the bytes written.
+
+    ``path`` is meant to be a temporary name (``temp_beside``) that the caller then renames with
+    ``commit_file``. The layout follows the safetensors specification: an 8-byte little-endian header
+    length, a JSON header (dtype, shape, data offsets, ``__metadata__``) padded to 8 bytes, the data.
+    """
+    import struct
+    import sys
+
+    header: dict[str, Any] = {"__metadata__": dict(metadata)} if metadata else {}
+    flat = []
+    offset = 0
+    for name, t in tensors.items():
+        if t.device.type != "cpu" or t.dtype not in _ST_DTYPES:
+            raise CheckpointError(f"Cannot store tensor {name!r} ({t.dtype} on {t.device}) in a checkpoint.")
+        data = t.detach().contiguous().reshape(-1).view(torch.uint8) if t.numel() else torch.empty(0, dtype=torch.uint8)
+        if sys.byteorder != "little" and t.element_size() > 1:
+            raise CheckpointError("Checkpoints are written in little-endian order only.")
+        header[name] = {"dtype": _ST_DTYPES[t.dtype], "shape": list(t.shape),
+                        "data_offsets": [offset, offset + data.numel()]}
+        offset += data.numel()
+        flat.append(data)
+    head = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    head += b" " * (-len(head) % 8)
+    with open(path, "wb") as fh:
+        fh.write(struct.pack("<Q", len(head)))
+        fh.write(head)
+        for data in flat:
+            if data.numel():
+                fh.write(memoryview(data.numpy()))
+        fh.flush()
+        os.fsync(fh.fileno())
+    return 8 + len(head) + offset
 
 
 # --------------------------------------------------------------------------- metadata helpers
@@ -317,6 +360,8 @@ def _needs_inference(meta: dict) -> bool:
 
 
 def _load_into(model: nn.Module, state: dict, name: str, k: int, file: Path) -> None:
+    # a half-precision copy (``--save-dtype float16``) computes in float32 like the original
+    state = {key: v.float() if v.dtype in (torch.float16, torch.bfloat16) else v for key, v in state.items()}
     own = model.state_dict()
     missing = [key for key in own if key not in state]
     unexpected = [key for key in state if key not in own]

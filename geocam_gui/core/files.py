@@ -133,6 +133,51 @@ def to_file_object(save: Callable[..., None], *args: Any, **kwargs: Any) -> Call
     return write
 
 
+def temp_beside(path: str | os.PathLike) -> Path:
+    """A new, empty temporary file in ``path``'s folder (mode 0o666 through the umask), for a
+    writer that streams into it before ``commit_file`` renames it over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{TMP_SUFFIX}")
+    try:
+        os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_BINARY", 0), 0o666))
+    except OSError as exc:
+        raise write_error(path, exc) from exc
+    return tmp
+
+
+def commit_file(tmp: Path, path: str | os.PathLike) -> None:
+    """Rename a complete, fsync'ed temporary file over ``path`` and make the rename durable."""
+    try:
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise write_error(path, exc) from exc
+    _fsync_dir(Path(path).parent)
+
+
+def link_or_copy(src: Path, dst: str | os.PathLike) -> int:
+    """Make ``dst`` hold ``src``'s bytes, atomically: a hard link where the file system allows it
+    (no bytes written), else a copy; returns the bytes written (0 for a link)."""
+    import shutil
+
+    tmp = temp_beside(dst)
+    written = 0
+    try:
+        tmp.unlink()
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+            fsync_file(tmp)
+            written = tmp.stat().st_size
+        commit_file(tmp, dst)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    return written
+
+
 def fsync_file(path: Path) -> None:
     """Flush a written file to the disk."""
     with open(path, "rb+") as fh:

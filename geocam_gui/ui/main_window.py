@@ -31,6 +31,7 @@ from geocam_gui.ui import dialogs, window_settings
 from geocam_gui.ui.cam_viewer import CamViewer
 from geocam_gui.ui.dataset_browser import DatasetBrowser
 from geocam_gui.ui.tasks import TaskRunner
+from geocam_gui.ui.runs_dialog import manage_runs
 from geocam_gui.ui.training_panel import TrainingPanel
 from geocam_gui.ui.workers import TaskWorker
 
@@ -132,6 +133,8 @@ class MainWindow(QMainWindow):
         self.recent_menu = file_menu.addMenu("Open &recent")
         self._action(file_menu, "Open &checkpoints…", self.choose_checkpoints, "Ctrl+K",
                      "Load trained models from a folder of checkpoints")
+        self.runs_action = self._action(file_menu, "Manage &runs…", lambda: manage_runs(self), None,
+                                        "The training runs on disk: size, accuracy, prune or delete")
         file_menu.addSeparator()
         self.export_action = self._action(file_menu, "&Export…", self.export, "Ctrl+E",
                                           "Export overlays and a figure for a publication")

@@ -8,7 +8,6 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from geocam_gui.core import checkpoints as ckpt
 from geocam_gui.core.device import resolve_device
 from geocam_gui.core.errors import BadArgument, CheckpointError
 from geocam_gui.core.models import MIN_INPUT, MODEL_NAMES
@@ -18,7 +17,8 @@ OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "step", "none")
 BALANCE = ("none", "loss", "sample")
 #: Fields that may differ between a run and its ``--resume`` (the rest must match).
-RESUMABLE_CHANGES = ("epochs", "device", "workers", "max_batches_per_epoch")
+RESUMABLE_CHANGES = ("epochs", "device", "workers", "max_batches_per_epoch", "save_dtype")
+SAVE_DTYPES = ("float32", "float16")
 
 
 @dataclass
@@ -46,6 +46,8 @@ class TrainConfig:
     max_batches_per_epoch: int | None = None
     amp: bool = True  # bf16 autocast on CUDA (ignored elsewhere)
     channels_last: bool = True  # on CUDA (ignored elsewhere)
+    # "float16" also writes best_float16.* (half the size, for viewing and sharing) after the run
+    save_dtype: str = "float32"
 
     def validate(self) -> TrainConfig:
         """Raise ``BadArgument`` with one sentence for the first inconsistent field."""
@@ -66,6 +68,7 @@ class TrainConfig:
             (0 < self.augment.scale[0] <= self.augment.scale[1] <= 1,
              f"crop scale must satisfy 0 < min <= max <= 1, got {tuple(self.augment.scale)}."),
             (0 < self.augment.ratio[0] <= self.augment.ratio[1], f"crop ratio range is invalid: {tuple(self.augment.ratio)}."),
+            (self.save_dtype in SAVE_DTYPES, f"save dtype must be one of {', '.join(SAVE_DTYPES)}, got {self.save_dtype!r}."),
             (self.max_batches_per_epoch is None or self.max_batches_per_epoch >= 1,
              "max batches per epoch must be at least 1."),
         ]
@@ -162,11 +165,10 @@ def demo_config(model: str, device: str = "auto") -> TrainConfig:
 
 def resume_config(out_dir: str | Path, model: str) -> TrainConfig | None:
     """The configuration saved by an earlier run of ``model`` in ``out_dir`` (None if none)."""
-    state_path = Path(out_dir) / model / "last_state.pt"
-    if not state_path.is_file():
-        return None
-    state = ckpt.load_train_state(state_path)
-    return TrainConfig.from_dict(json.loads(state["config"]))
+    from geocam_gui.core.train.saver import resume_config_dict
+
+    saved = resume_config_dict(Path(out_dir) / model)
+    return None if saved is None else TrainConfig.from_dict(saved)
 
 
 def check_resumable(saved: TrainConfig, wanted: TrainConfig) -> None:

@@ -85,8 +85,8 @@ class Epoch(TrainEvent):
 
 @dataclass(frozen=True)
 class Checkpoint(TrainEvent):
-    """A checkpoint was written: ``which`` is "best" or "last"; ``test`` when the best one got
-    its test metrics at the end."""
+    """A checkpoint was written: ``which`` is "best", "last" or "best_float16" (``--save-dtype
+    float16``, after the run); ``test`` when the best one got its test metrics at the end."""
 
     kind: ClassVar[str] = "checkpoint"
     which: str

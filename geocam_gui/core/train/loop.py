@@ -2,9 +2,9 @@
 
 Data: every split is decoded once into the uint8 cache (``cache.decoded_split``) and batches are
 assembled by index from it (``loader.BatchFeeder``); augmentation and normalisation run on the
-training device. Checkpoints are written in an order that keeps ``--resume`` exact: best (if
-improved), last, then ``last_state.pt`` (the resume authority, with weights, optimiser and
-history), then the metrics line.
+training device. Each epoch's state (weights once, optimiser moments beside them, best as a hard
+link) is written by ``saver.StateWriter`` in the background while the next epoch runs, in an order
+that keeps ``--resume`` exact (see ``saver``).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from geocam_gui.core.train import events as ev
 from geocam_gui.core.train.events import TrainResult
 from geocam_gui.core.train.loader import BatchFeeder, augment, epoch_generator, epoch_order
 from geocam_gui.core.train.metrics import confusion_update, summarize
+from geocam_gui.core.train.saver import EpochSave, StateWriter, load_resume
 from geocam_gui.core.models import build_model
 
 _OOM = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
@@ -259,9 +260,9 @@ class TrainingLoop:
             opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
         start_epoch, history, best = 0, [], {"epoch": None, "val_acc": -1.0, "val_loss": math.inf}
-        state_path = run_dir / "last_state.pt"
-        if t.resume_run and state_path.is_file():
-            start_epoch, history, best = self._restore(state_path, net, opt, fingerprint)
+        state = load_resume(run_dir) if t.resume_run else None
+        if state is not None:
+            start_epoch, history, best = self._restore(state, run_dir, net, opt, fingerprint)
             t.log(f"Resuming {cfg.model} after epoch {start_epoch} of {cfg.epochs}.", epoch=start_epoch)
         elif t.resume_run:
             t.log(f"Nothing to resume in {run_dir}; starting {cfg.model} from scratch.")
@@ -298,10 +299,36 @@ class TrainingLoop:
         per_epoch = min(n_local, cfg.max_batches_per_epoch * cfg.batch_size) if cfg.max_batches_per_epoch else n_local
         self.remaining_images = max(0, cfg.epochs - start_epoch) * per_epoch
 
+        self.writer = StateWriter(run_dir, dev) if self.rank == 0 else None
+        try:
+            return self._epochs(start_epoch, model, net, opt, feeders, data, classes, fingerprint, history, best,
+                                sample_w, class_w, amp, started)
+        except BaseException:
+            if self.writer is not None:
+                self.writer.abandon()
+            raise
+
+    def _flush(self) -> None:
+        """Emit the checkpoint events of finished background saves (``wait``: after flushing)."""
+        if self.writer is not None:
+            for event in self.writer.drain():
+                self.t.emit(ev.Checkpoint(event["kind"], event["path"], event["epoch"]))
+
+    def _close_writer(self) -> None:
+        if self.writer is not None:
+            self.writer.wait()
+            self._flush()
+
+    def _epochs(self, start_epoch, model, net, opt, feeders, data, classes, fingerprint, history, best,
+                sample_w, class_w, amp, started):
+        cfg, t, run_dir, k = self.cfg, self.t, self.t.run_dir, len(classes)
+        train, val = data["train"], data["val"]
         last_path = run_dir / "last.json" if (run_dir / "last.json").is_file() else None
         for epoch in range(start_epoch, cfg.epochs):
             rec = self._train_epoch(epoch, model, net, opt, feeders["train"], train, sample_w, class_w, amp)
             if rec is None:
+                self._close_writer()
+                last_path = _existing(run_dir / "last.json")
                 t.emit(ev.Cancelled(f"Training was cancelled during epoch {epoch + 1}.", epoch=epoch + 1))
                 return TrainResult("cancelled", cfg.model, run_dir, _existing(run_dir / "best.json"), last_path,
                                    best["epoch"], epoch, history, None, time.perf_counter() - started)
@@ -320,25 +347,22 @@ class TrainingLoop:
             if self.rank == 0:
                 meta = self._meta(classes, fingerprint, epoch + 1, {"train": {"loss": rec["train_loss"],
                                   "accuracy": rec["train_acc"]}, "val": val_sum}, best)
-                if improved:
-                    path = ckpt.save_checkpoint(run_dir / "best", net, {**meta, "kind": "best"})
-                    t.emit(ev.Checkpoint("best", str(path), epoch + 1))
-                last_path = ckpt.save_checkpoint(run_dir / "last", net, {**meta, "kind": "last"})
-                ckpt.save_train_state(state_path, {
-                    "epoch": epoch + 1, "model": ckpt.plain_state(net), "optimizer": opt.state_dict(),
-                    "config": json.dumps(cfg.to_dict()), "history": json.dumps(history),
-                    "best": json.dumps(best), "fingerprint": fingerprint})
-                t.emit(ev.Checkpoint("last", str(last_path), epoch + 1))
-                _append_jsonl(run_dir / "metrics.jsonl", rec)
-                if t.metrics_jsonl is not None:
-                    _append_jsonl(t.metrics_jsonl, rec)
+                lines = [(run_dir / "metrics.jsonl", rec)] + ([(t.metrics_jsonl, rec)] if t.metrics_jsonl else [])
+                self.writer.save(net, opt, EpochSave(epoch + 1, meta, improved, cfg.to_dict(), list(history),
+                                                     dict(best), fingerprint, lines))
+                last_path = run_dir / "last.json"
+                self._flush()
             _barrier(self.world)
             eta = self.train_time / max(1, self.images_done) * self.remaining_images
             t.emit(ev.Epoch(**rec, epochs=cfg.epochs, improved=improved, best_epoch=best["epoch"],
                             best_val_acc=best["val_acc"], eta_s=round(eta, 1)))
 
+        self._close_writer()
         test = self._test(net, feeders, data, classes, fingerprint, best, amp)
         best_path = _existing(run_dir / "best.json")
+        if best_path is not None and self.rank == 0 and cfg.save_dtype == "float16":
+            path = save_half_copy(run_dir / "best", run_dir / "best_float16")
+            t.emit(ev.Checkpoint("best_float16", str(path), best["epoch"]))
         t.emit(ev.Finished(model=cfg.model, best_checkpoint=str(best_path) if best_path else None,
                            best_epoch=best["epoch"], best_val_acc=best["val_acc"], test=test,
                            seconds=round(time.perf_counter() - started, 2)))
@@ -359,9 +383,7 @@ class TrainingLoop:
         b = n // self.batch_size + (1 if n % self.batch_size >= 2 else 0)
         return min(b, self.cfg.max_batches_per_epoch) if self.cfg.max_batches_per_epoch else b
 
-    def _restore(self, state_path: Path, net, opt, fingerprint: str):
-
-        state = ckpt.load_train_state(state_path)
+    def _restore(self, state: dict, state_path: Path, net, opt, fingerprint: str):
         try:
             saved = TrainConfig.from_dict(json.loads(state["config"]))
             check_resumable(saved, self.cfg)
@@ -433,6 +455,7 @@ class TrainingLoop:
                     self.remaining_images -= n
                     if now - last_emit >= _EVENT_INTERVAL_S or batch_no == total:
                         last_emit = now
+                        self._flush()
                         mean_loss = float(loss_sum) / seen
                         if not math.isfinite(mean_loss):
                             raise _nan_error(epoch, batch_no)
@@ -480,12 +503,22 @@ class TrainingLoop:
                                  data["test"].positions[self.rank::self.world], amp=amp)
         test = summarize(_all_sum(conf, self.world), classes, loss_sum=float(_all_sum(loss, self.world)))
         if self.rank == 0:
-            meta = ckpt.read_meta(best_st)
+            meta = {**ckpt.read_meta(best_st), "kind": "best"}  # during the run best shares last's file
             meta["metrics"] = {**meta.get("metrics", {}), "test": test}
             path = ckpt.save_checkpoint(run_dir / "best", net, meta)
             t.emit(ev.Checkpoint("best", str(path), best["epoch"], test=True))
         _barrier(self.world)
         return test
+
+
+def save_half_copy(source: Path, dest: Path) -> Path:
+    """Write a float16 copy of checkpoint ``source`` as ``dest`` (floating tensors halved; the
+    metadata says ``dtype: float16`` and names its source); returns the ``.json``."""
+    state = ckpt.load_state_dict_file(source.with_suffix(".safetensors"))
+    half = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    meta = {**ckpt.read_meta(source), "dtype": "float16", "copy_of": source.name,
+            "note": "float16 copy for viewing and sharing; Grad-CAM maps equal the float32 model's within 0.01"}
+    return ckpt.save_checkpoint(dest, half, meta)
 
 
 def _nan_error(epoch: int, batch: int) -> GeoCamError:
@@ -495,13 +528,6 @@ def _nan_error(epoch: int, batch: int) -> GeoCamError:
 
 def _existing(path: Path) -> Path | None:
     return path if path.is_file() else None
-
-
-def _append_jsonl(path: Path, rec: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(rec) + "\n")
-        fh.flush()
 
 
 def _rewrite_jsonl(path: Path, history: list[dict]) -> None:
