@@ -29,10 +29,12 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from geocam_gui.core.errors import CheckpointError
+from geocam_gui.core import validate
+from geocam_gui.core.errors import BadCheckpoint, CheckpointError
 from geocam_gui.core.models import MEAN, MODEL_NAMES, STD, build_model
 
 FORMAT_VERSION = 1
+MAX_META_BYTES = 16 << 20
 _META_KEY = "geocam"
 
 
@@ -156,7 +158,7 @@ def save_checkpoint(path_without_suffix: str | Path, model: nn.Module | dict, me
     meta.setdefault("format_version", FORMAT_VERSION)
     meta.setdefault("created", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     meta.setdefault("versions", library_versions())
-    meta_text = json.dumps(meta, indent=2, sort_keys=True, default=_json_default)
+    meta_text = validate.dumps(meta, indent=2, sort_keys=True, default=_json_default)
     state = _plain_state(model)
     st_path = stem.with_name(stem.name + ".safetensors")
     js_path = stem.with_name(stem.name + ".json")
@@ -165,7 +167,7 @@ def save_checkpoint(path_without_suffix: str | Path, model: nn.Module | dict, me
     tmp_files: list[Path] = []
     try:
         st_tmp = _temp_beside(st_path, tmp_files)
-        save_file(state, str(st_tmp), metadata={_META_KEY: json.dumps(meta, default=_json_default)})
+        save_file(state, str(st_tmp), metadata={_META_KEY: validate.dumps(meta, default=_json_default)})
         _fsync_file(st_tmp)
         js_tmp = _temp_beside(js_path, tmp_files)
         js_tmp.write_text(meta_text + "\n", encoding="utf-8")
@@ -239,10 +241,13 @@ def read_meta(path: str | Path) -> dict:
     js_path = stem.with_name(stem.name + ".json")
     if js_path.is_file():
         try:
-            return json.loads(js_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
+            if js_path.stat().st_size > MAX_META_BYTES:
+                raise ValueError("too large")
+            meta = validate.loads(js_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:  # also NaN tokens and bytes that are not UTF-8
             raise CheckpointError(f"{js_path.name} is not readable checkpoint metadata: {exc}") from exc
-    raise CheckpointError(f"No checkpoint found at {path}.")
+        return validate.check_checkpoint_meta(meta, js_path, MODEL_NAMES)
+    raise BadCheckpoint(f"No checkpoint found at {path}.")
 
 
 def _embedded_meta(st_path: Path) -> dict | None:
@@ -256,9 +261,10 @@ def _embedded_meta(st_path: Path) -> dict | None:
     if raw is None:
         return None
     try:
-        return json.loads(raw)
+        meta = validate.loads(raw)
     except ValueError as exc:
         raise CheckpointError(f"{st_path.name} carries corrupt metadata: {exc}") from exc
+    return validate.check_checkpoint_meta(meta, st_path, MODEL_NAMES)
 
 
 def _resolve(path: Path) -> tuple[str, Path]:
@@ -274,7 +280,7 @@ def _resolve(path: Path) -> tuple[str, Path]:
         if path.suffix == ".safetensors":
             return "safetensors", path
         return "torch", path
-    raise CheckpointError(f"No checkpoint found at {path}.")
+    raise BadCheckpoint(f"No checkpoint found at {path}.")
 
 
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
@@ -287,7 +293,9 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file
 
         try:
-            return load_file(str(path))
+            return _finite(load_file(str(path)), path)
+        except CheckpointError:
+            raise
         except Exception as exc:  # noqa: BLE001
             raise CheckpointError(f"{path.name} is not a readable safetensors file: {exc}") from exc
     obj = _torch_load_safe(path)
@@ -297,7 +305,17 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
             break
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(f"{path.name} does not hold a state dict of tensors.")
-    return {_strip_prefix(k): v for k, v in obj.items()}
+    return _finite({_strip_prefix(k): v for k, v in obj.items()}, path)
+
+
+def _finite(state: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:
+    """Refuse weights holding NaN or Inf: they would evaluate to a meaningless accuracy and
+    explain with all-NaN maps."""
+    for key, value in state.items():
+        if value.is_floating_point() or value.is_complex():
+            if not bool(torch.isfinite(value).all()):
+                raise BadCheckpoint(f"{path.name} was refused: its weights {key} hold NaN or infinite values.")
+    return state
 
 
 def _torch_load_safe(path: Path) -> Any:
@@ -305,20 +323,19 @@ def _torch_load_safe(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError as exc:
-        raise CheckpointError(f"No checkpoint found at {path}.") from exc
-    except pickle.UnpicklingError as exc:
-        match = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
-        if match:
-            raise CheckpointError(
-                f"{path.name} was refused: it is a pickle that carries code ({match.group(1)}), not plain "
-                "weights; only tensors and containers are loaded."
-            ) from exc
+        raise BadCheckpoint(f"No checkpoint found at {path}.") from None
+    except pickle.UnpicklingError as exc:  # one GeoCAM sentence, never torch's advice to disable the check
+        match = re.search(r"GLOBAL ([\w.]+)", str(exc), re.IGNORECASE)
+        if not match:
+            raise CheckpointError(f"{path.name} is not a loadable PyTorch weights file: it is damaged or holds "
+                                  "something other than plain tensors (objects or code are never loaded).") from None
         raise CheckpointError(
-            f"{path.name} is not a loadable PyTorch weights file (it holds something other than plain "
-            "tensors, or is damaged)."
-        ) from exc
+            f"{path.name} was refused: it is a pickle that carries code ({match.group(1)}), not plain weights; "
+            "GeoCAM loads only tensors, numbers and containers."
+        ) from None
     except Exception as exc:  # noqa: BLE001 - truncated zip, not a torch file, ...
-        raise CheckpointError(f"{path.name} is not a loadable PyTorch weights file: {exc}") from exc
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise CheckpointError(f"{path.name} is not a loadable PyTorch weights file: {first}") from None
 
 
 def infer_architecture(state: dict[str, torch.Tensor]) -> tuple[str, int]:
@@ -354,7 +371,7 @@ def load_checkpoint(
     kind, file = _resolve(path)
     state = load_state_dict_file(file)
     found = _maybe_meta(file) if kind == "safetensors" else {}
-    found = {**found, **(meta or {})}
+    found = validate.check_checkpoint_meta({**found, **(meta or {})}, file, MODEL_NAMES)
     inferred_name, inferred_k = infer_architecture(state) if _needs_inference(found) else (None, None)
     name = found.get("model") or inferred_name
     classes = found.get("classes") or expect_classes
@@ -371,6 +388,8 @@ def load_checkpoint(
             f"{file.name} was trained on classes {list(classes)}, which differ from the data's "
             f"{list(expect_classes)}."
         )
+    with contextlib.suppress(CheckpointError):  # an unknown layout is reported by _load_into
+        validate.check_head_width(list(classes), infer_architecture(state)[1], file)
     model = build_model(name, len(classes))
     _load_into(model, state, name, len(classes), file)
     full = base_meta(name, list(classes), int(found.get("image_size") or 224))
@@ -455,4 +474,4 @@ def load_train_state(path: str | Path) -> dict:
 
 def write_json(path: str | Path, obj: Any) -> Path:
     """Atomically write ``obj`` as indented JSON."""
-    return atomic_write(path, _write_text(json.dumps(obj, indent=2, default=_json_default) + "\n"))
+    return atomic_write(path, _write_text(validate.dumps(obj, indent=2, default=_json_default) + "\n"))

@@ -28,3 +28,13 @@ class CheckpointError(GeoCamError):
 
 class Cancelled(GeoCamError):
     """Long work was cancelled by the user."""
+
+
+class BadData(DataError, BadArgument):
+    """A dataset that cannot be used at all: a missing path, no images, a single class.
+    Every command exits with status 2 for it, as for any bad argument."""
+
+
+class BadCheckpoint(CheckpointError, BadArgument):
+    """A checkpoint that is missing, or whose metadata is outside GeoCAM's bounded schema
+    (a wrong type, an absurd size): status 2, one sentence naming the field and the file."""

@@ -176,7 +176,8 @@ def _build(folder: Path, path_list: list[str], labels: np.ndarray, classes: list
         errors.sort()
         meta = {"version": CACHE_VERSION, "size": size, "count": n, "paths": path_list,
                 "errors": [[p, r] for _, p, r in errors]}
-        (tmp / "meta.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+        # ASCII JSON: a non-UTF-8 file name (a lone surrogate) round-trips as a \\udcXX escape
+        (tmp / "meta.json").write_text(json.dumps(meta, allow_nan=False), encoding="utf-8")
         try:
             os.rename(tmp, folder)
         except OSError:

@@ -22,6 +22,7 @@ import logging
 import operator
 import os
 import random
+import re
 import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
@@ -129,7 +130,8 @@ class DatasetIndex:
             "bad_files": [{"path": p, "reason": r} for p, r in self.bad_files],
             "audit": self.audit,
         }
-        _atomic_write(folder / "audit.json", json.dumps(meta, indent=1, ensure_ascii=False, default=_json_default))
+        text = json.dumps(meta, indent=1, ensure_ascii=False, allow_nan=False, default=_json_default)
+        _atomic_write(folder / "audit.json", _escape_surrogates(text))
         return folder
 
     @classmethod
@@ -140,7 +142,8 @@ class DatasetIndex:
         if not index_csv.is_file():
             raise DataError(f"{folder} holds no index.csv; run geocam index first.")
         samples = []
-        with open(index_csv, newline="", encoding="utf-8") as fh:
+        # surrogateescape: a file name that is not UTF-8 comes back as the same (escaped) str
+        with open(index_csv, newline="", encoding="utf-8", errors="surrogateescape") as fh:
             reader = csv.DictReader(fh)
             need = {"path", "label", "group", "split"}
             if not need.issubset(reader.fieldnames or []):
@@ -171,6 +174,15 @@ def _cell(v) -> str:
     return str(v)
 
 
+def _escape_surrogates(text: str) -> str:
+    """JSON text with lone surrogates (non-UTF-8 file names) as ``\\udcXX`` escapes: valid UTF-8
+    JSON that ``json.loads`` turns back into the same str."""
+    return _SURROGATE.sub(lambda m: "\\u%04x" % ord(m.group()), text)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _json_default(o):
     if isinstance(o, np.generic):
         return o.item()
@@ -184,7 +196,7 @@ def _json_default(o):
 def _atomic_write(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape", newline="") as fh:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())

@@ -42,11 +42,13 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from geocam_gui.core import validate
 from geocam_gui.core.errors import BadArgument, DataError, GeoCamError, ImageError
 from geocam_gui.core.export.figure import FIGURE_FORMATS, SINGLE_COLUMN_IN, parse_width
 
 SIDECAR_FORMAT = "geocam-export/1"
 SUMMARY_NAME = "summary.json"
+MAX_SIDECAR_BYTES = 64 << 20
 OVERLAY_FORMATS: tuple[str, ...] = ("png", "tiff")
 PANE_OUTPUTS: tuple[str, ...] = ("overlay", "heatmap", "raw")
 NORMALIZATIONS: tuple[str, ...] = ("per_map", "shared")
@@ -459,8 +461,8 @@ def _status(t: Target, plan: ExportPlan) -> str:
 
 def _read_json(path: Path) -> dict | None:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = validate.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # UnicodeDecodeError and NaN tokens are ValueErrors
         return None
     return data if isinstance(data, dict) else None
 
@@ -548,8 +550,12 @@ def _layer_names(loaded: dict, models: list[ModelInfo]) -> dict[int, str]:
 
 
 # --------------------------------------------------------------------------- writing
-def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+def _write_atomic(path: Path, write: Callable[[Path], None], before_rename: Callable[[], None] | None = None) -> None:
     """``write(tmp)`` to a temporary name in the destination folder, then rename it over ``path``.
+
+    ``before_rename()`` runs between the two (it writes the sidecar): a crash in between leaves
+    a sidecar without its output, which the next run re-creates, and never an output without a
+    sidecar, which would look like somebody else's file.
 
     On any failure the temporary file is removed and ``path`` is left as it was. (No fsync:
     exports are re-creatable from their sidecars, and a batch of thousands of files would
@@ -562,6 +568,8 @@ def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
         os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))  # umask applies, unlike mkstemp
         tmp = name
         write(tmp)
+        if before_rename is not None:
+            before_rename()
         os.replace(tmp, path)
         tmp = None
     except OSError as exc:
@@ -630,7 +638,7 @@ def _sidecar(t: Target, plan: ExportPlan, layers: dict[int, str], extra: dict) -
 
 
 def _write_sidecar(t: Target, data: dict) -> None:
-    text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    text = validate.dumps(data, indent=2, ensure_ascii=False) + "\n"
     _write_atomic(sidecar_path(t.output), lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
@@ -727,12 +735,11 @@ def _write_panes(plan, targets: list[Target], exp: _Explained, layers, summary: 
             writer = _save_image(heatmap_rgba(pane.map01, o.cmap), "png", o.dpi)
         else:
             writer = _save_npy(pane.raw[pane.class_index])
-        _write_atomic(t.output, writer)
         extra = {"image_size": {"width": W, "height": H},
                  "map_size": {"height": int(pane.raw.shape[-2]), "width": int(pane.raw.shape[-1])},
                  "dpi": o.dpi if t.kind != "raw" else None,
                  "results": [_pane_result(t.model_index, pane)]}
-        _write_sidecar(t, _sidecar(t, plan, layers, extra))
+        _write_atomic(t.output, writer, lambda t=t, extra=extra: _write_sidecar(t, _sidecar(t, plan, layers, extra)))
         summary.written.append(str(t.output))
     for reason in sorted(failed_reasons):
         summary.failed.append((plan.request.images[targets[0].images[0]].path, reason))
@@ -745,7 +752,7 @@ def _write_summary(dest: Path, plan: ExportPlan, summary: ExportSummary) -> None
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "options": _jsonable(asdict(plan.request.options)),
             "checkpoints": [m.checkpoint for m in plan.models], **summary.to_dict()}
-    text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    text = validate.dumps(data, indent=2, ensure_ascii=False) + "\n"
     _write_atomic(dest / SUMMARY_NAME, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
@@ -800,11 +807,13 @@ def _run_figure(plan: ExportPlan, t: Target, summary: ExportSummary, progress: P
                                    show_predictions=o.show_predictions, colorbar_label=label,
                                    explains_predicted=o.class_choice == CLASS_PREDICTED)
 
-    _write_atomic(t.output, write)
-    extra = {"size_in": {"width": round(size_in[0], 4), "height": round(size_in[1], 4)},
-             "dpi": o.dpi, "image_sizes": sizes, "results": results,
-             "skipped": [{"path": p, "reason": r} for p, r in summary.failed]}
-    _write_sidecar(t, _sidecar(t, plan, layers, extra))
+    def sidecar() -> None:
+        extra = {"size_in": {"width": round(size_in[0], 4), "height": round(size_in[1], 4)},
+                 "dpi": o.dpi, "image_sizes": sizes, "results": results,
+                 "skipped": [{"path": p, "reason": r} for p, r in summary.failed]}
+        _write_sidecar(t, _sidecar(t, plan, layers, extra))
+
+    _write_atomic(t.output, write, sidecar)
     summary.written.append(str(t.output))
     if progress is not None:
         progress(n + 1, n + 1)
@@ -823,10 +832,14 @@ def read_sidecar(path: str | os.PathLike) -> dict:
     p = Path(path)
     if not p.is_file():
         raise BadArgument(f"The sidecar {p} does not exist.")
+    from geocam_gui.core.export.sidecar_schema import check_sidecar
+
+    if p.stat().st_size > MAX_SIDECAR_BYTES:
+        raise BadArgument(f"{p} is too large to be a GeoCAM export sidecar.")
     data = _read_json(p)
     if not data or data.get("format") != SIDECAR_FORMAT or "params" not in data:
-        raise BadArgument(f"{p} is not a GeoCAM export sidecar.")
-    return data
+        raise BadArgument(f"{p} is not a GeoCAM export sidecar (or not strict JSON).")
+    return check_sidecar(data, p)
 
 
 def request_from_sidecar(path: str | os.PathLike, destination: str | os.PathLike | None = None) -> tuple[ExportRequest, Path]:
@@ -836,12 +849,13 @@ def request_from_sidecar(path: str | os.PathLike, destination: str | os.PathLike
     data = read_sidecar(side)
     p = data["params"]
     kind = p.get("kind")
-    name = str(data.get("output") or side.name.removesuffix(".json"))
-    if destination is None:
-        out = side.with_name(side.name.removesuffix(".json")) if side.name.endswith(".json") else side.with_name(name)
-    else:  # a figure goes to a file, the other outputs into a folder
+    name = data["output"]  # a plain file name with its kind's extension (checked by read_sidecar)
+    if destination is None:  # beside the sidecar
+        out = validate.contained(side.parent, side.name.removesuffix(".json") if side.name.endswith(".json")
+                                 else name, side)
+    else:  # a figure goes to a file the user named, the other outputs into a folder
         d = Path(destination).expanduser().absolute()
-        out = d / name if kind != "figure" or d.is_dir() else d
+        out = validate.contained(d, name, side) if kind != "figure" or d.is_dir() else d
     if out.suffix.lower() != Path(name).suffix.lower():
         raise BadArgument(f"{out.name} must keep the original extension {Path(name).suffix} to re-create {name}.")
     for src, want in zip(p["images"], data.get("sources", [])):
@@ -849,8 +863,9 @@ def request_from_sidecar(path: str | os.PathLike, destination: str | os.PathLike
             raise DataError(f"The image {src['path']} changed since the export (its SHA-256 differs), "
                             "so the export cannot be re-created exactly.")
     for m in data.get("models", []):
-        if os.path.isfile(m["weights"]) and file_sha256(m["weights"]) != m["sha256"]:
-            raise DataError(f"The checkpoint {m['checkpoint']} changed since the export (its SHA-256 differs).")
+        if m.get("sha256") and os.path.isfile(m["weights"]) and file_sha256(m["weights"]) != m["sha256"]:
+            raise DataError(f"The checkpoint {m.get('checkpoint', m['weights'])} changed since the export "
+                            "(its SHA-256 differs).")
     opts = ExportOptions(class_choice=p["class"], method=p["method"], device=p.get("device", "cpu"))
     if "colormap" in p:
         opts.cmap, opts.normalize, opts.dpi = p["colormap"], p["normalize"], int(p["dpi"])
