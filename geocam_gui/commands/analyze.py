@@ -63,7 +63,7 @@ def _expand(items: list[str]) -> list[Path]:
 def run(args: argparse.Namespace) -> int:
     from geocam_gui.core.analysis.run import run_analysis, write_report
     from geocam_gui.core.data.datasets import open_data
-    from geocam_gui.core.errors import BadArgument, DataError
+    from geocam_gui.core.errors import BadArgument, BadData
 
     if args.limit is not None and args.limit < 1:
         raise BadArgument(f"--limit must be at least 1, got {args.limit}.")
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         raise BadArgument(f"--out {out} exists and is not a folder.")
     index = open_data(data)
     if not index.split(args.split):
-        raise DataError(f"The {args.split!r} split of {data} has no images.")
+        raise BadData(f"The {args.split!r} split of {data} has no images.")
     show = sys.stderr.isatty()
     last = [0.0]
 

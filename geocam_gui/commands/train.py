@@ -48,6 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-batches", type=int, metavar="N", help="stop each epoch after N batches (smoke tests)")
     parser.add_argument("--resume", action="store_true",
                         help="continue each model from its last complete epoch in --out (same settings)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="train from scratch over a run already in --out (replaces its best.*, last.* and "
+                             "metrics.jsonl; without it such a run is refused)")
     parser.add_argument("--metrics-jsonl", metavar="FILE", help="also append one JSON object per epoch to FILE")
 
 
@@ -117,6 +120,16 @@ def run(args: argparse.Namespace) -> int:
     if args.metrics_jsonl and Path(args.metrics_jsonl).is_dir():
         raise BadArgument(f"--metrics-jsonl {args.metrics_jsonl} is a folder, not a file.")
     configs = build_configs(args)
+    if args.resume and args.overwrite:
+        raise BadArgument("Give either --resume (continue the run in --out) or --overwrite (replace it), not both.")
+    if not args.resume and not args.overwrite:
+        from geocam_gui.core.train.config import existing_run
+
+        for cfg in configs:
+            found = existing_run(out, cfg.model)
+            if found:
+                raise BadArgument(f"{out / cfg.model} already holds a {cfg.model} run ({', '.join(found)}); pass "
+                                  "--resume to continue it or --overwrite to replace it.")
     if args.resume:
         for cfg in configs:
             saved = resume_config(out, cfg.model)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import json
 import os
 import pickle
 import platform
@@ -322,7 +321,7 @@ def _torch_load_safe(path: Path) -> Any:
     """``torch.load(weights_only=True)`` with its refusals turned into ``CheckpointError``."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError as exc:
+    except FileNotFoundError:
         raise BadCheckpoint(f"No checkpoint found at {path}.") from None
     except pickle.UnpicklingError as exc:  # one GeoCAM sentence, never torch's advice to disable the check
         match = re.search(r"GLOBAL ([\w.]+)", str(exc), re.IGNORECASE)
@@ -388,9 +387,10 @@ def load_checkpoint(
             f"{file.name} was trained on classes {list(classes)}, which differ from the data's "
             f"{list(expect_classes)}."
         )
-    with contextlib.suppress(CheckpointError):  # an unknown layout is reported by _load_into
-        validate.check_head_width(list(classes), infer_architecture(state)[1], file)
     model = build_model(name, len(classes))
+    head = [k for k, v in model.state_dict().items() if v.dim() == 2][-1]  # the last layer's weight
+    if head in state and state[head].dim() == 2:
+        validate.check_head_width(list(classes), state[head].shape[0], file)
     _load_into(model, state, name, len(classes), file)
     full = base_meta(name, list(classes), int(found.get("image_size") or 224))
     full.update(found)

@@ -49,7 +49,7 @@ from geocam_gui.core.analysis.report import write_report  # noqa: F401 - re-expo
 from geocam_gui.core.explain.cam import METHODS
 from geocam_gui.core.checkpoints import load_checkpoint, read_meta
 from geocam_gui.core.device import resolve_device
-from geocam_gui.core.errors import BadArgument, Cancelled, DataError
+from geocam_gui.core.errors import BadArgument, BadData, Cancelled, DataError
 from geocam_gui.core.models import MODEL_LABELS
 
 ANALYSIS_VERSION = "1"
@@ -390,7 +390,7 @@ def run_analysis(checkpoints: list, index, *, split: str = "test", method: str =
     dev = resolve_device(device)
     samples = select_samples(index.split(split), limit, list(index.classes))
     if not samples:
-        raise DataError(f"The {split!r} split of this data has no images to analyse.")
+        raise BadData(f"The {split!r} split of this data has no images to analyse.")
     models = _load_models(checkpoints, index, dev)
     per_model = [2 + math.ceil(len(samples) / amod.CAM_BATCH) + len(amod.cascade_groups(m.model)) for m in models]
     ticker = _Ticker(progress, sum(per_model) + 4 * len(models) + 1)

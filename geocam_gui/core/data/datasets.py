@@ -33,7 +33,7 @@ import numpy as np
 
 from geocam_gui.core.data import audit as _audit
 from geocam_gui.core.data import layouts
-from geocam_gui.core.errors import BadArgument, DataError
+from geocam_gui.core.errors import BadArgument, BadData, DataError
 from geocam_gui.core.data.layouts import Found
 
 log = logging.getLogger(__name__)
@@ -365,18 +365,18 @@ def index_dataset(
     ratios = parse_split(split)
     for r in root_list:
         if not os.path.exists(r):
-            raise DataError(f"The dataset root {r} does not exist.")
+            raise BadData(f"The dataset root {r} does not exist.")
 
     scans = []
     for i, r in enumerate(root_list):
         scan = layouts.scan_root(r, layout, labels[i] if labels else None, stat=verify != "none")
         if not scan.files and scan.layout == "folders" and layouts.has_loose_images(r):
-            raise DataError(f"The dataset root {r} holds images but no class subfolders: put each class in its "
+            raise BadData(f"The dataset root {r} holds images but no class subfolders: put each class in its "
                             "own folder, or give every root a label (--label, once per root).")
         if not scan.files:
             extra = f" ({len(scan.bad)} unreadable or empty files)" if scan.bad else ""
             ignored = f", {scan.ignored} other files" if scan.ignored else ""
-            raise DataError(f"The dataset root {r} holds no images ({layouts.LAYOUT_TITLES[scan.layout]} layout{ignored}){extra}.")
+            raise BadData(f"The dataset root {r} holds no images ({layouts.LAYOUT_TITLES[scan.layout]} layout{ignored}){extra}.")
         scan.note = scan.describe()  # computed once: reused for the log and the audit
         log.info("%s", scan.note)
         scans.append(scan)
@@ -400,7 +400,7 @@ def index_dataset(
     classes = sorted({f.label for f in found})
     if len(classes) < 2:
         per = ", ".join(f"{s.root}: {len(s.files)} images" for s in scans)
-        raise DataError(
+        raise BadData(
             f"Only one class ({classes[0]!r}) was found ({per}); a classifier needs at least two. "
             "Use class folders, or give several roots with one --label each."
         )
@@ -412,7 +412,7 @@ def index_dataset(
         bad.extend(newly_bad)
     for label in classes:
         if not any(f.label == label for f in found):
-            raise DataError(f"Every file of class {label!r} failed to decode; see the bad files list.")
+            raise BadData(f"Every file of class {label!r} failed to decode; see the bad files list.")
 
     grouped_split(found, ratios, seed)
     balance_info = _balance(found, balance, seed)
@@ -442,7 +442,7 @@ def open_data(spec: str | os.PathLike | Sequence[str | os.PathLike], **kwargs) -
         return index_dataset(list(spec), **kwargs)
     path = Path(spec)
     if not path.exists():
-        raise DataError(f"{path} does not exist.")
+        raise BadData(f"{path} does not exist.")
     if path.is_dir() and (path / "index.csv").is_file() and (path / "audit.json").is_file():
         return DatasetIndex.load(path)
     if path.is_dir() and (path / "manifest.csv").is_file():

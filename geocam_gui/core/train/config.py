@@ -138,7 +138,25 @@ def resume_config(out_dir: str | Path, model: str) -> TrainConfig | None:
     if not state_path.is_file():
         return None
     state = ckpt.load_train_state(state_path)
-    return TrainConfig.from_dict(json.loads(state["config"]))
+    try:  # the state is data from disk: a wrong type is a sentence, not a traceback
+        return TrainConfig.from_dict(json.loads(state["config"], parse_constant=_no_constant))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CheckpointError(f"{state_path} holds no usable training configuration ({type(exc).__name__}: "
+                              f"{str(exc)[:120]}).") from None
+
+
+def _no_constant(token: str):
+    raise ValueError(f"{token} is not a JSON value")
+
+
+#: Files of a trained run of one model (``<out>/<model>/``) that training from scratch replaces.
+RUN_FILES = ("best.safetensors", "best.json", "last.safetensors", "last.json", "last_state.pt", "metrics.jsonl")
+
+
+def existing_run(out_dir: str | Path, model: str) -> list[str]:
+    """The names of ``RUN_FILES`` already in ``out_dir/model`` (empty: nothing would be replaced)."""
+    folder = Path(out_dir) / model
+    return [name for name in RUN_FILES if (folder / name).exists()]
 
 
 def check_resumable(saved: TrainConfig, wanted: TrainConfig) -> None:

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from geocam_gui.core import checkpoints as ckpt
 from geocam_gui.core.device import describe_device, resolve_device
-from geocam_gui.core.errors import CheckpointError, DataError, GeoCamError
+from geocam_gui.core.errors import BadData, CheckpointError, GeoCamError
 from geocam_gui.core.train.config import TrainConfig, check_resumable
 from geocam_gui.core.train.events import TrainResult
 from geocam_gui.core.train.loader import BatchFeeder, augment, epoch_generator, epoch_order
@@ -224,10 +224,10 @@ class TrainingLoop:
                            split=split, skipped=data[split].skipped[:20])
         for split in ("train", "val"):
             if data[split] is None or len(data[split].positions) == 0:
-                raise DataError(f"The data has no usable {split!r} images; training needs train and val splits.")
+                raise BadData(f"The data has no usable {split!r} images; training needs train and val splits.")
         present = set(data["train"].labels[data["train"].positions.numpy()].tolist())
         if len(present) < 2:
-            raise DataError("The train split holds a single class; a classifier needs at least two.")
+            raise BadData("The train split holds a single class; a classifier needs at least two.")
         return data
 
     # ---------------------------------------------------------------- run
