@@ -428,6 +428,9 @@ def index_dataset(
                                 progress=progress)
     if duplicates_paths:
         report["repeated_paths"] = duplicates_paths
+    warnings = [w for scan in scans for w in scan.warnings]
+    if warnings:
+        report["warnings"] = warnings
     return DatasetIndex(samples, classes, root_list, layout_name, bad, report)
 
 

@@ -207,6 +207,9 @@ class TrainingLoop:
     def _load_data(self, classes: list[str]) -> dict[str, SplitData]:
         cfg, index = self.cfg, self.t.index
         data = {}
+        if index.bad_files:
+            self.t.log(_skipped_text(f"{len(index.bad_files)} files were skipped when the data was indexed",
+                                     index.bad_files), skipped=[list(b) for b in index.bad_files[:MAX_LISTED]])
         for split in ("train", "val", "test"):
             samples = index.split(split)
             if not samples:
@@ -220,8 +223,8 @@ class TrainingLoop:
             if self.rank == 0:
                 _barrier(self.world)
             if data[split].skipped:
-                self.t.log(f"{len(data[split].skipped)} unreadable {split} images were skipped.",
-                           split=split, skipped=data[split].skipped[:20])
+                self.t.log(_skipped_text(f"{len(data[split].skipped)} unreadable {split} images were skipped",
+                                         data[split].skipped), split=split, skipped=data[split].skipped[:MAX_LISTED])
         for split in ("train", "val"):
             if data[split] is None or len(data[split].positions) == 0:
                 raise BadData(f"The data has no usable {split!r} images; training needs train and val splits.")
@@ -496,6 +499,19 @@ class TrainingLoop:
             t.emit("checkpoint", kind="best", path=str(path), epoch=best["epoch"], test=True)
         _barrier(self.world)
         return test
+
+
+MAX_LISTED = 200  # skipped files named in a message; the log file gets them all
+
+
+def _skipped_text(head: str, skipped) -> str:
+    """``head``: then one line per skipped file with its reason (all of them go to the log file)."""
+    import logging
+
+    lines = [f"{p}: {r}" for p, r in skipped]
+    logging.getLogger("geocam_gui.train").info("%s:\n  %s", head, "\n  ".join(lines))
+    more = f"\n  ... and {len(lines) - MAX_LISTED} more (all in the log file)" if len(lines) > MAX_LISTED else ""
+    return f"{head}:\n  " + "\n  ".join(lines[:MAX_LISTED]) + more
 
 
 def _nan_error(epoch: int, batch: int) -> GeoCamError:
