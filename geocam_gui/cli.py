@@ -9,7 +9,7 @@ import sys
 
 from geocam_gui import __version__
 from geocam_gui.commands import MODULES
-from geocam_gui.core.errors import BadArgument, Cancelled, GeoCamError
+from geocam_gui.core.errors import BadArgument, Cancelled, GeoCamError, os_error_sentence
 
 
 class _Parser(argparse.ArgumentParser):
@@ -78,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"geocam {args.command}: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # a full disk, a read-only folder, no permission: a sentence, never a traceback
+        print(f"geocam {args.command}: error: {os_error_sentence(exc)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # python -m geocam_gui.cli (torchrun uses this)

@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from geocam_gui.core.errors import BadArgument, DataError, GeoCamError
+from geocam_gui.core.errors import BadArgument, DataError, GeoCamError, os_error_sentence
 
 NAME = "index"
 HELP = "Index photo folders (class folders, CSV, Pitts250k, Tokyo 24/7, Tokyo TM) into a grouped split and audit them."
@@ -49,6 +49,9 @@ def run(args: argparse.Namespace) -> int:
         raise BadArgument(f"--out {out} exists and is not a folder.")
     if not args.overwrite:
         _refuse_other_index(out, [os.path.abspath(r) for r in args.roots])
+    from geocam_gui.core.paths import check_writable_folder
+
+    check_writable_folder(out)  # before a --verify all that may read every file for minutes
     try:
         index = datasets.index_dataset(args.roots, layout=args.layout, labels=args.label, split=ratios,
                                        seed=args.seed, balance=args.balance, verify=args.verify)
@@ -59,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         index.save(out)
     except OSError as exc:
-        raise GeoCamError(f"Could not write the index into {out}: {exc.strerror or exc}.") from None
+        raise GeoCamError(os_error_sentence(exc, out)) from None
     print(f"Wrote {out / 'index.csv'} and {out / 'audit.json'} (fingerprint {index.fingerprint()}).")
     return 0
 

@@ -1,5 +1,7 @@
 """Errors a user can cause. Their message is a sentence a person understands."""
 
+import errno
+
 
 class GeoCamError(Exception):
     """Something the user can fix: a bad folder, a corrupt file, a wrong checkpoint."""
@@ -38,3 +40,15 @@ class BadData(DataError, BadArgument):
 class BadCheckpoint(CheckpointError, BadArgument):
     """A checkpoint that is missing, or whose metadata is outside GeoCAM's bounded schema
     (a wrong type, an absurd size): status 2, one sentence naming the field and the file."""
+
+
+_REASONS = {errno.ENOSPC: "no space left on the device", errno.EROFS: "the file system is read-only",
+            errno.EACCES: "permission denied", errno.EPERM: "permission denied", errno.EDQUOT: "disk quota exceeded"}
+
+
+def os_error_sentence(exc: OSError, where=None) -> str:
+    """``Could not write PATH: no space left on the device.`` from an ``OSError`` (``where``: the
+    folder being written, for errors that name no file)."""
+    reason = _REASONS.get(exc.errno or -1) or (exc.strerror or str(exc) or type(exc).__name__).rstrip(".").lower()
+    path = exc.filename if exc.filename is not None else where
+    return f"Could not write {path}: {reason}." if path is not None else f"A file could not be written: {reason}."

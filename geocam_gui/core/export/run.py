@@ -291,7 +291,9 @@ def _check_writable_folder(folder: Path) -> None:
     if probe.exists() and not probe.is_dir():
         raise BadArgument(f"{probe} is a file, so the folder {folder} cannot be created.")
     if not os.access(probe, os.W_OK | os.X_OK):
-        raise ExportWriteError(f"Cannot write to the folder {probe}: permission denied.")
+        read_only = hasattr(os, "statvfs") and bool(os.statvfs(probe).f_flag & getattr(os, "ST_RDONLY", 1))
+        reason = "the file system is read-only" if read_only else "permission denied"
+        raise ExportWriteError(f"Cannot write to the folder {probe}: {reason}.")
 
 
 # --------------------------------------------------------------------------- naming
