@@ -236,3 +236,33 @@ def test_a_code_carrying_pickle_is_refused_in_one_geocam_sentence(tmp_path, caps
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "weights_only" not in err
     assert not (tmp_path / "pwned").exists()
+
+
+# --------------------------------------------------------------------------- crash between the two writes
+def test_a_crash_between_output_and_sidecar_is_recreated_on_the_next_run(kit, tmp_path, monkeypatch, capsys):
+    """The process dies at the second of the two renames (output and sidecar): the next run,
+    without --overwrite, re-creates the export instead of reporting that it already exists."""
+    from geocam_gui.core.export import run as ex
+
+    real = os.replace
+    calls = []
+
+    def dying_replace(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise SystemExit("killed between the two renames")
+        return real(src, dst)
+
+    dest = tmp_path / "out"
+    argv = ["export", "--checkpoint", str(kit["ckpt"]), "--images", str(kit["photo"]), "--overlays", str(dest),
+            "--only", "overlay"]
+    monkeypatch.setattr(ex.os, "replace", dying_replace)
+    with pytest.raises(SystemExit):
+        main(argv)
+    monkeypatch.setattr(ex.os, "replace", real)
+    out = dest / kit["data"]["output"]
+    assert out.exists() != (dest / (out.name + ".json")).exists()  # exactly one of the two was renamed
+    capsys.readouterr()
+    assert main(argv) == 0, capsys.readouterr().err
+    assert out.is_file() and (dest / (out.name + ".json")).is_file()
+    assert out.read_bytes() == (kit["sidecar"].parent / out.name).read_bytes()
