@@ -119,10 +119,10 @@ def test_mismatched_checkpoints_give_clear_errors(tmp_path):
         load_checkpoint(tmp_path / "liar")
     # Same architecture, other class count.
     save_checkpoint(tmp_path / "three", build_model("shallow", 3), {**_meta(), "classes": ["a", "b"]})
-    with pytest.raises(CheckpointError, match="does not fit a shallow with 2 classes"):
+    with pytest.raises(CheckpointError, match="'classes' names 2 classes but the weights' last layer has 3"):
         load_checkpoint(tmp_path / "three")
     torch.save(build_model("shallow", 3).state_dict(), tmp_path / "plain.pt")
-    with pytest.raises(CheckpointError, match="does not fit a shallow with 2 classes"):
+    with pytest.raises(CheckpointError, match="'classes' names 2 classes but the weights' last layer has 3"):
         load_checkpoint(tmp_path / "plain.pt", expect_classes=CLASSES)
 
 

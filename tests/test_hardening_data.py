@@ -166,3 +166,27 @@ def test_a_manifest_path_with_conflicting_labels_is_warned_about(tmp_path, caplo
     assert any(path in r.getMessage() and "pittsburgh, tokyo" in r.getMessage() for r in caplog.records)
     assert any(path in w for w in index.audit["warnings"])
     assert [s.label for s in index.samples if s.path == path] == ["tokyo"]
+
+
+@pytest.mark.parametrize("row", ["x.png,tokyo,g1,holiday", "x.png,tokyo", ",tokyo,g1,train", "x.png,tokyo,g1,train,abc",
+                                 "x.png,tokyo,g1,train,nan", "x.png,tokyo,g1,train,-1"])
+def test_a_damaged_index_csv_row_is_one_sentence(tmp_path, row):
+    from geocam_gui.core.data.datasets import DatasetIndex
+    from geocam_gui.core.errors import DataError
+
+    (tmp_path / "index.csv").write_text("path,label,group,split,weight\n" + row + "\n", encoding="utf-8")
+    (tmp_path / "audit.json").write_text('{"classes": 5, "bad_files": [{"path": 1}], "roots": "x"}', encoding="utf-8")
+    with pytest.raises(DataError, match="index.csv line 2"):
+        DatasetIndex.load(tmp_path)
+
+
+def test_a_damaged_audit_json_is_ignored_not_a_crash(tmp_path):
+    from geocam_gui.core.data.datasets import DatasetIndex
+
+    (tmp_path / "index.csv").write_text("path,label,group,split\n/a.png,tokyo,g,train\n/b.png,pitt,g2,val\n",
+                                        encoding="utf-8")
+    for audit in ('{"classes": 5, "bad_files": [{"path": 1}, 3], "roots": "x", "audit": []}', "[1, 2]",
+                  '{"classes": [NaN]}'):
+        (tmp_path / "audit.json").write_text(audit, encoding="utf-8")
+        index = DatasetIndex.load(tmp_path)
+        assert index.classes == ["pitt", "tokyo"] and index.bad_files == []

@@ -47,7 +47,7 @@ def default_checkpoint_dir() -> Path:
 
 
 def check_writable_folder(folder: str | os.PathLike) -> Path:
-    """Create ``folder`` if needed and prove a file can be made in it (then removed), before long
+    """Prove a file can be made in ``folder`` (created for the test and removed again) before long
     work whose results would go there; ``GeoCamError`` naming the folder and the reason if not."""
     import secrets
 
@@ -63,14 +63,14 @@ def check_writable_folder(folder: str | os.PathLike) -> Path:
             fh.flush()
             os.fsync(fh.fileno())
     except OSError as exc:
+        raise GeoCamError(os_error_sentence(exc, folder)) from None
+    finally:
         _remove(probe)
         if not existed:
             try:
-                folder.rmdir()  # leave nothing behind, not even an empty folder
+                folder.rmdir()  # leave no trace, not even an empty folder; the real writer makes it
             except OSError:
                 pass
-        raise GeoCamError(os_error_sentence(exc, folder)) from None
-    _remove(probe)
     return folder
 
 

@@ -19,6 +19,7 @@ import hashlib
 import io
 import json
 import logging
+import math
 import operator
 import os
 import random
@@ -33,6 +34,7 @@ import numpy as np
 
 from geocam_gui.core.data import audit as _audit
 from geocam_gui.core.data import layouts
+from geocam_gui.core import validate
 from geocam_gui.core.errors import BadArgument, BadData, DataError
 from geocam_gui.core.data.layouts import Found
 
@@ -149,23 +151,41 @@ class DatasetIndex:
             if not need.issubset(reader.fieldnames or []):
                 raise DataError(f"{index_csv} needs the columns path, label, group and split.")
             extras = [c for c in reader.fieldnames or [] if c not in need]
-            for row in reader:
-                extra = {k: row[k] for k in extras if row.get(k, "") != ""}
+            for line, row in enumerate(reader, start=2):
+                if any(not isinstance(row.get(k), str) or not row[k] or "\x00" in row[k] for k in need) \
+                        or row["split"] not in SPLITS:
+                    raise DataError(f"{index_csv} line {line} needs a path, label, group and a split "
+                                    f"({', '.join(SPLITS)}).")
+                extra = {k: row[k] for k in extras if isinstance(row.get(k), str) and row[k] != ""}
                 if "weight" in extra:
-                    extra["weight"] = float(extra["weight"])
+                    try:
+                        extra["weight"] = float(extra["weight"])
+                    except ValueError:
+                        extra["weight"] = float("nan")
+                    if not (math.isfinite(extra["weight"]) and extra["weight"] >= 0):
+                        raise DataError(f"{index_csv} line {line}: the weight must be a finite number >= 0.")
                 path = row["path"] if os.path.isabs(row["path"]) else str((folder / row["path"]).resolve())
                 samples.append(Sample(path, row["label"], row["group"], row["split"], extra))
         meta: dict = {}
         audit_json = folder / "audit.json"
         if audit_json.is_file():
             try:
-                meta = json.loads(audit_json.read_text(encoding="utf-8"))
+                meta = validate.loads(audit_json.read_text(encoding="utf-8"))
+                if not isinstance(meta, dict):
+                    raise ValueError("not a JSON object")
             except (OSError, ValueError) as exc:
                 log.warning("Ignoring unreadable %s: %s", audit_json, exc)
-        classes = sorted({s.label for s in samples} | set(meta.get("classes", [])))
-        bad = [(b["path"], b["reason"]) for b in meta.get("bad_files", []) if isinstance(b, dict)]
-        return cls(samples, classes, list(meta.get("roots", [str(folder)])), meta.get("layout", "csv"),
-                   bad, meta.get("audit", {}))
+                meta = {}
+        listed = meta.get("classes") if isinstance(meta.get("classes"), list) else []
+        classes = sorted({s.label for s in samples} | {c for c in listed if isinstance(c, str) and c})
+        bad = [(b["path"], b["reason"]) for b in meta.get("bad_files", []) if isinstance(b, dict)
+               and isinstance(b.get("path"), str) and isinstance(b.get("reason"), str)] \
+            if isinstance(meta.get("bad_files"), list) else []
+        roots = meta.get("roots")
+        roots = [r for r in roots if isinstance(r, str)] if isinstance(roots, list) else [str(folder)]
+        layout = meta.get("layout") if isinstance(meta.get("layout"), str) else "csv"
+        audit = meta.get("audit") if isinstance(meta.get("audit"), dict) else {}
+        return cls(samples, classes, roots, layout, bad, audit)
 
 
 def _cell(v) -> str:
