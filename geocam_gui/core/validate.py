@@ -181,7 +181,7 @@ def plain_file_name(name: Any, file: str | os.PathLike, key: str, extensions: tu
     of ``extensions`` (lower-case, with the dot); else :class:`BadArgument` naming ``key`` and ``file``."""
     what = f"a plain file name ending in {' or '.join(extensions)}"
     if (not isinstance(name, str) or not name or len(name) > 255 or "\x00" in name
-            or "/" in name or "\\" in name or ":" in name or name.startswith(".")
+            or "/" in name or "\\" in name or (os.name == "nt" and ":" in name) or name.startswith(".")
             or name != name.strip() or Path(name).name != name or os.path.isabs(name)):
         raise BadArgument(f"{file}: the field {key!r} must be {what}, not {name!r}; "
                           "a file from elsewhere never decides where GeoCAM writes.")
