@@ -266,3 +266,12 @@ def test_a_crash_between_output_and_sidecar_is_recreated_on_the_next_run(kit, tm
     assert main(argv) == 0, capsys.readouterr().err
     assert out.is_file() and (dest / (out.name + ".json")).is_file()
     assert out.read_bytes() == (kit["sidecar"].parent / out.name).read_bytes()
+
+
+def test_the_sidecar_schema_knows_the_exporters_kinds_and_formats():
+    from geocam_gui.core.export import run as ex
+    from geocam_gui.core.export import sidecar_schema as schema
+
+    assert schema.SIDECAR_FORMAT == ex.SIDECAR_FORMAT
+    assert schema.PANE_KINDS == ex.PANE_OUTPUTS and schema.OVERLAY_FORMATS == ex.OVERLAY_FORMATS
+    assert schema.MAX_DPI == ex.MAX_DPI and schema.MIN_DPI <= ex.MIN_DPI
