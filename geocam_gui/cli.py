@@ -9,7 +9,7 @@ import sys
 
 from geocam_gui import __version__
 from geocam_gui.commands import MODULES
-from geocam_gui.core.errors import BadArgument, Cancelled, GeoCamError
+from geocam_gui.core.errors import BadArgument, Cancelled, GeoCamError, os_error_sentence
 
 
 class _Parser(argparse.ArgumentParser):
@@ -47,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # file names that are not UTF-8 print as their bytes
+        try:
+            stream.reconfigure(errors="surrogateescape")
+        except (AttributeError, ValueError, OSError):
+            pass
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
@@ -73,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"geocam {args.command}: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # a full disk, a read-only folder, no permission: a sentence, never a traceback
+        print(f"geocam {args.command}: error: {os_error_sentence(exc)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # python -m geocam_gui.cli (torchrun uses this)

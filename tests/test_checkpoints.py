@@ -119,10 +119,10 @@ def test_mismatched_checkpoints_give_clear_errors(tmp_path):
         load_checkpoint(tmp_path / "liar")
     # Same architecture, other class count.
     save_checkpoint(tmp_path / "three", build_model("shallow", 3), {**_meta(), "classes": ["a", "b"]})
-    with pytest.raises(CheckpointError, match="does not fit a shallow with 2 classes"):
+    with pytest.raises(CheckpointError, match="'classes' names 2 classes but the weights' last layer has 3"):
         load_checkpoint(tmp_path / "three")
     torch.save(build_model("shallow", 3).state_dict(), tmp_path / "plain.pt")
-    with pytest.raises(CheckpointError, match="does not fit a shallow with 2 classes"):
+    with pytest.raises(CheckpointError, match="'classes' names 2 classes but the weights' last layer has 3"):
         load_checkpoint(tmp_path / "plain.pt", expect_classes=CLASSES)
 
 
@@ -146,12 +146,12 @@ def test_failed_write_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatc
     save_checkpoint(tmp_path / "last", old, _meta(epoch=1))
     new = build_model("shallow", 2)
     if fail_at == "weights":
-        import safetensors.torch
+        from geocam_gui.core import checkpoints
 
         def broken_save(*a, **k):
             raise OSError("disk full")
 
-        monkeypatch.setattr(safetensors.torch, "save_file", broken_save)
+        monkeypatch.setattr(checkpoints, "write_tensor_file", broken_save)
     elif fail_at == "fsync":
         from geocam_gui.core import files
 

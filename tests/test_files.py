@@ -66,7 +66,7 @@ def test_a_failed_rename_leaves_the_old_file(tmp_path, monkeypatch):
         raise OSError(errno.EIO, "Input/output error")
 
     monkeypatch.setattr(os, "replace", no_rename)
-    with pytest.raises(WriteError, match="Input/output error"):
+    with pytest.raises(WriteError, match="input/output error"):
         files.atomic_write(target, "new")
     monkeypatch.undo()
     assert target.read_text() == "old" and os.listdir(tmp_path) == ["r.txt"]
@@ -109,13 +109,14 @@ def test_reasons_are_sentences(tmp_path, code, words):
     assert str(err) == f"Could not write {tmp_path / 'f'}: {words}."
 
 
-def test_json_is_strict_and_nothing_is_written_for_nan(tmp_path):
+def test_json_is_strict_nan_becomes_null(tmp_path):
     target = files.atomic_write_json(tmp_path / "m.json", {"a": [1, 2.5], "b": "\u00e9"})
     assert json.loads(target.read_text(encoding="utf-8")) == {"a": [1, 2.5], "b": "\u00e9"}
     assert target.read_text(encoding="utf-8").endswith("}\n")
-    with pytest.raises(ValueError):
-        files.atomic_write_json(tmp_path / "m.json", {"a": float("nan")})
-    assert json.loads(target.read_text(encoding="utf-8"))["a"] == [1, 2.5]
+    files.atomic_write_json(tmp_path / "m.json", {"a": float("nan"), "b": [float("-inf"), 1.0]})
+    text = target.read_text(encoding="utf-8")
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text) == {"a": None, "b": [None, 1.0]}
     assert os.listdir(tmp_path) == ["m.json"]
 
 

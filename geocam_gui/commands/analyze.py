@@ -63,7 +63,8 @@ def _expand(items: list[str]) -> list[Path]:
 def run(args: argparse.Namespace) -> int:
     from geocam_gui.core.analysis.run import run_analysis, write_report
     from geocam_gui.core.data.datasets import open_data
-    from geocam_gui.core.errors import BadArgument, DataError
+    from geocam_gui.core.errors import BadArgument, BadData, GeoCamError, os_error_sentence
+    from geocam_gui.core.paths import check_writable_folder
 
     if args.limit is not None and args.limit < 1:
         raise BadArgument(f"--limit must be at least 1, got {args.limit}.")
@@ -75,8 +76,9 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise BadArgument(f"--out {out} exists and is not a folder.")
     index = open_data(data)
+    check_writable_folder(out)  # before minutes of analysis whose report could not be written
     if not index.split(args.split):
-        raise DataError(f"The {args.split!r} split of {data} has no images.")
+        raise BadData(f"The {args.split!r} split of {data} has no images.")
     show = sys.stderr.isatty()
     last = [0.0]
 
@@ -89,7 +91,10 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     report = run_analysis(checkpoints, index, split=args.split, method=args.method, limit=args.limit,
                           progress=progress, device=args.device, use_cache=not args.no_cache)
-    files = write_report(report, out)
+    try:
+        files = write_report(report, out)
+    except OSError as exc:
+        raise GeoCamError(os_error_sentence(exc, out)) from None
     took = time.perf_counter() - start
     print(f"Analysed {len(report['models'])} model(s) on {report['data']['images']} {args.split} images "
           f"with {args.method} in {took:.1f} s.")

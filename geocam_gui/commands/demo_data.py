@@ -7,6 +7,7 @@ import sys
 import time
 
 from geocam_gui.core.data import demo as synthetic
+from geocam_gui.core.errors import GeoCamError, os_error_sentence
 
 NAME = "demo-data"
 HELP = "write the procedural Pittsburgh/Tokyo demo set with evidence and sky masks"
@@ -39,11 +40,14 @@ def run(args: argparse.Namespace) -> int:
             print(f"\r{done}/{total} images", end="\n" if done == total else "", file=sys.stderr, flush=True)
 
     start = time.perf_counter()
-    out = synthetic.generate_demo(
-        args.out, per_class=args.per_class, size=args.size, sky_bias=args.sky_bias,
-        test_sky_bias=args.test_sky_bias, seed=args.seed, views_per_place=args.views_per_place,
-        force=args.force, progress=progress,
-    )
+    try:
+        out = synthetic.generate_demo(
+            args.out, per_class=args.per_class, size=args.size, sky_bias=args.sky_bias,
+            test_sky_bias=args.test_sky_bias, seed=args.seed, views_per_place=args.views_per_place,
+            force=args.force, progress=progress,
+        )
+    except OSError as exc:  # the generator writes into a temporary folder first: nothing half-written stays
+        raise GeoCamError(os_error_sentence(exc, args.out)) from None
     took = time.perf_counter() - start
     print(f"Wrote {2 * args.per_class} demo images ({args.per_class} per class, {args.size} px, "
           f"sky bias {args.sky_bias:g}, test sky bias {args.test_sky_bias:g}) with masks to {out} in {took:.1f} s.")

@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from geocam_gui.core.errors import BadArgument, DataError
+from geocam_gui.core.errors import BadArgument, DataError, GeoCamError, os_error_sentence
 
 NAME = "index"
 HELP = "Index photo folders (class folders, CSV, Pitts250k, Tokyo 24/7, Tokyo TM) into a grouped split and audit them."
@@ -29,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="files decoded to find bad ones and audit formats, sizes and colours: "
                              "a sample per class (default), all, or none (fastest: no file is read)")
     parser.add_argument("--out", required=True, metavar="DIR", help="folder for index.csv and audit.json")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an index of other dataset roots already in --out (re-indexing the same "
+                             "roots replaces it without asking)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -44,6 +47,11 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise BadArgument(f"--out {out} exists and is not a folder.")
+    if not args.overwrite:
+        _refuse_other_index(out, [os.path.abspath(r) for r in args.roots])
+    from geocam_gui.core.paths import check_writable_folder
+
+    check_writable_folder(out)  # before a --verify all that may read every file for minutes
     try:
         index = datasets.index_dataset(args.roots, layout=args.layout, labels=args.label, split=ratios,
                                        seed=args.seed, balance=args.balance, verify=args.verify)
@@ -51,6 +59,24 @@ def run(args: argparse.Namespace) -> int:
         raise BadArgument(str(exc)) from exc
     for line in audit.summary_lines(index):
         print(line)
-    index.save(out)
+    try:
+        index.save(out)
+    except OSError as exc:
+        raise GeoCamError(os_error_sentence(exc, out)) from None
     print(f"Wrote {out / 'index.csv'} and {out / 'audit.json'} (fingerprint {index.fingerprint()}).")
     return 0
+
+
+def _refuse_other_index(out: Path, roots: list[str]) -> None:
+    """An index already in ``out`` of other roots (or one that cannot be read) is not replaced silently."""
+    from geocam_gui.core.validate import loads
+
+    if not (out / "index.csv").exists() and not (out / "audit.json").exists():
+        return
+    try:
+        old = loads((out / "audit.json").read_text(encoding="utf-8")).get("roots")
+    except (OSError, ValueError, AttributeError):
+        old = None
+    if old != roots:
+        what = f"an index of {', '.join(map(str, old))}" if isinstance(old, list) and old else "an index"
+        raise BadArgument(f"{out} already holds {what}; pass --overwrite to replace it, or choose another --out.")

@@ -54,6 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--save-dtype", choices=("float32", "float16"),
                         help="float16 also writes DIR/<model>/best_float16.* after the run: half the size, for "
                              "viewing and sharing (maps equal to float32 within 0.01; training stays float32)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="train from scratch over a run already in --out (replaces its best.*, last.* and "
+                             "metrics.jsonl; without it such a run is refused)")
     parser.add_argument("--metrics-jsonl", metavar="FILE", help="also append one JSON object per epoch to FILE")
 
 
@@ -134,12 +137,22 @@ def run(args: argparse.Namespace) -> int:
     if args.metrics_jsonl and Path(args.metrics_jsonl).is_dir():
         raise BadArgument(f"--metrics-jsonl {args.metrics_jsonl} is a folder, not a file.")
     build_configs(args, out)  # a bad option is reported before the data is read
+    if args.resume and args.overwrite:
+        raise BadArgument("Give either --resume (continue the run in --out) or --overwrite (replace it), not both.")
     index = open_data(args.data)
     if out is None:  # where the GUI looks for this dataset's runs
         from geocam_gui.core.workspace import default_run_dir
 
         out = default_run_dir(index)
     configs = build_configs(args, out)
+    if not args.resume and not args.overwrite:
+        from geocam_gui.core.train.config import existing_run
+
+        for cfg in configs:
+            found = existing_run(out, cfg.model)
+            if found:
+                raise BadArgument(f"{out / cfg.model} already holds a {cfg.model} run ({', '.join(found)}); pass "
+                                  "--resume to continue it or --overwrite to replace it.")
     import os
 
     quiet = int(os.environ.get("RANK", "0")) != 0

@@ -15,8 +15,6 @@ import or call anything but tensors and containers.
 from __future__ import annotations
 
 import datetime as _dt
-import json
-import os
 import pickle
 import platform
 import re
@@ -27,11 +25,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from geocam_gui.core.errors import CheckpointError, WriteError
+from geocam_gui.core import validate
+from geocam_gui.core.errors import BadCheckpoint, CheckpointError, WriteError
 from geocam_gui.core.files import atomic_write, atomic_write_group, commit_file, link_or_copy, temp_beside  # noqa: F401
+from geocam_gui.core.tensor_file import write_tensor_file  # noqa: F401 - also used by train.saver
 from geocam_gui.core.models import MEAN, MODEL_NAMES, STD, build_model
 
 FORMAT_VERSION = 1
+MAX_META_BYTES = 16 << 20
 _META_KEY = "geocam"
 
 
@@ -42,48 +43,6 @@ class LoadedCheckpoint:
     model: nn.Module
     meta: dict
     path: Path
-
-
-# --------------------------------------------------------------------------- streamed tensor files
-_ST_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64",
-              torch.int64: "I64", torch.int32: "I32", torch.uint8: "U8", torch.bool: "BOOL"}
-
-
-def write_tensor_file(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> int:
-    """Write CPU tensors to ``path`` in the safetensors format, streamed from the tensors' own memory
-    (no serialised copy in RAM), then fsync; returns the bytes written.
-
-    ``path`` is meant to be a temporary name (``temp_beside``) that the caller then renames with
-    ``commit_file``. The layout follows the safetensors specification: an 8-byte little-endian header
-    length, a JSON header (dtype, shape, data offsets, ``__metadata__``) padded to 8 bytes, the data.
-    """
-    import struct
-    import sys
-
-    header: dict[str, Any] = {"__metadata__": dict(metadata)} if metadata else {}
-    flat = []
-    offset = 0
-    for name, t in tensors.items():
-        if t.device.type != "cpu" or t.dtype not in _ST_DTYPES:
-            raise CheckpointError(f"Cannot store tensor {name!r} ({t.dtype} on {t.device}) in a checkpoint.")
-        data = t.detach().contiguous().reshape(-1).view(torch.uint8) if t.numel() else torch.empty(0, dtype=torch.uint8)
-        if sys.byteorder != "little" and t.element_size() > 1:
-            raise CheckpointError("Checkpoints are written in little-endian order only.")
-        header[name] = {"dtype": _ST_DTYPES[t.dtype], "shape": list(t.shape),
-                        "data_offsets": [offset, offset + data.numel()]}
-        offset += data.numel()
-        flat.append(data)
-    head = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    head += b" " * (-len(head) % 8)
-    with open(path, "wb") as fh:
-        fh.write(struct.pack("<Q", len(head)))
-        fh.write(head)
-        for data in flat:
-            if data.numel():
-                fh.write(memoryview(data.numpy()))
-        fh.flush()
-        os.fsync(fh.fileno())
-    return 8 + len(head) + offset
 
 
 # --------------------------------------------------------------------------- metadata helpers
@@ -142,8 +101,6 @@ def save_checkpoint(path_without_suffix: str | Path, model: nn.Module | dict, me
     Both files are first written and fsync'ed as temporaries; only then are they renamed, so an
     error at any point leaves the previous checkpoint (if any) as it was.
     """
-    from safetensors.torch import save_file
-
     stem = _stem(Path(path_without_suffix))
     if "model" not in meta or "classes" not in meta:
         raise CheckpointError("Checkpoint metadata needs at least 'model' and 'classes'.")
@@ -151,13 +108,14 @@ def save_checkpoint(path_without_suffix: str | Path, model: nn.Module | dict, me
     meta.setdefault("format_version", FORMAT_VERSION)
     meta.setdefault("created", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     meta.setdefault("versions", library_versions())
-    meta_text = json.dumps(meta, indent=2, sort_keys=True, default=_json_default)
+    meta_text = validate.dumps(meta, indent=2, sort_keys=True, default=_json_default)
     state = plain_state(model)
     st_path = stem.with_name(stem.name + ".safetensors")
     js_path = stem.with_name(stem.name + ".json")
 
     def write_weights(tmp: Path) -> None:
-        save_file(state, str(tmp), metadata={_META_KEY: json.dumps(meta, default=_json_default)})
+        # our own writer: safetensors' save_file renames its own 0600 temporary over ``tmp``
+        write_tensor_file(tmp, state, {_META_KEY: validate.dumps(meta, default=_json_default)})
 
     try:  # both written (and fsync'ed) as temporaries first, then renamed: weights, then metadata
         atomic_write_group([(st_path, write_weights), (js_path, meta_text + "\n")])
@@ -203,10 +161,13 @@ def read_meta(path: str | Path) -> dict:
     js_path = stem.with_name(stem.name + ".json")
     if js_path.is_file():
         try:
-            return json.loads(js_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
+            if js_path.stat().st_size > MAX_META_BYTES:
+                raise ValueError("too large")
+            meta = validate.loads(js_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:  # also NaN tokens and bytes that are not UTF-8
             raise CheckpointError(f"{js_path.name} is not readable checkpoint metadata: {exc}") from exc
-    raise CheckpointError(f"No checkpoint found at {path}.")
+        return validate.check_checkpoint_meta(meta, js_path, MODEL_NAMES)
+    raise BadCheckpoint(f"No checkpoint found at {path}.")
 
 
 def _embedded_meta(st_path: Path) -> dict | None:
@@ -220,9 +181,10 @@ def _embedded_meta(st_path: Path) -> dict | None:
     if raw is None:
         return None
     try:
-        return json.loads(raw)
+        meta = validate.loads(raw)
     except ValueError as exc:
         raise CheckpointError(f"{st_path.name} carries corrupt metadata: {exc}") from exc
+    return validate.check_checkpoint_meta(meta, st_path, MODEL_NAMES)
 
 
 def _resolve(path: Path) -> tuple[str, Path]:
@@ -238,7 +200,7 @@ def _resolve(path: Path) -> tuple[str, Path]:
         if path.suffix == ".safetensors":
             return "safetensors", path
         return "torch", path
-    raise CheckpointError(f"No checkpoint found at {path}.")
+    raise BadCheckpoint(f"No checkpoint found at {path}.")
 
 
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
@@ -251,7 +213,9 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file
 
         try:
-            return load_file(str(path))
+            return _finite(load_file(str(path)), path)
+        except CheckpointError:
+            raise
         except Exception as exc:  # noqa: BLE001
             raise CheckpointError(f"{path.name} is not a readable safetensors file: {exc}") from exc
     obj = _torch_load_safe(path)
@@ -261,28 +225,40 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
             break
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(f"{path.name} does not hold a state dict of tensors.")
-    return {_strip_prefix(k): v for k, v in obj.items()}
+    return _finite({_strip_prefix(k): v for k, v in obj.items()}, path)
+
+
+def _finite(state: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:
+    """Refuse weights holding NaN or Inf: they would evaluate to a meaningless accuracy and
+    explain with all-NaN maps."""
+    for key, value in state.items():
+        if value.is_complex():
+            value = torch.view_as_real(value)
+        if value.is_floating_point() and value.numel():
+            # min and max propagate NaN and show an infinity: one pass, no tensor of booleans (20x faster)
+            if not all(bool(torch.isfinite(x)) for x in value.float().aminmax()):
+                raise BadCheckpoint(f"{path.name} was refused: its weights {key} hold NaN or infinite values.")
+    return state
 
 
 def _torch_load_safe(path: Path) -> Any:
     """``torch.load(weights_only=True)`` with its refusals turned into ``CheckpointError``."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError as exc:
-        raise CheckpointError(f"No checkpoint found at {path}.") from exc
-    except pickle.UnpicklingError as exc:
-        match = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
-        if match:
-            raise CheckpointError(
-                f"{path.name} was refused: it is a pickle that carries code ({match.group(1)}), not plain "
-                "weights; only tensors and containers are loaded."
-            ) from exc
+    except FileNotFoundError:
+        raise BadCheckpoint(f"No checkpoint found at {path}.") from None
+    except pickle.UnpicklingError as exc:  # one GeoCAM sentence, never torch's advice to disable the check
+        match = re.search(r"GLOBAL ([\w.]+)", str(exc), re.IGNORECASE)
+        if not match:
+            raise CheckpointError(f"{path.name} is not a loadable PyTorch weights file: it is damaged or holds "
+                                  "something other than plain tensors (objects or code are never loaded).") from None
         raise CheckpointError(
-            f"{path.name} is not a loadable PyTorch weights file (it holds something other than plain "
-            "tensors, or is damaged)."
-        ) from exc
+            f"{path.name} was refused: it is a pickle that carries code ({match.group(1)}), not plain weights; "
+            "GeoCAM loads only tensors, numbers and containers."
+        ) from None
     except Exception as exc:  # noqa: BLE001 - truncated zip, not a torch file, ...
-        raise CheckpointError(f"{path.name} is not a loadable PyTorch weights file: {exc}") from exc
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise CheckpointError(f"{path.name} is not a loadable PyTorch weights file: {first}") from None
 
 
 def infer_architecture(state: dict[str, torch.Tensor]) -> tuple[str, int]:
@@ -318,7 +294,7 @@ def load_checkpoint(
     kind, file = _resolve(path)
     state = load_state_dict_file(file)
     found = _maybe_meta(file) if kind == "safetensors" else {}
-    found = {**found, **(meta or {})}
+    found = validate.check_checkpoint_meta({**found, **(meta or {})}, file, MODEL_NAMES)
     inferred_name, inferred_k = infer_architecture(state) if _needs_inference(found) else (None, None)
     name = found.get("model") or inferred_name
     classes = found.get("classes") or expect_classes
@@ -336,6 +312,9 @@ def load_checkpoint(
             f"{list(expect_classes)}."
         )
     model = build_model(name, len(classes))
+    head = [k for k, v in model.state_dict().items() if v.dim() == 2][-1]  # the last layer's weight
+    if head in state and state[head].dim() == 2:
+        validate.check_head_width(list(classes), state[head].shape[0], file)
     _load_into(model, state, name, len(classes), file)
     full = base_meta(name, list(classes), int(found.get("image_size") or 224))
     full.update(found)

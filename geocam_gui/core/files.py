@@ -22,34 +22,19 @@ left on the device, read-only file system, permission denied...).
 from __future__ import annotations
 
 import contextlib
-import errno
-import json
 import os
 import secrets
 from pathlib import Path
 from typing import Any, Callable, Sequence, Union
 
-from geocam_gui.core.errors import WriteError
+from geocam_gui.core.errors import WriteError, os_error_reason
 
 Data = Union[bytes, str, Callable[[Path], None]]
 TMP_SUFFIX = ".tmp"
 
-_REASONS = {
-    errno.ENOSPC: "no space is left on the device",
-    errno.EROFS: "the file system is read-only",
-    errno.EACCES: "permission denied",
-    errno.EPERM: "permission denied",
-    errno.EDQUOT: "the disk quota is exceeded",
-    errno.ENAMETOOLONG: "the file name is too long",
-    errno.ENOTDIR: "a part of the path is a file, not a folder",
-    errno.EISDIR: "it is a folder",
-}
-
-
 def write_error(path: str | os.PathLike, exc: OSError) -> WriteError:
     """The sentence for an ``OSError`` met while writing ``path``."""
-    reason = _REASONS.get(exc.errno) or (exc.strerror or str(exc) or type(exc).__name__).rstrip(".")
-    return WriteError(path, reason)
+    return WriteError(path, os_error_reason(exc))
 
 
 def atomic_write(path: str | os.PathLike, data: Data, *, fsync: bool = True) -> Path:
@@ -60,16 +45,18 @@ def atomic_write(path: str | os.PathLike, data: Data, *, fsync: bool = True) -> 
 def atomic_write_json(path: str | os.PathLike, obj: Any, *, fsync: bool = True, indent: int | None = 2,
                       sort_keys: bool = False, ensure_ascii: bool = False,
                       default: Callable[[Any], Any] | None = None) -> Path:
-    """Write ``obj`` as strict JSON (no NaN or Infinity) followed by a newline."""
+    """Write ``obj`` as strict JSON (non-finite numbers as ``null``) followed by a newline."""
     return atomic_write(path, json_text(obj, indent=indent, sort_keys=sort_keys, ensure_ascii=ensure_ascii,
                                         default=default), fsync=fsync)
 
 
 def json_text(obj: Any, *, indent: int | None = 2, sort_keys: bool = False, ensure_ascii: bool = False,
               default: Callable[[Any], Any] | None = None) -> str:
-    """``obj`` as strict JSON text ending in a newline; ValueError for NaN or Infinity."""
-    return json.dumps(obj, indent=indent, sort_keys=sort_keys, ensure_ascii=ensure_ascii, default=default,
-                      allow_nan=False) + "\n"
+    """``obj`` as strict JSON text ending in a newline: JSON has no NaN or Infinity, so a
+    non-finite number is written as ``null`` (``validate.dumps``)."""
+    from geocam_gui.core.validate import dumps
+
+    return dumps(obj, indent=indent, sort_keys=sort_keys, ensure_ascii=ensure_ascii, default=default) + "\n"
 
 
 def atomic_write_group(items: Sequence[tuple[str | os.PathLike, Data]], *, fsync: bool = True) -> list[Path]:

@@ -25,7 +25,8 @@ def setup_logging(level: int = logging.INFO, *, to_file: bool = True) -> logging
             folder = paths.log_dir()
             folder.mkdir(parents=True, exist_ok=True)
             handler = logging.handlers.RotatingFileHandler(
-                folder / "geocam.log", maxBytes=2_000_000, backupCount=3, encoding="utf-8"
+                folder / "geocam.log", maxBytes=2_000_000, backupCount=3, encoding="utf-8",
+                errors="backslashreplace",  # a file name that is not UTF-8 is logged, escaped
             )
             handler.setFormatter(logging.Formatter(_FORMAT))
             log.addHandler(handler)

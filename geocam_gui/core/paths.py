@@ -44,3 +44,38 @@ def default_checkpoint_dir() -> Path:
     """``GEOCAM_CHECKPOINTS`` or the user data directory's ``checkpoints`` folder."""
     env = os.environ.get("GEOCAM_CHECKPOINTS")
     return Path(env) if env else data_dir() / "checkpoints"
+
+
+def check_writable_folder(folder: str | os.PathLike) -> Path:
+    """Prove a file can be made in ``folder`` (created for the test and removed again) before long
+    work whose results would go there; ``GeoCamError`` naming the folder and the reason if not."""
+    import secrets
+
+    from geocam_gui.core.errors import GeoCamError, os_error_sentence
+
+    folder = Path(folder)
+    probe = folder / f".geocam-probe-{secrets.token_hex(4)}"
+    existed = folder.is_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(probe, "wb") as fh:
+            fh.write(b"\0" * 4096)  # a folder with no room left for one block fails here
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as exc:
+        raise GeoCamError(os_error_sentence(exc, folder)) from None
+    finally:
+        _remove(probe)
+        if not existed:
+            try:
+                folder.rmdir()  # leave no trace, not even an empty folder; the real writer makes it
+            except OSError:
+                pass
+    return folder
+
+
+def _remove(path: Path) -> None:
+    try:
+        path.unlink()
+    except OSError:
+        pass

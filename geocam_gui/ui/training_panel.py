@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
+    QMessageBox,
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
@@ -249,6 +250,8 @@ class TrainingPanel(QWidget):
                 self.statusMessage.emit("Choose at least one model to train.")
                 return False
             configs = [self.config_for(n) for n in names]
+        if not self._may_replace([c.model for c in configs]):
+            return False
         self._queue = [c.model for c in configs]
         self._epochs_total = max(1, sum(int(c.epochs) for c in configs))
         self._epochs_done = 0
@@ -273,6 +276,24 @@ class TrainingPanel(QWidget):
         torch.set_num_threads(1)
         self.worker.start()
         self.runStarted.emit()
+        return True
+
+    def _may_replace(self, models: list[str]) -> bool:
+        """Ask before training from scratch over runs already in the output folder."""
+        from geocam_gui.core.train.config import existing_run
+
+        there = [m for m in models if existing_run(self.out_dir, m)]
+        if not there:
+            return True
+        names = ", ".join(MODEL_LABELS.get(m, m) for m in there)
+        answer = QMessageBox.question(
+            self, "Replace trained models?",
+            f"{self.out_dir} already holds trained {names}. Training again replaces their checkpoints and "
+            "metrics. Replace them?",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
+        if answer != QMessageBox.StandardButton.Yes:
+            self.statusMessage.emit(f"Training not started: {names} kept.")
+            return False
         return True
 
     def _on_pause(self, paused: bool) -> None:

@@ -49,7 +49,7 @@ from geocam_gui.core.checkpoints import read_meta
 from geocam_gui.core.data.datasets import DatasetIndex
 from geocam_gui.core.explain.store import ModelStore
 from geocam_gui.core.device import resolve_device
-from geocam_gui.core.errors import BadArgument, Cancelled, DataError
+from geocam_gui.core.errors import BadArgument, BadData, Cancelled, DataError
 from geocam_gui.core.files import atomic_write, to_file_object
 from geocam_gui.core.models import MODEL_LABELS
 
@@ -392,7 +392,7 @@ def run_analysis(checkpoints: list, index: DatasetIndex, *, split: str = "test",
     dev = resolve_device(device)
     samples = select_samples(index.split(split), limit, list(index.classes))
     if not samples:
-        raise DataError(f"The {split!r} split of this data has no images to analyse.")
+        raise BadData(f"The {split!r} split of this data has no images to analyse.")
     models = _load_models(checkpoints, index, dev)
     per_model = [2 + math.ceil(len(samples) / amod.CAM_BATCH) + len(amod.cascade_groups(m.model)) for m in models]
     ticker = _Ticker(progress, sum(per_model) + 4 * len(models) + 1)

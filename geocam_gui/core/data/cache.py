@@ -176,7 +176,8 @@ def _build(folder: Path, path_list: list[str], labels: np.ndarray, classes: list
         errors.sort()
         meta = {"version": CACHE_VERSION, "size": size, "count": n, "paths": path_list,
                 "errors": [[p, r] for _, p, r in errors]}
-        atomic_write(tmp / "meta.json", json.dumps(meta, ensure_ascii=False), fsync=False)
+        # ASCII JSON: a non-UTF-8 file name (a lone surrogate) round-trips as a \\udcXX escape
+        atomic_write(tmp / "meta.json", json.dumps(meta, allow_nan=False), fsync=False)
         try:
             os.rename(tmp, folder)
         except OSError:

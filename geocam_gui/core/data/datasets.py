@@ -19,9 +19,11 @@ import hashlib
 import io
 import json
 import logging
+import math
 import operator
 import os
 import random
+import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,8 +33,9 @@ import numpy as np
 
 from geocam_gui.core.data import audit as _audit
 from geocam_gui.core.data import layouts
-from geocam_gui.core.errors import BadArgument, DataError
-from geocam_gui.core.files import atomic_write, atomic_write_json
+from geocam_gui.core import validate
+from geocam_gui.core.errors import BadArgument, BadData, DataError
+from geocam_gui.core.files import atomic_write
 from geocam_gui.core.data.layouts import Found
 
 log = logging.getLogger(__name__)
@@ -118,7 +121,7 @@ class DatasetIndex:
         writer.writerow(["path", "label", "group", "split", *extras])
         for s in self.samples:
             writer.writerow([s.path, s.label, s.group, s.split, *(_cell(s.extra.get(k, "")) for k in extras)])
-        atomic_write(folder / "index.csv", buf.getvalue())
+        atomic_write(folder / "index.csv", buf.getvalue().encode("utf-8", "surrogateescape"))  # names as on disk
         meta = {
             "format": INDEX_FORMAT,
             "roots": self.roots,
@@ -129,7 +132,8 @@ class DatasetIndex:
             "bad_files": [{"path": p, "reason": r} for p, r in self.bad_files],
             "audit": self.audit,
         }
-        atomic_write_json(folder / "audit.json", meta, indent=1, default=_json_default)
+        text = json.dumps(meta, indent=1, ensure_ascii=False, allow_nan=False, default=_json_default)
+        atomic_write(folder / "audit.json", _escape_surrogates(text))
         return folder
 
     @classmethod
@@ -140,35 +144,63 @@ class DatasetIndex:
         if not index_csv.is_file():
             raise DataError(f"{folder} holds no index.csv; run geocam index first.")
         samples = []
-        with open(index_csv, newline="", encoding="utf-8") as fh:
+        # surrogateescape: a file name that is not UTF-8 comes back as the same (escaped) str
+        with open(index_csv, newline="", encoding="utf-8", errors="surrogateescape") as fh:
             reader = csv.DictReader(fh)
             need = {"path", "label", "group", "split"}
             if not need.issubset(reader.fieldnames or []):
                 raise DataError(f"{index_csv} needs the columns path, label, group and split.")
             extras = [c for c in reader.fieldnames or [] if c not in need]
-            for row in reader:
-                extra = {k: row[k] for k in extras if row.get(k, "") != ""}
+            for line, row in enumerate(reader, start=2):
+                if any(not isinstance(row.get(k), str) or not row[k] or "\x00" in row[k] for k in need) \
+                        or row["split"] not in SPLITS:
+                    raise DataError(f"{index_csv} line {line} needs a path, label, group and a split "
+                                    f"({', '.join(SPLITS)}).")
+                extra = {k: row[k] for k in extras if isinstance(row.get(k), str) and row[k] != ""}
                 if "weight" in extra:
-                    extra["weight"] = float(extra["weight"])
+                    try:
+                        extra["weight"] = float(extra["weight"])
+                    except ValueError:
+                        extra["weight"] = float("nan")
+                    if not (math.isfinite(extra["weight"]) and extra["weight"] >= 0):
+                        raise DataError(f"{index_csv} line {line}: the weight must be a finite number >= 0.")
                 path = row["path"] if os.path.isabs(row["path"]) else str((folder / row["path"]).resolve())
                 samples.append(Sample(path, row["label"], row["group"], row["split"], extra))
         meta: dict = {}
         audit_json = folder / "audit.json"
         if audit_json.is_file():
             try:
-                meta = json.loads(audit_json.read_text(encoding="utf-8"))
+                meta = validate.loads(audit_json.read_text(encoding="utf-8"))
+                if not isinstance(meta, dict):
+                    raise ValueError("not a JSON object")
             except (OSError, ValueError) as exc:
                 log.warning("Ignoring unreadable %s: %s", audit_json, exc)
-        classes = sorted({s.label for s in samples} | set(meta.get("classes", [])))
-        bad = [(b["path"], b["reason"]) for b in meta.get("bad_files", []) if isinstance(b, dict)]
-        return cls(samples, classes, list(meta.get("roots", [str(folder)])), meta.get("layout", "csv"),
-                   bad, meta.get("audit", {}))
+                meta = {}
+        listed = meta.get("classes") if isinstance(meta.get("classes"), list) else []
+        classes = sorted({s.label for s in samples} | {c for c in listed if isinstance(c, str) and c})
+        bad = [(b["path"], b["reason"]) for b in meta.get("bad_files", []) if isinstance(b, dict)
+               and isinstance(b.get("path"), str) and isinstance(b.get("reason"), str)] \
+            if isinstance(meta.get("bad_files"), list) else []
+        roots = meta.get("roots")
+        roots = [r for r in roots if isinstance(r, str)] if isinstance(roots, list) else [str(folder)]
+        layout = meta.get("layout") if isinstance(meta.get("layout"), str) else "csv"
+        audit = meta.get("audit") if isinstance(meta.get("audit"), dict) else {}
+        return cls(samples, classes, roots, layout, bad, audit)
 
 
 def _cell(v) -> str:
     if isinstance(v, float):
         return f"{v:.6g}"
     return str(v)
+
+
+def _escape_surrogates(text: str) -> str:
+    """JSON text with lone surrogates (non-UTF-8 file names) as ``\\udcXX`` escapes: valid UTF-8
+    JSON that ``json.loads`` turns back into the same str."""
+    return _SURROGATE.sub(lambda m: "\\u%04x" % ord(m.group()), text)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _json_default(o):
@@ -337,18 +369,18 @@ def index_dataset(
     ratios = parse_split(split)
     for r in root_list:
         if not os.path.exists(r):
-            raise DataError(f"The dataset root {r} does not exist.")
+            raise BadData(f"The dataset root {r} does not exist.")
 
     scans = []
     for i, r in enumerate(root_list):
         scan = layouts.scan_root(r, layout, labels[i] if labels else None, stat=verify != "none")
         if not scan.files and scan.layout == "folders" and layouts.has_loose_images(r):
-            raise DataError(f"The dataset root {r} holds images but no class subfolders: put each class in its "
+            raise BadData(f"The dataset root {r} holds images but no class subfolders: put each class in its "
                             "own folder, or give every root a label (--label, once per root).")
         if not scan.files:
             extra = f" ({len(scan.bad)} unreadable or empty files)" if scan.bad else ""
             ignored = f", {scan.ignored} other files" if scan.ignored else ""
-            raise DataError(f"The dataset root {r} holds no images ({layouts.LAYOUT_TITLES[scan.layout]} layout{ignored}){extra}.")
+            raise BadData(f"The dataset root {r} holds no images ({layouts.LAYOUT_TITLES[scan.layout]} layout{ignored}){extra}.")
         scan.note = scan.describe()  # computed once: reused for the log and the audit
         log.info("%s", scan.note)
         scans.append(scan)
@@ -372,7 +404,7 @@ def index_dataset(
     classes = sorted({f.label for f in found})
     if len(classes) < 2:
         per = ", ".join(f"{s.root}: {len(s.files)} images" for s in scans)
-        raise DataError(
+        raise BadData(
             f"Only one class ({classes[0]!r}) was found ({per}); a classifier needs at least two. "
             "Use class folders, or give several roots with one --label each."
         )
@@ -384,7 +416,7 @@ def index_dataset(
         bad.extend(newly_bad)
     for label in classes:
         if not any(f.label == label for f in found):
-            raise DataError(f"Every file of class {label!r} failed to decode; see the bad files list.")
+            raise BadData(f"Every file of class {label!r} failed to decode; see the bad files list.")
 
     grouped_split(found, ratios, seed)
     balance_info = _balance(found, balance, seed)
@@ -400,6 +432,9 @@ def index_dataset(
                                 progress=progress)
     if duplicates_paths:
         report["repeated_paths"] = duplicates_paths
+    warnings = [w for scan in scans for w in scan.warnings]
+    if warnings:
+        report["warnings"] = warnings
     return DatasetIndex(samples, classes, root_list, layout_name, bad, report)
 
 
@@ -414,7 +449,7 @@ def open_data(spec: str | os.PathLike | Sequence[str | os.PathLike], **kwargs) -
         return index_dataset(list(spec), **kwargs)
     path = Path(spec)
     if not path.exists():
-        raise DataError(f"{path} does not exist.")
+        raise BadData(f"{path} does not exist.")
     if path.is_dir() and (path / "index.csv").is_file() and (path / "audit.json").is_file():
         return DatasetIndex.load(path)
     if path.is_dir() and (path / "manifest.csv").is_file():

@@ -68,6 +68,10 @@ def _open(path: str | os.PathLike) -> Image.Image:
         raise ImageError(p, "permission denied") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(p, _short(exc, "corrupt header")) from None
+    except MemoryError:
+        raise ImageError(p, "out of memory while reading the header") from None
+    except Exception as exc:  # any other decoder failure is this file's, never a crash
+        raise ImageError(p, _decode_error(exc)) from None
     w, h = im.size
     if w * h > MAX_PIXELS:
         im.close()
@@ -76,6 +80,12 @@ def _open(path: str | os.PathLike) -> Image.Image:
         im.close()
         raise ImageError(p, "empty image (0 px)")
     return im
+
+
+def _decode_error(exc: BaseException) -> str:
+    """``decode error: NotImplementedError: ...`` for failures outside the usual file errors."""
+    text = str(exc).strip().splitlines()[0][:80] if str(exc).strip() else ""
+    return f"decode error: {type(exc).__name__}" + (f": {text}" if text else "")
 
 
 def _short(exc: BaseException, fallback: str) -> str:
@@ -168,7 +178,7 @@ def _decode(path: str | os.PathLike, draft: int | None = None) -> Image.Image:
     except (OSError, SyntaxError, EOFError, IndexError, struct.error) as exc:
         raise ImageError(p, _short(exc, "corrupt image data")) from None
     except Exception as exc:  # any other decoder failure is still "this file", never a crash
-        raise ImageError(p, _short(exc, "cannot decode")) from None
+        raise ImageError(p, _decode_error(exc)) from None
 
 
 def load_rgb(path: str | os.PathLike) -> Image.Image:

@@ -17,6 +17,7 @@ Groups are what must never straddle two splits: the panorama for the NetVLAD col
 from __future__ import annotations
 
 import csv
+import logging
 import os
 import re
 from collections.abc import Iterator
@@ -24,6 +25,8 @@ from dataclasses import dataclass, field
 
 from geocam_gui.core.errors import DataError
 from geocam_gui.core.data.images import is_image_name
+
+log = logging.getLogger(__name__)
 
 LAYOUTS = ("folders", "csv", "pitts250k", "tokyo247", "tokyotm")
 DEFAULT_LABELS = {"pitts250k": "pittsburgh", "tokyo247": "tokyo", "tokyotm": "tokyo"}
@@ -70,6 +73,7 @@ class RootScan:
     bad: list[tuple[str, str]]
     ignored: int = 0
     note: str = ""
+    warnings: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
         """One sentence: what was found where."""
@@ -402,6 +406,7 @@ def scan_csv(root: str) -> RootScan:
     except csv.Error as exc:
         raise DataError(f"{manifest} is not a valid CSV file ({exc}).") from None
     has_split = "split" in columns
+    labels_of: dict[str, list[str]] = {}
     for line, row in enumerate(rows, start=2):
         rel = (row.get("path") or "").strip()
         label = (row.get("label") or "").strip()
@@ -409,6 +414,7 @@ def scan_csv(root: str) -> RootScan:
             bad.append((f"{manifest}:{line}", "row without path or label"))
             continue
         path = os.path.normpath(rel if os.path.isabs(rel) else os.path.join(base, rel))
+        labels_of.setdefault(path, []).append(label)  # the first row of a path counts (index_dataset)
         try:
             st = os.stat(path)
         except FileNotFoundError:
@@ -437,10 +443,15 @@ def scan_csv(root: str) -> RootScan:
             except ValueError:
                 extra.pop("weight")
         files.append(Found(path, label, group, st.st_size, st.st_mtime_ns, split, extra))
+    warnings = [f"{path} is listed {len(labels)} times in {manifest} with the conflicting labels "
+                f"{', '.join(sorted(set(labels)))}; the first ({labels[0]}) is used."
+                for path, labels in labels_of.items() if len(set(labels)) > 1]
+    for w in warnings:
+        log.warning("%s", w)
     note = f"{len(rows)} rows in {os.path.basename(manifest)}"
     if has_split:
         note += ", splits kept from the manifest"
-    return RootScan(os.path.abspath(root), "csv", files, bad, 0, note)
+    return RootScan(os.path.abspath(root), "csv", files, bad, 0, note, warnings)
 
 
 def scan_root(root: str, layout: str = "auto", label: str | None = None, *, stat: bool = True) -> RootScan:

@@ -15,6 +15,7 @@ from geocam_gui.core.export.figure import SINGLE_COLUMN_IN, parse_width
 
 SIDECAR_FORMAT = "geocam-export/1"
 SUMMARY_NAME = "summary.json"
+MAX_SIDECAR_BYTES = 64 << 20
 OVERLAY_FORMATS: tuple[str, ...] = ("png", "tiff")
 MODEL_OUTPUTS: tuple[str, ...] = ("overlay", "heatmap", "raw")
 NORMALIZATIONS: tuple[str, ...] = ("per_map", "shared")
@@ -257,5 +258,6 @@ def check_writable_folder(folder: Path) -> None:
     if probe.exists() and not probe.is_dir():
         raise BadArgument(f"{probe} is a file, so the folder {folder} cannot be created.")
     if not os.access(probe, os.W_OK | os.X_OK):
-        raise ExportWriteError(probe, "permission denied")
+        read_only = hasattr(os, "statvfs") and bool(os.statvfs(probe).f_flag & getattr(os, "ST_RDONLY", 1))
+        raise ExportWriteError(probe, "the file system is read-only" if read_only else "permission denied")
 

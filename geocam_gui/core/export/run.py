@@ -6,7 +6,6 @@ one call, ``export_from_sidecar`` re-creates one output from its sidecar."""
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Callable
 
 import numpy as np
 
+from geocam_gui.core import validate
 from geocam_gui.core.errors import BadArgument, DataError, ImageError
 from geocam_gui.core.explain.store import GROUND_TRUTH, ModelStore, explain_image, full_size_maps
 from geocam_gui.core.export.plan import plan_export
@@ -82,6 +82,18 @@ def _write_atomic(path: Path, write: Callable[[Path], None] | str, *, fsync: boo
     """``core.files.atomic_write``; no fsync by default: exports are re-creatable from their
     sidecars, and a batch of thousands of files would spend most of its time waiting for the disk."""
     atomic_write(path, write, fsync=fsync)
+
+
+def _then_sidecar(writer: Callable[[Path], None], t: Target, sidecar: dict) -> Callable[[Path], None]:
+    """``writer``, then the sidecar, both before the output is renamed into place: a crash in
+    between leaves a sidecar without its output, which the next run re-creates, and never an
+    output without a sidecar, which would look like somebody else's file."""
+
+    def write(tmp: Path) -> None:
+        writer(tmp)
+        write_sidecar(t, sidecar)
+
+    return write
 
 
 def _save_image(array: np.ndarray, fmt: str, dpi: int) -> Callable[[Path], None]:
@@ -188,12 +200,11 @@ def _write_model_outputs(plan, targets: list[Target], exp: _Explained, layers, s
             writer = _save_image(heatmap_rgba(mo.map01, o.cmap), "png", o.dpi)
         else:
             writer = _save_npy(mo.raw[mo.class_index])
-        _write_atomic(t.output, writer)
         extra = {"image_size": {"width": W, "height": H},
                  "map_size": {"height": int(mo.raw.shape[-2]), "width": int(mo.raw.shape[-1])},
                  "dpi": o.dpi if t.kind != "raw" else None,
                  "results": [model_result(t.model_index, mo)]}
-        write_sidecar(t, build_sidecar(t, plan, layers, extra))
+        _write_atomic(t.output, _then_sidecar(writer, t, build_sidecar(t, plan, layers, extra)))
         summary.written.append(str(t.output))
     for reason in sorted(failed_reasons):
         summary.failed.append((plan.request.images[targets[0].images[0]].path, reason))
@@ -206,7 +217,7 @@ def _write_summary(dest: Path, plan: ExportPlan, summary: ExportSummary) -> None
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "options": jsonable(asdict(plan.request.options)),
             "checkpoints": [m.checkpoint for m in plan.models], **summary.to_dict()}
-    text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    text = validate.dumps(data, indent=2, ensure_ascii=False) + "\n"
     _write_atomic(dest / SUMMARY_NAME, text, fsync=True)
 
 
@@ -261,11 +272,14 @@ def _run_figure(plan: ExportPlan, t: Target, summary: ExportSummary, progress: P
                                    show_predictions=o.show_predictions, colorbar_label=label,
                                    explains_predicted=o.class_choice == CLASS_PREDICTED)
 
-    _write_atomic(t.output, write, fsync=True)
-    extra = {"size_in": {"width": round(size_in[0], 4), "height": round(size_in[1], 4)},
-             "dpi": o.dpi, "image_sizes": sizes, "results": results,
-             "skipped": [{"path": p, "reason": r} for p, r in summary.failed]}
-    write_sidecar(t, build_sidecar(t, plan, layers, extra))
+    def write_with_sidecar(tmp: Path) -> None:
+        write(tmp)
+        extra = {"size_in": {"width": round(size_in[0], 4), "height": round(size_in[1], 4)},
+                 "dpi": o.dpi, "image_sizes": sizes, "results": results,
+                 "skipped": [{"path": p, "reason": r} for p, r in summary.failed]}
+        write_sidecar(t, build_sidecar(t, plan, layers, extra))
+
+    _write_atomic(t.output, write_with_sidecar, fsync=True)
     summary.written.append(str(t.output))
     if progress is not None:
         progress(n + 1, n + 1)

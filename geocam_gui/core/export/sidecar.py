@@ -9,10 +9,11 @@ import json
 import os
 from pathlib import Path
 
+from geocam_gui.core import validate
 from geocam_gui.core.errors import BadArgument, DataError
 from geocam_gui.core.files import atomic_write
 from geocam_gui.core.export.request import (
-    MODEL_OUTPUTS, SIDECAR_FORMAT, ExportImage, ExportOptions, ExportPlan, ExportRequest, Target, file_sha256,
+    MAX_SIDECAR_BYTES, MODEL_OUTPUTS, SIDECAR_FORMAT, ExportImage, ExportOptions, ExportPlan, ExportRequest, Target, file_sha256,
 )
 
 
@@ -29,8 +30,8 @@ def jsonable(obj) -> object:
 
 def read_json(path: Path) -> dict | None:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = validate.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # UnicodeDecodeError and NaN tokens are ValueErrors
         return None
     return data if isinstance(data, dict) else None
 
@@ -77,7 +78,7 @@ def build_sidecar(t: Target, plan: ExportPlan, layers: dict[int, str], extra: di
 
 def write_sidecar(t: Target, data: dict) -> None:
     """``FILE.json`` beside the output (no fsync: it is re-created with the output)."""
-    atomic_write(sidecar_path(t.output), json.dumps(data, indent=2, ensure_ascii=False) + "\n", fsync=False)
+    atomic_write(sidecar_path(t.output), validate.dumps(data, indent=2, ensure_ascii=False) + "\n", fsync=False)
 
 
 def model_result(j: int, pane) -> dict:
@@ -91,10 +92,14 @@ def read_sidecar(path: str | os.PathLike) -> dict:
     p = Path(path)
     if not p.is_file():
         raise BadArgument(f"The sidecar {p} does not exist.")
+    from geocam_gui.core.export.sidecar_schema import check_sidecar
+
+    if p.stat().st_size > MAX_SIDECAR_BYTES:
+        raise BadArgument(f"{p} is too large to be a GeoCAM export sidecar.")
     data = read_json(p)
     if not data or data.get("format") != SIDECAR_FORMAT or "params" not in data:
-        raise BadArgument(f"{p} is not a GeoCAM export sidecar.")
-    return data
+        raise BadArgument(f"{p} is not a GeoCAM export sidecar (or not strict JSON).")
+    return check_sidecar(data, p)
 
 
 def request_from_sidecar(path: str | os.PathLike, destination: str | os.PathLike | None = None) -> tuple[ExportRequest, Path]:
@@ -104,12 +109,13 @@ def request_from_sidecar(path: str | os.PathLike, destination: str | os.PathLike
     data = read_sidecar(side)
     p = data["params"]
     kind = p.get("kind")
-    name = str(data.get("output") or side.name.removesuffix(".json"))
-    if destination is None:
-        out = side.with_name(side.name.removesuffix(".json")) if side.name.endswith(".json") else side.with_name(name)
-    else:  # a figure goes to a file, the other outputs into a folder
+    name = data["output"]  # a plain file name with its kind's extension (checked by read_sidecar)
+    if destination is None:  # beside the sidecar
+        out = validate.contained(side.parent, side.name.removesuffix(".json") if side.name.endswith(".json")
+                                 else name, side)
+    else:  # a figure goes to a file the user named, the other outputs into a folder
         d = Path(destination).expanduser().absolute()
-        out = d / name if kind != "figure" or d.is_dir() else d
+        out = validate.contained(d, name, side) if kind != "figure" or d.is_dir() else d
     if out.suffix.lower() != Path(name).suffix.lower():
         raise BadArgument(f"{out.name} must keep the original extension {Path(name).suffix} to re-create {name}.")
     for src, want in zip(p["images"], data.get("sources", [])):
@@ -117,8 +123,9 @@ def request_from_sidecar(path: str | os.PathLike, destination: str | os.PathLike
             raise DataError(f"The image {src['path']} changed since the export (its SHA-256 differs), "
                             "so the export cannot be re-created exactly.")
     for m in data.get("models", []):
-        if os.path.isfile(m["weights"]) and file_sha256(m["weights"]) != m["sha256"]:
-            raise DataError(f"The checkpoint {m['checkpoint']} changed since the export (its SHA-256 differs).")
+        if m.get("sha256") and os.path.isfile(m["weights"]) and file_sha256(m["weights"]) != m["sha256"]:
+            raise DataError(f"The checkpoint {m.get('checkpoint', m['weights'])} changed since the export "
+                            "(its SHA-256 differs).")
     opts = ExportOptions(class_choice=p["class"], method=p["method"], device=p.get("device", "cpu"))
     if "colormap" in p:
         opts.cmap, opts.normalize, opts.dpi = p["colormap"], p["normalize"], int(p["dpi"])

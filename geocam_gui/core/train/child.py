@@ -10,12 +10,18 @@ The protocol: ``run_queue`` puts these messages (frozen dataclasses, all picklab
 ``ModelFailed`` (one sentence). A cancel ends the queue with ``RunCancelled``. ``Done`` is always
 the last message, also after an error; the parent stops reading there. ``tests/test_child_protocol.py``
 holds this contract.
+
+If the parent dies (SIGKILL, crash) the child notices within a fraction of a second
+(:func:`watch_parent`), stops after the current batch like a cancel, and exits: the last
+complete epoch stays resumable and no orphan goes on writing checkpoints.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
+from typing import Callable
 
 from geocam_gui.core.data.datasets import DatasetIndex
 from geocam_gui.core.train.events import TrainEvent, TrainResult
@@ -80,8 +86,18 @@ def run_queue(configs: list, index: DatasetIndex, out_dir, events, cancel, pause
         os.nice(5)
     except (AttributeError, OSError):
         pass
+    orphaned = threading.Event()
+
+    def parent_died() -> None:
+        orphaned.set()
+        events.cancel_join_thread()  # nobody reads the queue any more: exit without flushing it
+
+    finished = threading.Event()
+    watch_parent(parent_died, finished)
     try:
         for i, config in enumerate(configs):
+            if orphaned.is_set():
+                break
             if cancel.is_set():
                 events.put(RunCancelled())
                 break
@@ -96,7 +112,8 @@ def run_queue(configs: list, index: DatasetIndex, out_dir, events, cancel, pause
                 events.put(ModelFailed(name, str(exc)))
                 continue
             stop = threading.Event()
-            watcher = threading.Thread(target=_relay_controls, args=(trainer, cancel, pause, stop), daemon=True)
+            watcher = threading.Thread(target=_relay_controls, args=(trainer, cancel, pause, stop, orphaned),
+                                       daemon=True)
             watcher.start()
             events.put(ModelStarted(name, i, len(configs)))
             try:
@@ -115,16 +132,59 @@ def run_queue(configs: list, index: DatasetIndex, out_dir, events, cancel, pause
                 break
             events.put(ModelFinished(name, result))
     finally:
-        events.put(Done())
+        finished.set()
+        if not orphaned.is_set():
+            events.put(Done())
+    if orphaned.is_set():  # the checkpoints are on disk (fsync'ed); skip a slow teardown nobody waits for
+        import logging
+
+        logging.shutdown()
+        os._exit(0)
 
 
-def _relay_controls(trainer, cancel, pause, stop: threading.Event) -> None:
+def _relay_controls(trainer, cancel, pause, stop: threading.Event, orphaned: threading.Event) -> None:
     """Pass the parent's cancel/pause flags on to the trainer (polled every 50 ms)."""
     paused = False
     while not stop.wait(0.05):
-        if cancel.is_set():
-            trainer.cancel()
+        if cancel.is_set() or orphaned.is_set():
+            trainer.cancel()  # also ends a pause: the run stops after the current batch
             return
         if pause.is_set() != paused:
             paused = pause.is_set()
             (trainer.pause if paused else trainer.resume)()
+
+
+def watch_parent(on_death: Callable[[], None], stop: threading.Event | None = None,
+                 poll_s: float = 0.25) -> threading.Thread:
+    """Call ``on_death()`` once, from a daemon thread, when the process that started this one dies
+    (until ``stop`` is set).
+
+    A child started by ``multiprocessing`` holds a pipe from its parent (its sentinel) whose end
+    of file is the parent's death, whatever killed it; without one (started some other way) the
+    parent pid is polled (an orphan is re-parented, so the pid changes). Either is seen within
+    ``poll_s`` seconds.
+    """
+    import multiprocessing
+    import os
+
+    stop = stop or threading.Event()
+    parent = multiprocessing.parent_process()
+    ppid = os.getppid()
+
+    def alive() -> bool:
+        if parent is not None:
+            parent.join(poll_s)  # returns at once at the pipe's end of file
+            return parent.is_alive()
+        time.sleep(poll_s)
+        return os.getppid() == ppid
+
+    def watch() -> None:
+        while not stop.is_set():
+            if not alive():
+                if not stop.is_set():
+                    on_death()
+                return
+
+    thread = threading.Thread(target=watch, name="geocam-parent-watch", daemon=True)
+    thread.start()
+    return thread

@@ -168,7 +168,27 @@ def resume_config(out_dir: str | Path, model: str) -> TrainConfig | None:
     from geocam_gui.core.train.saver import resume_config_dict
 
     saved = resume_config_dict(Path(out_dir) / model)
-    return None if saved is None else TrainConfig.from_dict(saved)
+    if saved is None:
+        return None
+    try:  # the state is data from disk: a wrong type is a sentence, not a traceback
+        return TrainConfig.from_dict(saved)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CheckpointError(f"{Path(out_dir) / model} holds no usable training configuration "
+                              f"({type(exc).__name__}: {str(exc)[:120]}).") from None
+
+
+#: Files of a trained run of one model (``<out>/<model>/``) that training from scratch replaces.
+RUN_FILES = ("best.safetensors", "best.json", "last.safetensors", "last.json", "last_state.pt", "metrics.jsonl")
+
+
+def existing_run(out_dir: str | Path, model: str) -> list[str]:
+    """The names of ``RUN_FILES`` (and optimiser states) already in ``out_dir/model`` (empty:
+    nothing would be replaced)."""
+    folder = Path(out_dir) / model
+    found = [name for name in RUN_FILES if (folder / name).exists()]
+    if folder.is_dir():
+        found += sorted(p.name for p in folder.glob("last_optim-*.safetensors"))
+    return found
 
 
 def check_resumable(saved: TrainConfig, wanted: TrainConfig) -> None:

@@ -35,7 +35,7 @@ from torch import nn
 from geocam_gui.core import checkpoints as ckpt
 from geocam_gui.core.data.datasets import DatasetIndex
 from geocam_gui.core.device import resolve_device
-from geocam_gui.core.errors import Cancelled, CheckpointError, DataError, GeoCamError
+from geocam_gui.core.errors import BadData, Cancelled, CheckpointError, GeoCamError
 from geocam_gui.core.train.loader import BatchFeeder
 from geocam_gui.core.train.metrics import summarize
 from geocam_gui.core.train.config import TrainConfig
@@ -162,7 +162,7 @@ def evaluate(checkpoint_or_model, index: DatasetIndex, split: str = "test", *, d
         model, size, name = loaded.model, int(image_size or loaded.meta["image_size"]), loaded.meta["model"]
     samples = index.split(split)
     if not samples:
-        raise DataError(f"The data has no {split!r} split to evaluate on.")
+        raise BadData(f"The data has no {split!r} split to evaluate on.")
     data = decode_split(samples, size, list(index.classes), progress=progress, cancel=cancel)
     model = model.to(dev).eval()
     feeder = BatchFeeder(data.images, data.labels, dev)

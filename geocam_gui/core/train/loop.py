@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from geocam_gui.core import checkpoints as ckpt
 from geocam_gui.core.device import describe_device, resolve_device
-from geocam_gui.core.errors import CheckpointError, DataError, GeoCamError
+from geocam_gui.core.errors import BadData, CheckpointError, GeoCamError
 from geocam_gui.core.files import atomic_write
 from geocam_gui.core.train.config import TrainConfig, check_resumable
 from geocam_gui.core.train import events as ev
@@ -210,6 +210,9 @@ class TrainingLoop:
     def _load_data(self, classes: list[str]) -> dict[str, SplitData]:
         cfg, index = self.cfg, self.t.index
         data = {}
+        if index.bad_files:
+            self.t.log(_skipped_text(f"{len(index.bad_files)} files were skipped when the data was indexed",
+                                     index.bad_files), skipped=[list(b) for b in index.bad_files[:MAX_LISTED]])
         for split in ("train", "val", "test"):
             samples = index.split(split)
             if not samples:
@@ -223,14 +226,14 @@ class TrainingLoop:
             if self.rank == 0:
                 _barrier(self.world)
             if data[split].skipped:
-                self.t.log(f"{len(data[split].skipped)} unreadable {split} images were skipped.",
-                           split=split, skipped=data[split].skipped[:20])
+                self.t.log(_skipped_text(f"{len(data[split].skipped)} unreadable {split} images were skipped",
+                                         data[split].skipped), split=split, skipped=data[split].skipped[:MAX_LISTED])
         for split in ("train", "val"):
             if data[split] is None or len(data[split].positions) == 0:
-                raise DataError(f"The data has no usable {split!r} images; training needs train and val splits.")
+                raise BadData(f"The data has no usable {split!r} images; training needs train and val splits.")
         present = set(data["train"].labels[data["train"].positions.numpy()].tolist())
         if len(present) < 2:
-            raise DataError("The train split holds a single class; a classifier needs at least two.")
+            raise BadData("The train split holds a single class; a classifier needs at least two.")
         return data
 
     # ---------------------------------------------------------------- run
@@ -519,6 +522,19 @@ def save_half_copy(source: Path, dest: Path) -> Path:
     meta = {**ckpt.read_meta(source), "dtype": "float16", "copy_of": source.name,
             "note": "float16 copy for viewing and sharing; Grad-CAM maps equal the float32 model's within 0.01"}
     return ckpt.save_checkpoint(dest, half, meta)
+
+
+MAX_LISTED = 200  # skipped files named in a message; the log file gets them all
+
+
+def _skipped_text(head: str, skipped) -> str:
+    """``head``: then one line per skipped file with its reason (all of them go to the log file)."""
+    import logging
+
+    lines = [f"{p}: {r}" for p, r in skipped]
+    logging.getLogger("geocam_gui.train").info("%s:\n  %s", head, "\n  ".join(lines))
+    more = f"\n  ... and {len(lines) - MAX_LISTED} more (all in the log file)" if len(lines) > MAX_LISTED else ""
+    return f"{head}:\n  " + "\n  ".join(lines[:MAX_LISTED]) + more
 
 
 def _nan_error(epoch: int, batch: int) -> GeoCamError:

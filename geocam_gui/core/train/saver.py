@@ -34,7 +34,7 @@ from pathlib import Path
 
 import torch
 
-from geocam_gui.core import checkpoints as ckpt
+from geocam_gui.core import checkpoints as ckpt, validate
 from geocam_gui.core.errors import CheckpointError
 from geocam_gui.core.files import atomic_write_json
 
@@ -176,7 +176,7 @@ class StateWriter:
                   "param_groups": json.loads(snap.groups), "optimizer_plain": json.loads(snap.plain)}
         last_meta = {**job.meta, "kind": "last"}
         tmp, n = _write_temp(d / "last.safetensors", snap.weights, {
-            "geocam": json.dumps(last_meta, default=ckpt._json_default),
+            "geocam": validate.dumps(last_meta, default=ckpt._json_default),
             RESUME_KEY: json.dumps(resume, default=ckpt._json_default)})
         written += n
         events = []
