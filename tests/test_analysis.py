@@ -174,6 +174,24 @@ def test_deletion_in_map_order_beats_random_order_on_a_model_that_reads_one_regi
     assert i_good[:, -1] == pytest.approx(p0)
 
 
+def test_deletion_order_breaks_ties_at_random_not_in_raster_order():
+    """A map clipped at zero leaves most pixels tied: they must not go top rows first (the sky)."""
+    maps = np.zeros((3, 32, 32))
+    maps[:, 20:24, 20:24] = np.linspace(1, 2, 16).reshape(4, 4)  # 16 distinct values, then ties
+    ranks = amod._ranks(maps)
+    assert (ranks == amod._ranks(maps)).all()  # seeded: the same maps give the same order
+    flat = maps.reshape(3, -1)
+    for b in range(3):
+        top = np.argsort(ranks[b])[:16]
+        assert (np.sort(flat[b][top]) == np.sort(flat[b])[-16:]).all()  # values first, highest first
+        assert (np.diff(flat[b][np.argsort(ranks[b])[:16]]) < 0).all()
+        tied_first = np.argsort(ranks[b])[16:16 + 200]  # the first 200 of the tied pixels
+        rows = tied_first // 32
+        assert 10 < rows.mean() < 21, rows.mean()  # raster order would give rows 0-6 (mean ~3)
+    assert not (ranks[0] == ranks[1]).all()  # a different permutation per image
+    assert (amod._ranks(maps, [7, 8, 9])[0] != ranks[0]).any()
+
+
 def test_select_samples_interleaves_classes():
     from geocam_gui.core.analysis.run import select_samples
     from geocam_gui.core.data.datasets import Sample

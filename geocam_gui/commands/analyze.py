@@ -111,5 +111,7 @@ def run(args: argparse.Namespace) -> int:
     reliance = report["bias"].get("sky_reliance") or {}
     for key, v in reliance.items():
         print(f"  sky reliance {key}: {v:+.3f} (accuracy as trained minus flipped sky)")
+    for key, v in (report["bias"].get("layout_reliance") or {}).items():
+        print(f"  layout reliance {key}: {v:+.3f} (accuracy as trained minus flipped layout)")
     print(f"Report: {files['html']} (and report.json, {len(files) - 2} PNG files) in {out}")
     return 0

@@ -6,7 +6,8 @@ are Grad-CAM-style maps from ``core.cam.compute_cams`` normalised per map to [0,
 the maps the viewer shows.
 
 Faithfulness (Petsiuk et al. 2018, RISE): pixels are ordered by the map of the predicted class
-(highest first, ties by position). **Deletion** replaces the first ``t/T`` of them by the
+(highest first; pixels with equal values - a map clipped at zero leaves many - in a seeded random
+order per image, not in raster order, which would remove the top rows (the sky) first). **Deletion** replaces the first ``t/T`` of them by the
 ImageNet mean colour (zero after normalisation) and tracks the predicted class's probability;
 **insertion** starts from a Gaussian-blurred copy (sigma = S/16) and puts the original pixels
 back in the same order. ``T = FAITHFULNESS_STEPS``; both curves have T + 1 points (0 % ... 100 %)
@@ -87,10 +88,19 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return F.conv2d(y, k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
 
 
-def _ranks(order_maps: np.ndarray) -> np.ndarray:
-    """(B, H, W) maps -> (B, P) position of each pixel in descending order (ties by position)."""
+TIE_ORDER = "seeded random permutation per image"
+
+
+def _ranks(order_maps: np.ndarray, tie_seeds=None) -> np.ndarray:
+    """(B, H, W) maps -> (B, P) position of each pixel in descending order. Ties are broken by a
+    random permutation of the pixels from ``np.random.default_rng([SEED, 1, tie_seeds[b]])``
+    (``tie_seeds`` defaults to 0..B-1), so they go in no spatial order and the same maps give the
+    same ranks."""
     flat = order_maps.reshape(order_maps.shape[0], -1)
-    order = np.argsort(-flat, axis=1, kind="stable")
+    seeds = range(len(flat)) if tie_seeds is None else tie_seeds
+    tie = np.stack([np.random.default_rng([SEED, 1, int(t)]).permutation(flat.shape[1]) for t in seeds]) \
+        if len(flat) else np.zeros((0, flat.shape[1]), np.int64)
+    order = np.lexsort((tie, -flat), axis=1)
     ranks = np.empty_like(order)
     np.put_along_axis(ranks, order, np.arange(flat.shape[1])[None].repeat(len(flat), 0), axis=1)
     return ranks
@@ -219,7 +229,7 @@ def model_pass(model: nn.Module, name: str, images: np.ndarray, labels: np.ndarr
                               mode="bilinear", align_corners=False, antialias=S > AGREEMENT_SIZE)
         out["agreement_maps"].append(small[:, 0].numpy().astype(np.float16))
         p0 = prob[np.arange(B), pred]
-        d, i = perturbation_curves(model, x, _ranks(pred_maps), pred, p0, cancel=cancel)
+        d, i = perturbation_curves(model, x, _ranks(pred_maps, range(s, s + B)), pred, p0, cancel=cancel)
         out["deletion"].append(d)
         out["insertion"].append(i)
         rr = np.stack([np.random.default_rng([SEED, s + b]).permutation(S * S) for b in range(B)])

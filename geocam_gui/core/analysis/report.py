@@ -111,13 +111,16 @@ def tables(report: dict) -> dict[str, dict]:
     if bias.get("available"):
         rows = []
         for s in bias["sets"]:
-            q = s["test_sky_bias"]
-            rows.append([s["name"] + ("" if q is None else f" (sky rate {q:g})"), str(s["n"])]
+            q, lq = s["test_sky_bias"], s.get("test_layout_bias")
+            rates = [f"sky rate {q:g}"] if q is not None else []
+            rates += [f"layout rate {lq:g}"] if lq is not None and (lq != 0 or q is None) else []
+            rows.append([s["name"] + (f" ({', '.join(rates)})" if rates else ""), str(s["n"])]
                         + [_fmt(s["accuracy"].get(k), True) for k in keys])
-        if bias.get("sky_reliance"):
-            rows.append(["Sky reliance (as trained − flipped)", ""]
-                        + [_fmt(bias["sky_reliance"].get(k), True) for k in keys])
-        out["bias"] = {"title": "Sky-bias probe: accuracy on test sets with another sky rate",
+        for key, label in (("sky_reliance", "Sky"), ("layout_reliance", "Layout")):
+            if bias.get(key):
+                rows.append([f"{label} reliance (as trained − flipped)", ""]
+                            + [_fmt(bias[key].get(k), True) for k in keys])
+        out["bias"] = {"title": "Sky-bias probe: accuracy on test sets with another sky rate (or layout rate)",
                        "columns": ["Test set", "Images"] + keys, "rows": rows}
     rows = []
     for m in models:
@@ -303,7 +306,8 @@ def _html(report: dict, files: dict[str, Path], mosaics: list) -> str:
     s = report["settings"]
     parts.append(f"<p class='note'>Pointing game tolerance: {html.escape(s['pointing_tolerance'])}; "
                  f"faithfulness in {s['faithfulness_steps']} steps (deletion to the ImageNet mean colour, "
-                 f"insertion from a blurred copy); sanity check on {s['sanity_images']} images; "
+                 f"insertion from a blurred copy; pixels with equal map values go in a seeded random order, not in "
+                 f"raster order); sanity check on {s['sanity_images']} images; "
                  "uniform-random maps and random pixel orders are seeded baselines.</p>")
     if report.get("bias", {}).get("reason"):
         parts.append(f"<p class='note'>Sky probe: {html.escape(report['bias']['reason'])}</p>")

@@ -314,8 +314,9 @@ def agreement(keys: list[str], arrays: list[dict]) -> dict:
 
 def _bias(models: list[_Model], index, split_limit, bias_sets, *, device, cancel, ticker, parts) -> dict:
     if bias_sets is not None:
-        sets = [{"name": "test", "test_sky_bias": None, "index": index}]
-        sets += [{"name": str(k), "test_sky_bias": None, "index": v} for k, v in bias_sets.items()]
+        sets = [{"name": "test", "test_sky_bias": None, "test_layout_bias": None, "index": index}]
+        sets += [{"name": str(k), "test_sky_bias": None, "test_layout_bias": None, "index": v}
+                 for k, v in bias_sets.items()]
     else:
         def gen_progress(done, total):
             if cancel is not None and cancel():
@@ -329,21 +330,27 @@ def _bias(models: list[_Model], index, split_limit, bias_sets, *, device, cancel
                 "reason": "The data is not a GeoCAM demo set, so there are no sky-probe test sets."}
     rows = []
     for s in sets:
-        row = {"name": s["name"], "test_sky_bias": s["test_sky_bias"], "accuracy": {}, "n": 0}
+        row = {"name": s["name"], "test_sky_bias": s["test_sky_bias"], "test_layout_bias": s.get("test_layout_bias"),
+               "accuracy": {}, "n": 0}
         samples = select_samples(s["index"].split("test"), split_limit, list(index.classes))
         for m in models:
             acc = _probe_accuracy(m, s["index"], samples, device=device, cancel=cancel)
             row["accuracy"][m.key], row["n"] = acc["accuracy"], acc["n"]
             ticker.tick(f"{m.key}: sky probe '{s['name']}'")
         rows.append(row)
-    by_rate = {r["test_sky_bias"]: r for r in rows if r["test_sky_bias"] is not None}
     params = ab.demo_parameters(index)
-    reliance = {}
-    if params and bias_sets is None:
-        hi, lo = by_rate.get(float(params["sky_bias"])), by_rate.get(1.0 - float(params["sky_bias"]))
-        if hi and lo and hi is not lo:
-            reliance = {m.key: (hi["accuracy"][m.key] or 0) - (lo["accuracy"][m.key] or 0) for m in models}
-    return {"available": True, "params": params, "sets": rows, "sky_reliance": reliance,
+
+    def reliance(key: str, as_trained: float, flipped: float) -> dict:
+        by_rate = {r[key]: r for r in rows if r[key] is not None}
+        hi, lo = by_rate.get(as_trained), by_rate.get(flipped)
+        if not (params and bias_sets is None and hi and lo and hi is not lo):
+            return {}
+        return {m.key: (hi["accuracy"][m.key] or 0) - (lo["accuracy"][m.key] or 0) for m in models}
+
+    sky = reliance("test_sky_bias", float(params["sky_bias"]), 1.0 - float(params["sky_bias"])) if params else {}
+    layout = reliance("test_layout_bias", float(params["layout_bias"]), -float(params["layout_bias"])) \
+        if params and float(params["layout_bias"]) > 0 else {}
+    return {"available": True, "params": params, "sets": rows, "sky_reliance": sky, "layout_reliance": layout,
             "sky_congruence": congruence}
 
 

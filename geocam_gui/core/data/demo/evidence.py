@@ -71,9 +71,10 @@ def _signboard(sc, rng, x0, y0, x1, y1, vertical):
     ink = _contrast(rng, ACCENT, bg)
     sc.rect(x0, y0, x1, y1, bg, EVIDENCE, "signboard")
     side = (x1 - x0) if vertical else (y1 - y0)
-    if rng.random() < .5:  # frame
-        sc.line([(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)], ink, max(MIN_LINE * .7, .06 * side),
-                EVIDENCE, "signboard")
+    if rng.random() < .5:  # frame, inside the board
+        fw = max(MIN_LINE * .7, .06 * side)
+        a, b, c, d = x0 + fw / 2, y0 + fw / 2, x1 - fw / 2, y1 - fw / 2
+        sc.line([(a, b), (c, b), (c, d), (a, d), (a, b)], ink, fw, EVIDENCE, "signboard")
     cell = side * .7
     along = (y1 - y0) if vertical else (x1 - x0)
     n = max(1, int((along - side * .3) / (cell * 1.1)))
@@ -90,8 +91,8 @@ def _signboard(sc, rng, x0, y0, x1, y1, vertical):
 
 def _truss(sc, rng, x0, y0, x1, y1, rgb, deck_rgb):
     h = y1 - y0
-    beam = max(MIN_LINE, .09 * h)
-    deck = max(MIN_LINE * 1.2, .16 * h)
+    beam = max(MIN_LINE, .12 * h)
+    deck = max(MIN_LINE * 1.2, .22 * h)
     deck_y = y1 - deck
     panels = int(rng.integers(4, 8))
     arch = rng.random() < .35
@@ -136,11 +137,11 @@ def _stairway(sc, rng, x0, y0, x1, y1, rgb, rail_rgb):
 
 def _railing(sc, rng, x0, y0, x1, y1, rgb):
     h = y1 - y0
-    bar = max(MIN_LINE, .16 * h)
+    bar = max(MIN_LINE, .2 * h)
     sc.rect(x0, y0, x1, y0 + bar, rgb, EVIDENCE, "railing")
     mid = y0 + h * rng.uniform(.45, .6)
     sc.rect(x0, mid, x1, mid + bar * .8, rgb, EVIDENCE, "railing")
-    posts = int(rng.integers(4, 9))
+    posts = int(rng.integers(6, 11))
     pw = max(MIN_LINE, bar * .9)
     for x in np.linspace(x0 + pw / 2, x1 - pw / 2, posts):
         sc.rect(x - pw / 2, y0, x + pw / 2, y1, rgb, EVIDENCE, "railing")
@@ -149,7 +150,18 @@ def _railing(sc, rng, x0, y0, x1, y1, rgb):
 def _object(sc, rng, city, wide, box):
     """Draw the city's evidence object for a wide or tall slot into ``box`` (x0, y0, x1, y1)."""
     if city == "tokyo":
-        _signboard(sc, rng, *box, vertical=not wide)
+        x0, y0, x1, y1 = box
+        if rng.random() < .35:  # one board filling the slot
+            _signboard(sc, rng, x0, y0, x1, y1, vertical=not wide)
+        else:  # two boards along the slot with a gap between them
+            first, gap = rng.uniform(.3, .45), rng.uniform(.25, .4)
+            cut_a, cut_b = first, first + gap
+            if wide:
+                _signboard(sc, rng, x0, y0, x0 + (x1 - x0) * cut_a, y1, vertical=False)
+                _signboard(sc, rng, x0 + (x1 - x0) * cut_b, y0, x1, y1, vertical=False)
+            else:
+                _signboard(sc, rng, x0, y0, x1, y0 + (y1 - y0) * cut_a, vertical=True)
+                _signboard(sc, rng, x0, y0 + (y1 - y0) * cut_b, x1, y1, vertical=True)
         return
     rgb = _pick(rng, ACCENT)
     second = _contrast(rng, ACCENT, rgb, 80)
@@ -179,44 +191,60 @@ def _mass(ops, box, grid=96) -> tuple[float, float, float]:
     return n / a ** 2, ox + (xs.mean() + .5) / a, oy + (ys.mean() + .5) / a
 
 
-def _fitted(city, seed, wide, aspect, area, cx, cy, horizon, colours):
-    """The ops of one object whose evidence has ``area`` and its centre of mass at (cx, cy)."""
+def _fitted(city, seed, wide, aspect, area, horizon, colours) -> tuple[list, tuple]:
+    """(ops, bounding box) of one object whose evidence has ``area`` and its centre of mass at
+    (0, 0); ([], None) when it draws nothing."""
     long_, short = np.sqrt(area * aspect), np.sqrt(area / aspect)
     w, h = (long_, short) if wide else (short, long_)
     scale = 1.0
-    for _ in range(3):  # line widths have a floor, so the area is not exactly quadratic in the scale
-        box = (cx - w * scale / 2, cy - h * scale / 2, cx + w * scale / 2, cy + h * scale / 2)
+    for step in range(4):  # line widths have a floor, so the area is not exactly quadratic in the scale
+        box = (.5 - w * scale / 2, .5 - h * scale / 2, .5 + w * scale / 2, .5 + h * scale / 2)
         sub = Scene(horizon, *colours)
         _object(sub, np.random.default_rng(seed), city, wide, box)
         got, mx, my = _mass(sub.ops, box)
         if got <= 0:
-            return []
-        scale *= float(np.clip(np.sqrt(area / got), .5, 2.0))
-    box = (cx - w * scale / 2, cy - h * scale / 2, cx + w * scale / 2, cy + h * scale / 2)
-    sub = Scene(horizon, *colours)
-    _object(sub, np.random.default_rng(seed), city, wide, box)
-    _, mx, my = _mass(sub.ops, box)
-    dx, dy = cx - mx, cy - my
-    return [(k, [(x + dx, y + dy) for x, y in pts], rgb, code, width, part)
-            for k, pts, rgb, code, width, part in sub.ops]
+            return [], None
+        if step < 3:
+            scale *= float(np.clip(np.sqrt(area / got), .5, 2.0))
+    ops = [(k, [(x - mx, y - my) for x, y in pts], rgb, code, width, part) for k, pts, rgb, code, width, part in sub.ops]
+    pad = max([o[4] for o in ops] + [0.0]) / 2
+    xs = [x for o in ops for x, _ in o[1]]
+    ys = [y for o in ops for _, y in o[1]]
+    return ops, (min(xs) - pad, min(ys) - pad, max(xs) + pad, max(ys) + pad)
+
+
+def _moved(ops, dx, dy):
+    return [(k, [(x + dx, y + dy) for x, y in pts], rgb, code, width, part) for k, pts, rgb, code, width, part in ops]
+
+
+CANDIDATES = 16  # centres drawn per slot (always all of them, so both cities use the rng alike)
 
 
 def evidence_layers(rng: np.random.Generator, city: str, layout: str, horizon: float, colours) -> list[tuple]:
     """[(depth, ops)] of the evidence of one place. Every number that sets the evidence's area and
-    position is drawn from ``rng`` the same way for both cities; ``city`` only picks the object."""
+    position is drawn from ``rng`` the same way for both cities; ``city`` only picks the object.
+    Each slot takes the first of its candidate centres where the object lies inside the view and
+    clear of the slots placed before it (else the first candidate)."""
     if layout not in BANDS:
         raise ValueError(f"unknown layout {layout!r}")
     total = rng.uniform(.06, .14)
     n = int(rng.integers(1, 4))
     shares = rng.uniform(.6, 1.4, n)
-    layers = []
+    layers, taken = [], []
     for area in total * shares / shares.sum():
         wide = rng.random() < .6
         aspect = rng.uniform(2.0, 3.6)
-        cx, cy = rng.uniform(.2, .8), rng.uniform(*BANDS[layout])
+        centres = np.c_[rng.uniform(.2, .8, CANDIDATES), rng.uniform(*BANDS[layout], CANDIDATES)]
         depth = rng.uniform(.25, .9)
         seed = int(rng.integers(2 ** 62))
-        ops = _fitted(city, seed, wide, aspect, area, cx, cy, horizon, colours)
-        if ops:
-            layers.append((depth, ops))
+        ops, bb = _fitted(city, seed, wide, aspect, area, horizon, colours)
+        if not ops:
+            continue
+        for cx, cy in [*centres, centres[0]]:
+            box = (bb[0] + cx, bb[1] + cy, bb[2] + cx, bb[3] + cy)
+            if 0 <= box[0] and box[2] <= 1 and 0 <= box[1] and box[3] <= 1 and not any(
+                    box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in taken):
+                break
+        taken.append(box)
+        layers.append((depth, _moved(ops, cx, cy)))
     return layers
