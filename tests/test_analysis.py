@@ -3,7 +3,9 @@
 Two shallow nets are trained with the real Trainer on tiny demo sets that differ only in the
 sky bias of train/val (1.0 vs 0.5); the test places, and so the test images, are the same.
 Models this small learn the sky in a few epochs but not the evidence (bridges, kanji signs),
-so the checks that need a model to look at *something* use the sky as that something.
+so the checks that need a model to look at *something* use the sky as that something. Since the
+demo's evidence layout no longer gives the city away (generator v2), the plain model has nothing
+it can learn in 6 epochs at this size: it predicts one class, mostly with empty maps.
 """
 
 from __future__ import annotations
@@ -210,7 +212,8 @@ def test_sky_biased_model_puts_more_cam_energy_on_the_sky(report):
     b, p = biased["localisation"], plain["localisation"]
     assert b["available"] and b["with_sky_mask"] == b["images"]
     assert b["sky_energy"]["cam"]["mean"] > p["sky_energy"]["cam"]["mean"] + 0.05
-    assert b["sky_energy_predicted"]["mean"] > p["sky_energy_predicted"]["mean"] + 0.08
+    # the plain model may leave every predicted-class map empty (see the module docstring): no energy on the sky
+    assert b["sky_energy_predicted"]["mean"] > (p["sky_energy_predicted"]["mean"] or 0.0) + 0.08
     assert b["sky_energy_predicted"]["mean"] > b["sky_energy"]["random"]["mean"]
 
 
@@ -236,7 +239,8 @@ def test_randomised_models_give_maps_unlike_the_trained_ones(report):
         randomised = [s for s in steps[1:]]
         assert all(s["spearman"]["mean"] < 0.7 for s in randomised), randomised
         assert all(s["ssim"]["mean"] < 0.7 for s in randomised), randomised
-        assert steps[-1]["spearman"]["mean"] < 0.5 and steps[-1]["ssim"]["mean"] < 0.5
+        if m["key"] == _model(report, "biased")["key"]:  # the plain model's few non-empty maps are no reference
+            assert steps[-1]["spearman"]["mean"] < 0.5 and steps[-1]["ssim"]["mean"] < 0.5
 
 
 def _test_maps(trained, which, normalize="per_map", images=None):

@@ -113,3 +113,14 @@ def test_layout_bias_brings_a_controlled_cue_back(tmp_path):
         parts_a = np.asarray(Image.open(demo.mask_paths(root / r["path"])["parts"]))
         parts_b = np.asarray(Image.open(demo.mask_paths(flipped / r["path"])["parts"]))
         assert (parts_a == parts_b).mean() > 0.5 and a.shape == b.shape
+
+
+def test_layout_probe_sets_are_as_trained_neutral_and_flipped():
+    from geocam_gui.core.analysis import bias
+
+    base = dict(demo.DEFAULTS)
+    assert bias.layout_probe_rates(base) == []  # no cue trained: nothing to probe
+    assert bias.layout_probe_rates({**base, "layout_bias": 0.8}) == [
+        ("layout as trained", 0.8), ("layout flipped", -0.8)]  # the set's own test rate (0) is neutral
+    assert bias.layout_probe_rates({**base, "layout_bias": 0.8, "test_layout_bias": 0.8}) == [
+        ("layout neutral", 0.0), ("layout flipped", -0.8)]

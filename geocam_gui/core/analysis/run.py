@@ -129,7 +129,7 @@ def load_masks(image_paths: list[str], size: int) -> tuple[np.ndarray, np.ndarra
     has = {k: np.zeros(n, bool) for k in ("evidence", "sky")}
     for i, p in enumerate(image_paths):
         for kind, mp in synthetic.mask_paths(p).items():
-            if not mp.is_file():
+            if kind not in masks or not mp.is_file():
                 continue
             try:
                 with Image.open(mp) as im:
@@ -340,16 +340,13 @@ def _bias(models: list[_Model], index, split_limit, bias_sets, *, device, cancel
         rows.append(row)
     params = ab.demo_parameters(index)
 
-    def reliance(key: str, as_trained: float, flipped: float) -> dict:
-        by_rate = {r[key]: r for r in rows if r[key] is not None}
-        hi, lo = by_rate.get(as_trained), by_rate.get(flipped)
-        if not (params and bias_sets is None and hi and lo and hi is not lo):
-            return {}
-        return {m.key: (hi["accuracy"][m.key] or 0) - (lo["accuracy"][m.key] or 0) for m in models}
+    def reliance(key: str, as_trained: float, flipped: float) -> dict:  # accuracy as trained - flipped
+        hi, lo = ({r[key]: r for r in rows if r[key] is not None}.get(q) for q in (as_trained, flipped))
+        ok = params and bias_sets is None and hi and lo and hi is not lo and as_trained != flipped
+        return {m.key: (hi["accuracy"][m.key] or 0) - (lo["accuracy"][m.key] or 0) for m in models} if ok else {}
 
     sky = reliance("test_sky_bias", float(params["sky_bias"]), 1.0 - float(params["sky_bias"])) if params else {}
-    layout = reliance("test_layout_bias", float(params["layout_bias"]), -float(params["layout_bias"])) \
-        if params and float(params["layout_bias"]) > 0 else {}
+    layout = reliance("test_layout_bias", float(params["layout_bias"]), -float(params["layout_bias"])) if params else {}
     return {"available": True, "params": params, "sets": rows, "sky_reliance": sky, "layout_reliance": layout,
             "sky_congruence": congruence}
 
