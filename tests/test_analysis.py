@@ -301,6 +301,11 @@ def test_report_covers_every_section_and_is_strict_json(report):
         loc = m["localisation"]
         assert loc["with_evidence_mask"] == 12 and loc["without_masks"] == 0
         assert 0 <= loc["pointing_game"]["random"] <= 1
+        kinds = m["kinds"]  # per-kind localisation from the demo's label maps
+        assert kinds["available"] and kinds["legend"][0] == "unlabelled"
+        assert "signboard" not in kinds["per_class"]["pittsburgh"] and "bridge" not in kinds["per_class"]["tokyo"]
+        assert all(0 <= v["hit"] <= 1 and 0 < v["area"] < 1 and 1 <= v["n"] <= 6
+                   for rows in kinds["per_class"].values() for v in rows.values())
         f = m["faithfulness"]
         assert len(f["deletion"]["curve"]) == amod.FAITHFULNESS_STEPS + 1
         assert 0 <= f["deletion"]["auc"]["mean"] <= 1 and 0 <= f["insertion"]["auc"]["mean"] <= 1
@@ -333,7 +338,7 @@ def test_cli_writes_report_files_that_open(trained, home, tmp_path):
     rep = json.loads((out / "report.json").read_text())
     assert len(rep["models"]) == 2
     html = (out / "report.html").read_text()
-    assert html.count("<table>") >= 5 and "Pointing game" in html and "Sky-bias probe" in html
+    assert html.count("<table>") >= 5 and "Pointing game" in html and "Sky-bias probe" in html and "Which kinds" in html
     assert html.count("data:image/png;base64,") >= 6
     for name in ("accuracy", "confusion", "localisation", "faithfulness", "sanity", "agreement"):
         with Image.open(out / f"{name}.png") as im:
@@ -398,3 +403,25 @@ def test_missing_masks_are_counted_not_fatal(trained, home, tmp_path):
         synthetic.mask_paths(s.path)["evidence"].unlink(missing_ok=True)
     rep = run_analysis([_untrained(tmp_path)], index, bias_sets={}, use_cache=False)
     assert rep["models"][0]["localisation"]["available"] is False
+
+
+def test_per_kind_pointing_game_and_energy_follow_their_definitions():
+    from geocam_gui.core.analysis import kinds as ak
+
+    parts = np.ones((2, 16, 16), np.uint8)  # kind 1 everywhere ...
+    parts[:, 4:8, 4:8] = 2  # ... a block of kind 2 ...
+    parts[1, 12:, 12:] = 3  # ... and kind 3 only in image 1
+    maps = np.zeros((2, 16, 16))
+    maps[0, 5, 5] = 1.0  # image 0 peaks on kind 2
+    maps[1, 14, 14] = 3.0  # image 1 peaks on kind 3, with some energy on kind 2
+    maps[1, 5, 5] = 1.0
+    hit, energy = ak.per_kind(maps, parts, 4, tolerance=1)
+    assert np.isnan(hit[:, 0]).all() and np.isnan(hit[0, 3])  # unlabelled never, absent kinds NaN
+    assert hit[0, 2] == 1 and hit[1, 3] == 1 and hit[1, 2] == 0
+    assert hit[0, 1] == 1  # kind 1 lies within the 1-px tolerance of the peak (its block's rim)
+    assert energy[0, 2] == 1.0 and energy[1, 3] == 0.75 and energy[1, 2] == 0.25
+    out = ak.summary(hit, energy, parts, np.array([0, 1]), ["a", "b"], ["unlabelled", "road", "sign", "car"])
+    assert out["available"] and out["per_class"]["a"]["sign"] == {"n": 1, "hit": 1.0, "energy": 1.0,
+                                                                  "area": 16 / 256}
+    assert "car" not in out["per_class"]["a"] and out["per_class"]["b"]["car"]["hit"] == 1.0
+    assert not ak.summary(None, None, None, np.array([0]), ["a"], None)["available"]

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from geocam_gui.core.analysis import measures as am
+from geocam_gui.core.analysis.kinds import per_kind
 from geocam_gui.core.explain.cam import compute_cams
 from geocam_gui.core.errors import Cancelled
 from geocam_gui.core.models import preprocess, target_layer
@@ -67,6 +68,8 @@ class PassResult:
     random_insertion: np.ndarray
     agreement_maps: np.ndarray  # (N, A, A) float16, true-class maps
     peaks: list[dict] = field(default_factory=list)  # {"i", "y", "x", "score", "feature"}
+    kind_hit: np.ndarray | None = None  # (N, K) pointing game per drawn kind (NaN: absent); see kinds.py
+    kind_energy: np.ndarray | None = None  # (N, K) energy share per drawn kind
     layer_shape: tuple[int, int] = (0, 0)
 
 
@@ -185,11 +188,13 @@ class _FirstOutput:
 def model_pass(model: nn.Module, name: str, images: np.ndarray, labels: np.ndarray, *,
                method: str, evidence: np.ndarray, sky: np.ndarray, has_evidence: np.ndarray,
                has_sky: np.ndarray, device: torch.device, cancel: Callable[[], bool] | None = None,
-               tick: Callable[[str], None] | None = None) -> PassResult:
+               tick: Callable[[str], None] | None = None, parts: np.ndarray | None = None,
+               n_kinds: int = 0) -> PassResult:
     """Run ``model`` over ``images`` (N, S, S, 3) uint8 with true ``labels`` and measure
     everything that needs the model's maps (see the module docstring).
 
-    ``evidence``/``sky``: (N, S, S) bool masks; ``has_*``: which images have them.
+    ``evidence``/``sky``: (N, S, S) bool masks; ``has_*``: which images have them. ``parts``:
+    optional (N, S, S) label maps with ``n_kinds`` kinds (per-kind pointing game and energy).
     """
     N, S = len(images), images.shape[1]
     layer = target_layer(model, name)
@@ -203,6 +208,8 @@ def model_pass(model: nn.Module, name: str, images: np.ndarray, labels: np.ndarr
                agreement_maps=[])
     peaks: list[dict] = []
     layer_shape = (0, 0)
+    kinds = parts is not None and n_kinds > 1
+    kind_hit, kind_energy = (np.full((N, n_kinds), np.nan) for _ in range(2)) if kinds else (None, None)
     for s in range(0, N, CAM_BATCH):
         _check(cancel)
         sl = slice(s, min(N, s + CAM_BATCH))
@@ -222,6 +229,8 @@ def model_pass(model: nn.Module, name: str, images: np.ndarray, labels: np.ndarr
         pred_maps = maps[np.arange(B), pred]
         out["logits"].append(logits.numpy())
         _localise(out, sl, true_maps, evidence[sl], sky[sl], has_evidence[sl], has_sky[sl], tol, rng_maps)
+        if kinds:
+            kind_hit[sl], kind_energy[sl] = per_kind(true_maps, parts[sl], n_kinds, tol)
         if has_sky[sl].any():
             k = np.flatnonzero(has_sky[sl])
             out["sky_share_predicted"][s + k] = am.energy_share(pred_maps[k], sky[sl][k])
@@ -250,7 +259,7 @@ def model_pass(model: nn.Module, name: str, images: np.ndarray, labels: np.ndarr
         random_evidence_share=out["random_evidence_share"], random_sky_share=out["random_sky_share"],
         deletion=cat["deletion"], insertion=cat["insertion"], random_deletion=cat["random_deletion"],
         random_insertion=cat["random_insertion"], agreement_maps=cat["agreement_maps"], peaks=peaks,
-        layer_shape=layer_shape)
+        layer_shape=layer_shape, kind_hit=kind_hit, kind_energy=kind_energy)
 
 
 def _localise(out: dict, sl: slice, maps, ev, sk, has_ev, has_sk, tol: int, rng) -> None:

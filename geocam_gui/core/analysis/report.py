@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+KINDS_SHOWN = 6
 PLOTS = ("accuracy", "confusion", "localisation", "faithfulness", "sanity", "agreement")
 
 
@@ -75,6 +76,17 @@ def tables(report: dict) -> dict[str, dict]:
         rows.append([m["label"], f"{loc['with_evidence_mask']}/{loc['images']}", _fmt(pg["cam"], True),
                      _fmt(pg["random"], True), _fmt(ee["cam"], True), _fmt(ee["random"], True),
                      _fmt(se["cam"], True), _fmt(loc.get("sky_energy_predicted"), True), _fmt(se["random"], True)])
+    rows = []
+    for m in models:
+        for c, kinds in (m.get("kinds") or {}).get("per_class", {}).items():
+            best = sorted(kinds.items(), key=lambda kv: -kv[1]["hit"])[:KINDS_SHOWN]
+            rows += [[m["label"], c, k, str(v["n"]), _fmt(v["hit"], True), _fmt(v["energy"], True),
+                      _fmt(v["area"], True)] for k, v in best]
+    if rows:
+        out["kinds"] = {"title": f"Which kinds the true class's map points at (top {KINDS_SHOWN} per model and class; "
+                                 "a uniform map's energy share is the kind's area)",
+                        "columns": ["Model", "Class", "Kind", "Images with it", "Pointing game", "Energy share",
+                                    "Area"], "rows": rows}
     out["localisation"] = {"title": "Localisation against ground-truth masks",
                            "columns": ["Model", "With masks", "Pointing game", "(random map)",
                                        "Energy on evidence", "(random map)", "Energy on sky",
@@ -294,7 +306,7 @@ def _html(report: dict, files: dict[str, Path], mosaics: list) -> str:
         f"<b>{html.escape(d['split'])}</b>, {d['images']} images; method <b>{html.escape(report['method'])}</b>; "
         f"created {html.escape(report['created'])}.</p>",
     ]
-    sections = [("accuracy", ["accuracy", "confusion"]), ("localisation", ["localisation"]),
+    sections = [("accuracy", ["accuracy", "confusion"]), ("localisation", ["localisation"]), ("kinds", []),
                 ("faithfulness", ["faithfulness"]), ("sanity", ["sanity"]), ("agreement", ["agreement"]),
                 ("bias", []), ("congruence", [])]
     for name, plots in sections:

@@ -39,9 +39,7 @@ import numpy as np
 from PIL import Image
 from torch import nn
 
-from geocam_gui.core.analysis import bias as ab
-from geocam_gui.core.analysis import measures as am
-from geocam_gui.core.analysis import model_pass as amod
+from geocam_gui.core.analysis import bias as ab, kinds as ak, measures as am, model_pass as amod
 from geocam_gui.core import paths
 from geocam_gui.core.data import demo as synthetic
 from geocam_gui.core.analysis.patches import mine_elements
@@ -52,7 +50,7 @@ from geocam_gui.core.device import resolve_device
 from geocam_gui.core.errors import BadArgument, Cancelled, DataError
 from geocam_gui.core.models import MODEL_LABELS
 
-ANALYSIS_VERSION = "1"
+ANALYSIS_VERSION = "2"  # 2: tie order of deletion/insertion, per-kind localisation
 REPORT_FORMAT = "geocam-analysis/1"
 SPLITS = ("train", "val", "test")
 SANITY_IMAGES = 16
@@ -228,9 +226,10 @@ def _analyse_model(m: _Model, index, samples, *, split, method, device, cancel, 
     images = np.asarray(decoded.images[ok])
     labels = np.asarray(decoded.labels, np.int64)[ok]
     ev, sky, has_ev, has_sky = load_masks([s.path for s in kept], m.image_size)
-    r = amod.model_pass(m.model, m.name, images, labels, method=method, evidence=ev, sky=sky,
-                        has_evidence=has_ev, has_sky=has_sky, device=device, cancel=cancel,
-                        tick=lambda t: ticker.tick(t))
+    parts, legend = ak.load_parts(index, [s.path for s in kept], m.image_size)
+    r = amod.model_pass(m.model, m.name, images, labels, method=method, evidence=ev, sky=sky, has_evidence=has_ev,
+                        has_sky=has_sky, device=device, cancel=cancel, tick=lambda t: ticker.tick(t), parts=parts,
+                        n_kinds=len(legend or []))
     pred = r.logits.argmax(1)
     n_s = min(SANITY_IMAGES, len(kept))
     sanity = amod.sanity_cascade(m.model, m.name, images[:n_s], labels[:n_s], method=method, device=device,
@@ -249,6 +248,7 @@ def _analyse_model(m: _Model, index, samples, *, split, method, device, cancel, 
         "skipped": [[p, why] for p, why in decoded.errors],
         "accuracy": ab.accuracy_of(pred, labels, classes),
         "localisation": _localisation(r, labels, has_ev, has_sky, ev, sky, classes, m.image_size),
+        "kinds": ak.summary(r.kind_hit, r.kind_energy, parts, labels, classes, legend),
         "faithfulness": _faithfulness(r), "sanity": sanity, "elements": elements,
         "sky_congruence": ab.sky_congruence(kept, labels, pred, ab.usual_sky(index)),
     }
