@@ -164,11 +164,16 @@ def _mode(labels: np.ndarray, evidence: np.ndarray, sky: np.ndarray) -> np.ndarr
     of the sky mask the most frequent sky kind, else the most frequent other kind (ties: the
     first subpixel in raster order)."""
     subs = np.stack([labels[0::2, 0::2], labels[0::2, 1::2], labels[1::2, 0::2], labels[1::2, 1::2]])
-    want = np.where(evidence, EVIDENCE, np.where(sky, SKY, 0)).astype(np.uint8)
-    valid = _GROUP[subs] == want[None]
-    votes = np.stack([((subs == subs[i]) & valid).sum(0) for i in range(4)])
-    votes[~valid] = -1
-    return np.take_along_axis(subs, votes.argmax(0)[None], 0)[0]
+    out = subs[0].copy()  # where all four agree, that kind is also what the masks say
+    mixed = np.flatnonzero(((subs != subs[0]).any(0)).ravel())
+    if mixed.size:
+        sub = subs.reshape(4, -1)[:, mixed]
+        want = np.where(evidence.ravel()[mixed], EVIDENCE, np.where(sky.ravel()[mixed], SKY, 0)).astype(np.uint8)
+        valid = _GROUP[sub] == want[None]
+        votes = np.stack([((sub == sub[i]) & valid).sum(0) for i in range(4)])
+        votes[~valid] = -1
+        out.ravel()[mixed] = np.take_along_axis(sub, votes.argmax(0)[None], 0)[0]
+    return out
 
 
 def _jitter(rng, rgb, amount=14.0):
