@@ -412,7 +412,7 @@ def test_per_kind_pointing_game_and_energy_follow_their_definitions():
     parts[:, 4:8, 4:8] = 2  # ... a block of kind 2 ...
     parts[1, 12:, 12:] = 3  # ... and kind 3 only in image 1
     maps = np.zeros((2, 16, 16))
-    maps[0, 5, 5] = 1.0  # image 0 peaks on kind 2
+    maps[0, 4, 4] = 1.0  # image 0 peaks on kind 2, at its corner
     maps[1, 14, 14] = 3.0  # image 1 peaks on kind 3, with some energy on kind 2
     maps[1, 5, 5] = 1.0
     hit, energy = ak.per_kind(maps, parts, 4, tolerance=1)
