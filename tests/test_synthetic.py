@@ -173,6 +173,7 @@ def test_mean_colours_do_not_separate_the_cities(unbiased):
 
 @pytest.mark.parametrize("kwargs", [
     dict(per_class=9), dict(size=31), dict(sky_bias=1.2), dict(sky_bias=-0.1), dict(test_sky_bias=float("nan")),
+    dict(layout_bias=-0.1), dict(layout_bias="x"), dict(test_layout_bias=-1.5), dict(test_layout_bias=float("nan")),
     dict(views_per_place=0), dict(per_class=10, views_per_place=5), dict(seed=-1), dict(per_class=12.5),
 ])
 def test_bad_arguments_write_nothing(tmp_path, kwargs):
