@@ -1,4 +1,4 @@
-"""Drawing of one procedural street scene for the demo data set (see ``synthetic.py``).
+"""Drawing of one procedural street scene for the demo data set (see ``__init__.py``).
 
 A *place* is built once (``build_scene``) as a list of drawing operations in world
 coordinates (x, y in [0, 1] for the unshifted camera, y downwards). Each *view* of the place
@@ -7,16 +7,16 @@ views of a place are near-duplicates, like the views of one street-view panorama
 
 The scene is a street in one-point perspective: sky band, building facades with windows and
 shop fronts on both sides, a row of buildings at the far end, road and sidewalks, and shared
-distractors (trees, poles, wires, cars). The class evidence is added on top:
+distractors (trees, poles, wires, cars). The class evidence is added on top (``evidence.py``):
 
-* ``tokyo``: vertical signboards sticking out of facades, horizontal signboards and rooftop
-  billboards, all carrying procedural kanji-like glyphs;
-* ``pittsburgh``: truss bridges with diagonal beams, stairways with hand rails, sidewalk
-  railings.
+* ``tokyo``: horizontal and vertical signboards (one or two per slot) carrying procedural
+  kanji-like glyphs;
+* ``pittsburgh``: truss bridges with diagonal beams, stairways with hand rails, railings.
 
-Evidence and distractor colours come from the same palettes in both classes, and the evidence
-covers a target fraction of the image drawn from one distribution for both classes, so mean
-colours say little about the class: the shapes do.
+Evidence and distractor colours come from the same palettes in both classes, and the evidence's
+area and position are drawn from one distribution for both classes, so mean colours and the
+evidence layout say little about the class: the shapes do. Every op also carries a kind
+(``PARTS``), rendered into the per-pixel label map.
 """
 
 from __future__ import annotations

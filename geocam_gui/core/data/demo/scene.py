@@ -2,7 +2,7 @@
 
 World helpers: depth ``t`` is the perspective scale (1 at the near plane, -> 0 at the
 vanishing point); heights are in "near units" (image heights at ``t = 1``) above the ground.
-``build_scene`` returns a ``synthetic_draw.Scene`` ready to be rendered from several views.
+``build_scene`` returns a ``draw.Scene`` ready to be rendered from several views.
 """
 
 from __future__ import annotations
