@@ -1,5 +1,5 @@
 """Speed of the demo-data generator (core/data/demo/__init__.py) against the goal of issue 3:
-2,000 images of 128 px (with their two masks) in at most 15 s on one core.
+2,000 images of 128 px (with their two masks and label map) in at most 15 s on one core.
 
 There is no reference library for this, so the reference is the goal itself: 2000 / 15 =
 133 images/s. The generator is single-threaded; CPU time of this process is reported beside
@@ -40,7 +40,7 @@ def main() -> None:
     n = args.images // 2 * 2
     goal_rate = GOAL_IMAGES / GOAL_SECONDS
     rate = n / cpu
-    print(f"demo data, {n} images of {args.size} px + 2 masks each, {args.views} views per place:")
+    print(f"demo data, {n} images of {args.size} px + 2 masks and a label map each, {args.views} views per place:")
     print(f"  wall {wall:.2f} s ({n / wall:.0f} images/s), CPU {cpu:.2f} s ({rate:.0f} images/s on one core)")
     print(f"  goal: {GOAL_IMAGES} images in {GOAL_SECONDS:.0f} s = {goal_rate:.0f} images/s")
     print(f"  ratio (CPU rate / goal rate): {rate / goal_rate:.2f}x"

@@ -3,7 +3,9 @@
 Two shallow nets are trained with the real Trainer on tiny demo sets that differ only in the
 sky bias of train/val (1.0 vs 0.5); the test places, and so the test images, are the same.
 Models this small learn the sky in a few epochs but not the evidence (bridges, kanji signs),
-so the checks that need a model to look at *something* use the sky as that something.
+so the checks that need a model to look at *something* use the sky as that something. Since the
+demo's evidence layout no longer gives the city away (generator v2), the plain model has nothing
+it can learn in 6 epochs at this size: it predicts one class, mostly with empty maps.
 """
 
 from __future__ import annotations
@@ -174,6 +176,24 @@ def test_deletion_in_map_order_beats_random_order_on_a_model_that_reads_one_regi
     assert i_good[:, -1] == pytest.approx(p0)
 
 
+def test_deletion_order_breaks_ties_at_random_not_in_raster_order():
+    """A map clipped at zero leaves most pixels tied: they must not go top rows first (the sky)."""
+    maps = np.zeros((3, 32, 32))
+    maps[:, 20:24, 20:24] = np.linspace(1, 2, 16).reshape(4, 4)  # 16 distinct values, then ties
+    ranks = amod._ranks(maps)
+    assert (ranks == amod._ranks(maps)).all()  # seeded: the same maps give the same order
+    flat = maps.reshape(3, -1)
+    for b in range(3):
+        top = np.argsort(ranks[b])[:16]
+        assert (np.sort(flat[b][top]) == np.sort(flat[b])[-16:]).all()  # values first, highest first
+        assert (np.diff(flat[b][np.argsort(ranks[b])[:16]]) < 0).all()
+        tied_first = np.argsort(ranks[b])[16:16 + 200]  # the first 200 of the tied pixels
+        rows = tied_first // 32
+        assert 10 < rows.mean() < 21, rows.mean()  # raster order would give rows 0-6 (mean ~3)
+    assert not (ranks[0] == ranks[1]).all()  # a different permutation per image
+    assert (amod._ranks(maps, [7, 8, 9])[0] != ranks[0]).any()
+
+
 def test_select_samples_interleaves_classes():
     from geocam_gui.core.analysis.run import select_samples
     from geocam_gui.core.data.datasets import Sample
@@ -192,7 +212,8 @@ def test_sky_biased_model_puts_more_cam_energy_on_the_sky(report):
     b, p = biased["localisation"], plain["localisation"]
     assert b["available"] and b["with_sky_mask"] == b["images"]
     assert b["sky_energy"]["cam"]["mean"] > p["sky_energy"]["cam"]["mean"] + 0.05
-    assert b["sky_energy_predicted"]["mean"] > p["sky_energy_predicted"]["mean"] + 0.08
+    # the plain model may leave every predicted-class map empty (see the module docstring): no energy on the sky
+    assert b["sky_energy_predicted"]["mean"] > (p["sky_energy_predicted"]["mean"] or 0.0) + 0.08
     assert b["sky_energy_predicted"]["mean"] > b["sky_energy"]["random"]["mean"]
 
 
@@ -218,7 +239,8 @@ def test_randomised_models_give_maps_unlike_the_trained_ones(report):
         randomised = [s for s in steps[1:]]
         assert all(s["spearman"]["mean"] < 0.7 for s in randomised), randomised
         assert all(s["ssim"]["mean"] < 0.7 for s in randomised), randomised
-        assert steps[-1]["spearman"]["mean"] < 0.5 and steps[-1]["ssim"]["mean"] < 0.5
+        if m["key"] == _model(report, "biased")["key"]:  # the plain model's few non-empty maps are no reference
+            assert steps[-1]["spearman"]["mean"] < 0.5 and steps[-1]["ssim"]["mean"] < 0.5
 
 
 def _test_maps(trained, which, normalize="per_map", images=None):
@@ -279,6 +301,11 @@ def test_report_covers_every_section_and_is_strict_json(report):
         loc = m["localisation"]
         assert loc["with_evidence_mask"] == 12 and loc["without_masks"] == 0
         assert 0 <= loc["pointing_game"]["random"] <= 1
+        kinds = m["kinds"]  # per-kind localisation from the demo's label maps
+        assert kinds["available"] and kinds["legend"][0] == "unlabelled"
+        assert "signboard" not in kinds["per_class"]["pittsburgh"] and "bridge" not in kinds["per_class"]["tokyo"]
+        assert all(0 <= v["hit"] <= 1 and 0 < v["area"] < 1 and 1 <= v["n"] <= 6
+                   for rows in kinds["per_class"].values() for v in rows.values())
         f = m["faithfulness"]
         assert len(f["deletion"]["curve"]) == amod.FAITHFULNESS_STEPS + 1
         assert 0 <= f["deletion"]["auc"]["mean"] <= 1 and 0 <= f["insertion"]["auc"]["mean"] <= 1
@@ -311,7 +338,7 @@ def test_cli_writes_report_files_that_open(trained, home, tmp_path):
     rep = json.loads((out / "report.json").read_text())
     assert len(rep["models"]) == 2
     html = (out / "report.html").read_text()
-    assert html.count("<table>") >= 5 and "Pointing game" in html and "Sky-bias probe" in html
+    assert html.count("<table>") >= 5 and "Pointing game" in html and "Sky-bias probe" in html and "Which kinds" in html
     assert html.count("data:image/png;base64,") >= 6
     for name in ("accuracy", "confusion", "localisation", "faithfulness", "sanity", "agreement"):
         with Image.open(out / f"{name}.png") as im:
@@ -376,3 +403,25 @@ def test_missing_masks_are_counted_not_fatal(trained, home, tmp_path):
         synthetic.mask_paths(s.path)["evidence"].unlink(missing_ok=True)
     rep = run_analysis([_untrained(tmp_path)], index, bias_sets={}, use_cache=False)
     assert rep["models"][0]["localisation"]["available"] is False
+
+
+def test_per_kind_pointing_game_and_energy_follow_their_definitions():
+    from geocam_gui.core.analysis import kinds as ak
+
+    parts = np.ones((2, 16, 16), np.uint8)  # kind 1 everywhere ...
+    parts[:, 4:8, 4:8] = 2  # ... a block of kind 2 ...
+    parts[1, 12:, 12:] = 3  # ... and kind 3 only in image 1
+    maps = np.zeros((2, 16, 16))
+    maps[0, 4, 4] = 1.0  # image 0 peaks on kind 2, at its corner
+    maps[1, 14, 14] = 3.0  # image 1 peaks on kind 3, with some energy on kind 2
+    maps[1, 5, 5] = 1.0
+    hit, energy = ak.per_kind(maps, parts, 4, tolerance=1)
+    assert np.isnan(hit[:, 0]).all() and np.isnan(hit[0, 3])  # unlabelled never, absent kinds NaN
+    assert hit[0, 2] == 1 and hit[1, 3] == 1 and hit[1, 2] == 0
+    assert hit[0, 1] == 1  # kind 1 lies within the 1-px tolerance of the peak (its block's rim)
+    assert energy[0, 2] == 1.0 and energy[1, 3] == 0.75 and energy[1, 2] == 0.25
+    out = ak.summary(hit, energy, parts, np.array([0, 1]), ["a", "b"], ["unlabelled", "road", "sign", "car"])
+    assert out["available"] and out["per_class"]["a"]["sign"] == {"n": 1, "hit": 1.0, "energy": 1.0,
+                                                                  "area": 16 / 256}
+    assert "car" not in out["per_class"]["a"] and out["per_class"]["b"]["car"]["hit"] == 1.0
+    assert not ak.summary(None, None, None, np.array([0]), ["a"], None)["available"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -47,16 +48,19 @@ def biased(tmp_path_factory) -> Path:
 
 def test_layout_manifest_and_balance(unbiased):
     rows = _manifest(unbiased)
-    assert list(rows[0]) == ["path", "label", "group", "sky", "split"]
+    assert list(rows[0]) == ["path", "label", "group", "sky", "layout", "split"]
     assert Counter(r["label"] for r in rows) == {"pittsburgh": 60, "tokyo": 60}
     for r in rows:
         image = unbiased / r["path"]
         assert "\\" not in r["path"] and image.parent.name == r["label"]
         assert r["group"].startswith(r["label"] + "_p") and image.stem.startswith(r["group"].split("_", 1)[1])
         assert r["sky"] in ("clear", "cloudy") and r["split"] in ("train", "val", "test")
+        assert r["layout"] == "any"  # layout_bias 0: no layout cue anywhere
         with Image.open(image) as im:
             assert (im.mode, im.size) == ("RGB", (64, 64))
         for kind, mask in synthetic.mask_paths(image).items():
+            if kind == "parts":
+                continue  # test_parts_label_map
             with Image.open(mask) as m:
                 assert (m.mode, m.size) == ("L", (64, 64)), kind
                 assert set(np.unique(np.asarray(m))) <= {0, 255}
@@ -102,7 +106,9 @@ def test_sky_bias_rates(biased):
         part = [r for r in rows if r["split"] == split]
         pitt_cloudy = np.mean([r["sky"] == "cloudy" for r in part if r["label"] == "pittsburgh"])
         tokyo_clear = np.mean([r["sky"] == "clear" for r in part if r["label"] == "tokyo"])
-        assert abs(pitt_cloudy - bias) <= 0.1 and abs(tokyo_clear - bias) <= 0.1, split
+        n = len(part) / 2
+        # exact to within one image per class (rounded once per split, not per place)
+        assert abs(pitt_cloudy - bias) * n <= 1 and abs(tokyo_clear - bias) * n <= 1, split
     # the sky mask is where the sky is drawn: cloudy skies are grey, clear ones blue
     for r in rows[:40]:
         image = np.asarray(Image.open(biased / r["path"]), float)
@@ -128,9 +134,9 @@ def test_evidence_pixels_differ_from_the_scene_without_evidence(city):
     evidence mask and (up to a one-pixel rim of anti-aliasing) nothing outside it."""
     for i in range(6):
         scene = build_scene(np.random.default_rng([42, i]), city, cloudy=bool(i % 2))
-        image, evidence, _ = render(scene, 64, 1.05, 0.01, -0.01, 1.0, (1.0, 1.0, 1.0))
+        image, evidence, _, _ = render(scene, 64, 1.05, 0.01, -0.01, 1.0, (1.0, 1.0, 1.0))
         scene.ops = [op for op in scene.ops if op[3] != EVIDENCE]
-        plain, none, _ = render(scene, 64, 1.05, 0.01, -0.01, 1.0, (1.0, 1.0, 1.0))
+        plain, none, _, _ = render(scene, 64, 1.05, 0.01, -0.01, 1.0, (1.0, 1.0, 1.0))
         assert not none.any() and evidence.mean() > 0.01
         diff = np.abs(image.astype(int) - plain.astype(int)).max(axis=2)
         assert (diff[evidence] > 12).mean() > 0.8
@@ -167,6 +173,7 @@ def test_mean_colours_do_not_separate_the_cities(unbiased):
 
 @pytest.mark.parametrize("kwargs", [
     dict(per_class=9), dict(size=31), dict(sky_bias=1.2), dict(sky_bias=-0.1), dict(test_sky_bias=float("nan")),
+    dict(layout_bias=-0.1), dict(layout_bias="x"), dict(test_layout_bias=-1.5), dict(test_layout_bias=float("nan")),
     dict(views_per_place=0), dict(per_class=10, views_per_place=5), dict(seed=-1), dict(per_class=12.5),
 ])
 def test_bad_arguments_write_nothing(tmp_path, kwargs):
@@ -239,4 +246,41 @@ def test_ensure_demo_generates_once_in_the_cache(_isolated_home):
 def test_mask_paths():
     found = synthetic.mask_paths(Path("/data/demo/tokyo/p0001_v2.png"))
     assert found == {"evidence": Path("/data/demo/_masks/tokyo/p0001_v2_evidence.png"),
-                     "sky": Path("/data/demo/_masks/tokyo/p0001_v2_sky.png")}
+                     "sky": Path("/data/demo/_masks/tokyo/p0001_v2_sky.png"),
+                     "parts": Path("/data/demo/_masks/tokyo/p0001_v2_parts.png")}
+
+
+def test_parts_label_map(unbiased):
+    """Each image has an indexed label map of every kind drawn: same size, values index the
+    legend, no unlabelled pixel, the evidence kinds of its class are exactly its evidence mask and
+    never appear in the other class, the sky kinds are exactly the sky mask outside the evidence."""
+    legend = synthetic.parts_legend(unbiased)
+    assert legend[0] == "unlabelled" and len(legend) == len(set(legend))
+    raw = json.loads((unbiased / "parts_legend.json").read_text(encoding="utf-8"))
+    assert raw["kinds"] == legend
+    evidence_ids = {c: {legend.index(k) for k in kinds} for c, kinds in raw["evidence"].items()}
+    seen = set()
+    for r in _manifest(unbiased)[::7]:
+        paths = synthetic.mask_paths(unbiased / r["path"])
+        with Image.open(paths["parts"]) as im:
+            assert im.mode in ("P", "L") and im.size == (64, 64)
+            parts = np.asarray(im)
+        seen |= set(np.unique(parts).tolist())
+        assert parts.max() < len(legend) and (parts > 0).all()
+        evidence = np.asarray(Image.open(paths["evidence"])) > 0
+        own = np.isin(parts, list(evidence_ids[r["label"]]))
+        other = np.isin(parts, list(evidence_ids["tokyo" if r["label"] == "pittsburgh" else "pittsburgh"]))
+        assert not other.any()
+        assert (own == evidence).all(), r["path"]
+        sky = np.asarray(Image.open(paths["sky"])) > 0
+        assert (np.isin(parts, [legend.index("sky"), legend.index("cloud")]) == (sky & ~evidence)).all()
+    assert {legend.index(k) for k in ("sky", "road", "building", "window", "signboard", "glyph")} <= seen
+
+
+@pytest.mark.parametrize("text", ["", "[]", '{"kinds": "sky"}', '{"kinds": [1, 2]}', '{"kinds": []}', "\xff\xfe"])
+def test_a_bad_parts_legend_is_refused(tmp_path, text):
+    (tmp_path / "parts_legend.json").write_bytes(text.encode("latin-1"))
+    with pytest.raises(DataError):
+        synthetic.parts_legend(tmp_path)
+    with pytest.raises(DataError):
+        synthetic.parts_legend(tmp_path / "missing")

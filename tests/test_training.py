@@ -279,6 +279,10 @@ def test_cli_train_then_eval(tiny_demo, tmp_path, capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason=(
+    "issue 14, open: on demo generator v2 (evidence area and position no longer give the city away) "
+    "this recipe stays at chance - measured test 0.492, best val 0.51, train 0.60 after 20 epochs "
+    "(benchmarks/RESULTS.md); v1's 0.971 leaned on the layout cue. Remove this mark with the new recipe."))
 def test_demo_shallow_learns_the_cities_at_64px(tmp_path, torch_threads):
     """Issue 3/5 acceptance: with the CPU defaults, trained at sky bias 0.5 (the sky says nothing),
     the shallow CNN reaches >= 95 % test accuracy on the demo set at 64 px (measured: 0.971)."""

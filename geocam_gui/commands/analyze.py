@@ -61,7 +61,8 @@ def _expand(items: list[str]) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from geocam_gui.core.analysis.run import run_analysis, write_report
+    from geocam_gui.core.analysis.report import write_report
+    from geocam_gui.core.analysis.run import run_analysis
     from geocam_gui.core.data.datasets import open_data
     from geocam_gui.core.errors import BadArgument, BadData, GeoCamError, os_error_sentence
     from geocam_gui.core.paths import check_writable_folder
@@ -116,5 +117,7 @@ def run(args: argparse.Namespace) -> int:
     reliance = report["bias"].get("sky_reliance") or {}
     for key, v in reliance.items():
         print(f"  sky reliance {key}: {v:+.3f} (accuracy as trained minus flipped sky)")
+    for key, v in (report["bias"].get("layout_reliance") or {}).items():
+        print(f"  layout reliance {key}: {v:+.3f} (accuracy as trained minus flipped layout)")
     print(f"Report: {files['html']} (and report.json, {len(files) - 2} PNG files) in {out}")
     return 0

@@ -25,6 +25,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"(0..1; 0.5 = no bias; default {d['sky_bias']})")
     parser.add_argument("--test-sky-bias", type=float, default=d["test_sky_bias"], metavar="Q",
                         help=f"the same rate in the test split (default {d['test_sky_bias']})")
+    parser.add_argument("--layout-bias", type=float, default=d["layout_bias"], metavar="P",
+                        help="train/val: the fraction of each class's images whose evidence sits in the class's "
+                             f"band (pittsburgh low, tokyo high), a controlled layout cue (0..1; default {d['layout_bias']:g})")
+    parser.add_argument("--test-layout-bias", type=float, default=d["test_layout_bias"], metavar="Q",
+                        help="the same fraction in the test split; negative = the other class's band, the "
+                             f"flipped cue (-1..1; default {d['test_layout_bias']:g})")
     parser.add_argument("--seed", type=int, default=d["seed"], metavar="S", help=f"random seed (default {d['seed']})")
     parser.add_argument("--views-per-place", type=int, default=d["views_per_place"], metavar="V",
                         help=f"views rendered of each place (default {d['views_per_place']})")
@@ -44,11 +50,13 @@ def run(args: argparse.Namespace) -> int:
         out = synthetic.generate_demo(
             args.out, per_class=args.per_class, size=args.size, sky_bias=args.sky_bias,
             test_sky_bias=args.test_sky_bias, seed=args.seed, views_per_place=args.views_per_place,
+            layout_bias=args.layout_bias, test_layout_bias=args.test_layout_bias,
             force=args.force, progress=progress,
         )
     except OSError as exc:  # the generator writes into a temporary folder first: nothing half-written stays
         raise GeoCamError(os_error_sentence(exc, args.out)) from None
     took = time.perf_counter() - start
     print(f"Wrote {2 * args.per_class} demo images ({args.per_class} per class, {args.size} px, "
-          f"sky bias {args.sky_bias:g}, test sky bias {args.test_sky_bias:g}) with masks to {out} in {took:.1f} s.")
+          f"sky bias {args.sky_bias:g}, test sky bias {args.test_sky_bias:g}, layout bias {args.layout_bias:g}, "
+          f"test layout bias {args.test_layout_bias:g}) with masks and label maps to {out} in {took:.1f} s.")
     return 0

@@ -1,7 +1,7 @@
 """The Analysis tab: measured interpretability of the loaded models, side by side.
 
 Thin by design: ``core.analysis.run_analysis`` computes everything in a ``TaskWorker`` thread
-(progress bar, Cancel), ``core.analysis_report.write_report`` draws the plots into the cache,
+(progress bar, Cancel), ``core.analysis.report.write_report`` draws the plots into the cache,
 and this panel shows the report's tables (``QTableWidget``), the plot PNGs and the mosaics of
 discriminative elements. Clicking a patch of a mosaic emits ``sampleRequested(image_path)``,
 which the window connects to the dataset browser.
@@ -257,7 +257,8 @@ class AnalysisPanel(QWidget):
 
         def work(progress, cancelled):
             from geocam_gui.core import paths
-            from geocam_gui.core.analysis.run import run_analysis, write_report
+            from geocam_gui.core.analysis.report import write_report
+            from geocam_gui.core.analysis.run import run_analysis
 
             report = run_analysis(checkpoints, index, split=split, method=method, limit=limit,
                                   progress=progress, cancel=cancelled)

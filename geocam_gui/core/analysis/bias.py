@@ -10,7 +10,9 @@ Two measurements:
   (``synthetic.generate_demo(..., test_sky_bias=q)`` with every other parameter taken from the
   set's README.txt, so the test places are identical): ``q = sky_bias`` (as in training),
   ``q = 0.5`` (unbiased) and ``q = 1 - sky_bias`` (flipped). ``sky_reliance`` is the accuracy
-  as trained minus the accuracy flipped.
+  as trained minus the accuracy flipped. A set trained with a layout cue (``layout_bias`` > 0)
+  gets the same three for the layout: test layout rate as trained, 0 (neutral) and
+  ``-layout_bias`` (flipped), and ``layout_reliance``.
 """
 
 from __future__ import annotations
@@ -83,7 +85,7 @@ def demo_parameters(index: DatasetIndex) -> dict | None:
 
 
 def probe_rates(params: dict) -> list[tuple[str, float]]:
-    """(name, test sky rate) of the probe sets worth generating for ``params``: as trained,
+    """(name, test sky rate) of the sky-probe sets worth generating for ``params``: as trained,
     unbiased, flipped; rates equal to the set's own test rate or to an earlier entry are skipped."""
     bias = float(params["sky_bias"])
     seen = {round(float(params["test_sky_bias"]), 6)}
@@ -96,22 +98,44 @@ def probe_rates(params: dict) -> list[tuple[str, float]]:
     return out
 
 
+def layout_probe_rates(params: dict) -> list[tuple[str, float]]:
+    """(name, test layout rate) of the layout-probe sets: with the cue as trained (``layout_bias``),
+    neutral (0) and flipped (``-layout_bias``); none when the set was trained without a layout cue,
+    and rates equal to the set's own test rate are skipped."""
+    bias = float(params.get("layout_bias", 0.0))
+    if bias <= 0:
+        return []
+    seen = {round(float(params.get("test_layout_bias", 0.0)), 6)}
+    out = []
+    for name, q in (("layout as trained", bias), ("layout neutral", 0.0), ("layout flipped", -bias)):
+        if round(q, 6) not in seen:
+            seen.add(round(q, 6))
+            out.append((name, q))
+    return out
+
+
 def probe_sets(index: DatasetIndex, *, progress: Callable[[int, int], None] | None = None,
                cancel: Callable[[], bool] | None = None) -> list[dict]:
     """Generate (or reuse from the cache) the probe sets of a demo set.
 
-    Returns ``[{"name", "test_sky_bias", "index"}]``, starting with the set itself; empty for data
-    that is not a demo set.
+    Returns ``[{"name", "test_sky_bias", "test_layout_bias", "index"}]``, starting with the set
+    itself; a sky-probe set has ``test_layout_bias`` None, a layout-probe set ``test_sky_bias``
+    None (every other parameter is the set's own, so the test places are the same). Empty for
+    data that is not a demo set.
     """
     from geocam_gui.core.data.datasets import open_data
 
     params = demo_parameters(index)
     if params is None:
         return []
-    out = [{"name": "test", "test_sky_bias": float(params["test_sky_bias"]), "index": index}]
+    out = [{"name": "test", "test_sky_bias": float(params["test_sky_bias"]),
+            "test_layout_bias": float(params["test_layout_bias"]), "index": index}]
     for name, q in probe_rates(params):
         folder = synthetic.ensure_demo(progress=progress, cancel=cancel, **{**params, "test_sky_bias": q})
-        out.append({"name": name, "test_sky_bias": q, "index": open_data(folder)})
+        out.append({"name": name, "test_sky_bias": q, "test_layout_bias": None, "index": open_data(folder)})
+    for name, q in layout_probe_rates(params):
+        folder = synthetic.ensure_demo(progress=progress, cancel=cancel, **{**params, "test_layout_bias": q})
+        out.append({"name": name, "test_sky_bias": None, "test_layout_bias": q, "index": open_data(folder)})
     return out
 
 

@@ -6,7 +6,8 @@ are Grad-CAM-style maps from ``core.cam.compute_cams`` normalised per map to [0,
 the maps the viewer shows.
 
 Faithfulness (Petsiuk et al. 2018, RISE): pixels are ordered by the map of the predicted class
-(highest first, ties by position). **Deletion** replaces the first ``t/T`` of them by the
+(highest first; pixels with equal values - a map clipped at zero leaves many - in a seeded random
+order per image, not in raster order, which would remove the top rows (the sky) first). **Deletion** replaces the first ``t/T`` of them by the
 ImageNet mean colour (zero after normalisation) and tracks the predicted class's probability;
 **insertion** starts from a Gaussian-blurred copy (sigma = S/16) and puts the original pixels
 back in the same order. ``T = FAITHFULNESS_STEPS``; both curves have T + 1 points (0 % ... 100 %)
@@ -26,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from geocam_gui.core.analysis import measures as am
+from geocam_gui.core.analysis.kinds import per_kind
 from geocam_gui.core.explain.cam import compute_cams
 from geocam_gui.core.errors import Cancelled
 from geocam_gui.core.models import preprocess, target_layer
@@ -66,6 +68,8 @@ class PassResult:
     random_insertion: np.ndarray
     agreement_maps: np.ndarray  # (N, A, A) float16, true-class maps
     peaks: list[dict] = field(default_factory=list)  # {"i", "y", "x", "score", "feature"}
+    kind_hit: np.ndarray | None = None  # (N, K) pointing game per drawn kind (NaN: absent); see kinds.py
+    kind_energy: np.ndarray | None = None  # (N, K) energy share per drawn kind
     layer_shape: tuple[int, int] = (0, 0)
 
 
@@ -87,10 +91,19 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return F.conv2d(y, k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
 
 
-def _ranks(order_maps: np.ndarray) -> np.ndarray:
-    """(B, H, W) maps -> (B, P) position of each pixel in descending order (ties by position)."""
+TIE_ORDER = "seeded random permutation per image"
+
+
+def _ranks(order_maps: np.ndarray, tie_seeds=None) -> np.ndarray:
+    """(B, H, W) maps -> (B, P) position of each pixel in descending order. Ties are broken by a
+    random permutation of the pixels from ``np.random.default_rng([SEED, 1, tie_seeds[b]])``
+    (``tie_seeds`` defaults to 0..B-1), so they go in no spatial order and the same maps give the
+    same ranks."""
     flat = order_maps.reshape(order_maps.shape[0], -1)
-    order = np.argsort(-flat, axis=1, kind="stable")
+    seeds = range(len(flat)) if tie_seeds is None else tie_seeds
+    tie = np.stack([np.random.default_rng([SEED, 1, int(t)]).permutation(flat.shape[1]) for t in seeds]) \
+        if len(flat) else np.zeros((0, flat.shape[1]), np.int64)
+    order = np.lexsort((tie, -flat), axis=1)
     ranks = np.empty_like(order)
     np.put_along_axis(ranks, order, np.arange(flat.shape[1])[None].repeat(len(flat), 0), axis=1)
     return ranks
@@ -175,11 +188,13 @@ class _FirstOutput:
 def model_pass(model: nn.Module, name: str, images: np.ndarray, labels: np.ndarray, *,
                method: str, evidence: np.ndarray, sky: np.ndarray, has_evidence: np.ndarray,
                has_sky: np.ndarray, device: torch.device, cancel: Callable[[], bool] | None = None,
-               tick: Callable[[str], None] | None = None) -> PassResult:
+               tick: Callable[[str], None] | None = None, parts: np.ndarray | None = None,
+               n_kinds: int = 0) -> PassResult:
     """Run ``model`` over ``images`` (N, S, S, 3) uint8 with true ``labels`` and measure
     everything that needs the model's maps (see the module docstring).
 
-    ``evidence``/``sky``: (N, S, S) bool masks; ``has_*``: which images have them.
+    ``evidence``/``sky``: (N, S, S) bool masks; ``has_*``: which images have them. ``parts``:
+    optional (N, S, S) label maps with ``n_kinds`` kinds (per-kind pointing game and energy).
     """
     N, S = len(images), images.shape[1]
     layer = target_layer(model, name)
@@ -193,6 +208,8 @@ def model_pass(model: nn.Module, name: str, images: np.ndarray, labels: np.ndarr
                agreement_maps=[])
     peaks: list[dict] = []
     layer_shape = (0, 0)
+    kinds = parts is not None and n_kinds > 1
+    kind_hit, kind_energy = (np.full((N, n_kinds), np.nan) for _ in range(2)) if kinds else (None, None)
     for s in range(0, N, CAM_BATCH):
         _check(cancel)
         sl = slice(s, min(N, s + CAM_BATCH))
@@ -212,6 +229,8 @@ def model_pass(model: nn.Module, name: str, images: np.ndarray, labels: np.ndarr
         pred_maps = maps[np.arange(B), pred]
         out["logits"].append(logits.numpy())
         _localise(out, sl, true_maps, evidence[sl], sky[sl], has_evidence[sl], has_sky[sl], tol, rng_maps)
+        if kinds:
+            kind_hit[sl], kind_energy[sl] = per_kind(true_maps, parts[sl], n_kinds, tol)
         if has_sky[sl].any():
             k = np.flatnonzero(has_sky[sl])
             out["sky_share_predicted"][s + k] = am.energy_share(pred_maps[k], sky[sl][k])
@@ -219,7 +238,7 @@ def model_pass(model: nn.Module, name: str, images: np.ndarray, labels: np.ndarr
                               mode="bilinear", align_corners=False, antialias=S > AGREEMENT_SIZE)
         out["agreement_maps"].append(small[:, 0].numpy().astype(np.float16))
         p0 = prob[np.arange(B), pred]
-        d, i = perturbation_curves(model, x, _ranks(pred_maps), pred, p0, cancel=cancel)
+        d, i = perturbation_curves(model, x, _ranks(pred_maps, range(s, s + B)), pred, p0, cancel=cancel)
         out["deletion"].append(d)
         out["insertion"].append(i)
         rr = np.stack([np.random.default_rng([SEED, s + b]).permutation(S * S) for b in range(B)])
@@ -240,7 +259,7 @@ def model_pass(model: nn.Module, name: str, images: np.ndarray, labels: np.ndarr
         random_evidence_share=out["random_evidence_share"], random_sky_share=out["random_sky_share"],
         deletion=cat["deletion"], insertion=cat["insertion"], random_deletion=cat["random_deletion"],
         random_insertion=cat["random_insertion"], agreement_maps=cat["agreement_maps"], peaks=peaks,
-        layer_shape=layer_shape)
+        layer_shape=layer_shape, kind_hit=kind_hit, kind_energy=kind_energy)
 
 
 def _localise(out: dict, sl: slice, maps, ev, sk, has_ev, has_sk, tol: int, rng) -> None:

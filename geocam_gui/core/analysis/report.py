@@ -16,6 +16,7 @@ import numpy as np
 
 from geocam_gui.core.files import atomic_write, atomic_write_json
 
+KINDS_SHOWN = 6
 PLOTS = ("accuracy", "confusion", "localisation", "faithfulness", "sanity", "agreement")
 
 
@@ -75,6 +76,17 @@ def tables(report: dict) -> dict[str, dict]:
         rows.append([m["label"], f"{loc['with_evidence_mask']}/{loc['images']}", _fmt(pg["cam"], True),
                      _fmt(pg["random"], True), _fmt(ee["cam"], True), _fmt(ee["random"], True),
                      _fmt(se["cam"], True), _fmt(loc.get("sky_energy_predicted"), True), _fmt(se["random"], True)])
+    rows = []
+    for m in models:
+        for c, kinds in (m.get("kinds") or {}).get("per_class", {}).items():
+            best = sorted(kinds.items(), key=lambda kv: -kv[1]["hit"])[:KINDS_SHOWN]
+            rows += [[m["label"], c, k, str(v["n"]), _fmt(v["hit"], True), _fmt(v["energy"], True),
+                      _fmt(v["area"], True)] for k, v in best]
+    if rows:
+        out["kinds"] = {"title": f"Which kinds the true class's map points at (top {KINDS_SHOWN} per model and class; "
+                                 "a uniform map's energy share is the kind's area)",
+                        "columns": ["Model", "Class", "Kind", "Images with it", "Pointing game", "Energy share",
+                                    "Area"], "rows": rows}
     out["localisation"] = {"title": "Localisation against ground-truth masks",
                            "columns": ["Model", "With masks", "Pointing game", "(random map)",
                                        "Energy on evidence", "(random map)", "Energy on sky",
@@ -111,13 +123,16 @@ def tables(report: dict) -> dict[str, dict]:
     if bias.get("available"):
         rows = []
         for s in bias["sets"]:
-            q = s["test_sky_bias"]
-            rows.append([s["name"] + ("" if q is None else f" (sky rate {q:g})"), str(s["n"])]
+            q, lq = s["test_sky_bias"], s.get("test_layout_bias")
+            rates = [f"sky rate {q:g}"] if q is not None else []
+            rates += [f"layout rate {lq:g}"] if lq is not None and (lq != 0 or q is None) else []
+            rows.append([s["name"] + (f" ({', '.join(rates)})" if rates else ""), str(s["n"])]
                         + [_fmt(s["accuracy"].get(k), True) for k in keys])
-        if bias.get("sky_reliance"):
-            rows.append(["Sky reliance (as trained − flipped)", ""]
-                        + [_fmt(bias["sky_reliance"].get(k), True) for k in keys])
-        out["bias"] = {"title": "Sky-bias probe: accuracy on test sets with another sky rate",
+        for key, label in (("sky_reliance", "Sky"), ("layout_reliance", "Layout")):
+            if bias.get(key):
+                rows.append([f"{label} reliance (as trained − flipped)", ""]
+                            + [_fmt(bias[key].get(k), True) for k in keys])
+        out["bias"] = {"title": "Sky-bias probe: accuracy on test sets with another sky rate (or layout rate)",
                        "columns": ["Test set", "Images"] + keys, "rows": rows}
     rows = []
     for m in models:
@@ -290,7 +305,7 @@ def _html(report: dict, files: dict[str, Path], mosaics: list) -> str:
         f"<b>{html.escape(d['split'])}</b>, {d['images']} images; method <b>{html.escape(report['method'])}</b>; "
         f"created {html.escape(report['created'])}.</p>",
     ]
-    sections = [("accuracy", ["accuracy", "confusion"]), ("localisation", ["localisation"]),
+    sections = [("accuracy", ["accuracy", "confusion"]), ("localisation", ["localisation"]), ("kinds", []),
                 ("faithfulness", ["faithfulness"]), ("sanity", ["sanity"]), ("agreement", ["agreement"]),
                 ("bias", []), ("congruence", [])]
     for name, plots in sections:
@@ -302,7 +317,8 @@ def _html(report: dict, files: dict[str, Path], mosaics: list) -> str:
     s = report["settings"]
     parts.append(f"<p class='note'>Pointing game tolerance: {html.escape(s['pointing_tolerance'])}; "
                  f"faithfulness in {s['faithfulness_steps']} steps (deletion to the ImageNet mean colour, "
-                 f"insertion from a blurred copy); sanity check on {s['sanity_images']} images; "
+                 f"insertion from a blurred copy; pixels with equal map values go in a seeded random order, not in "
+                 f"raster order); sanity check on {s['sanity_images']} images; "
                  "uniform-random maps and random pixel orders are seeded baselines.</p>")
     if report.get("bias", {}).get("reason"):
         parts.append(f"<p class='note'>Sky probe: {html.escape(report['bias']['reason'])}</p>")

@@ -37,13 +37,10 @@ import numpy as np
 from PIL import Image
 from torch import nn
 
-from geocam_gui.core.analysis import bias as ab
-from geocam_gui.core.analysis import measures as am
-from geocam_gui.core.analysis import model_pass as amod
+from geocam_gui.core.analysis import bias as ab, kinds as ak, measures as am, model_pass as amod
 from geocam_gui.core import paths
 from geocam_gui.core.data import demo as synthetic
 from geocam_gui.core.analysis.patches import mine_elements
-from geocam_gui.core.analysis.report import write_report  # noqa: F401 - re-exported
 from geocam_gui.core.explain.cam import METHODS
 from geocam_gui.core.checkpoints import read_meta
 from geocam_gui.core.data.datasets import DatasetIndex
@@ -53,7 +50,7 @@ from geocam_gui.core.errors import BadArgument, BadData, Cancelled, DataError
 from geocam_gui.core.files import atomic_write, to_file_object
 from geocam_gui.core.models import MODEL_LABELS
 
-ANALYSIS_VERSION = "1"
+ANALYSIS_VERSION = "2"  # 2: tie order of deletion/insertion, per-kind localisation
 REPORT_FORMAT = "geocam-analysis/1"
 SPLITS = ("train", "val", "test")
 SANITY_IMAGES = 16
@@ -131,7 +128,7 @@ def load_masks(image_paths: list[str], size: int) -> tuple[np.ndarray, np.ndarra
     has = {k: np.zeros(n, bool) for k in ("evidence", "sky")}
     for i, p in enumerate(image_paths):
         for kind, mp in synthetic.mask_paths(p).items():
-            if not mp.is_file():
+            if kind not in masks or not mp.is_file():
                 continue
             try:
                 with Image.open(mp) as im:
@@ -230,9 +227,10 @@ def _analyse_model(m: _Model, index, samples, *, split, method, device, cancel, 
     images = np.asarray(decoded.images[ok])
     labels = np.asarray(decoded.labels, np.int64)[ok]
     ev, sky, has_ev, has_sky = load_masks([s.path for s in kept], m.image_size)
-    r = amod.model_pass(m.model, m.name, images, labels, method=method, evidence=ev, sky=sky,
-                        has_evidence=has_ev, has_sky=has_sky, device=device, cancel=cancel,
-                        tick=lambda t: ticker.tick(t))
+    parts, legend = ak.load_parts(index, [s.path for s in kept], m.image_size)
+    r = amod.model_pass(m.model, m.name, images, labels, method=method, evidence=ev, sky=sky, has_evidence=has_ev,
+                        has_sky=has_sky, device=device, cancel=cancel, tick=lambda t: ticker.tick(t), parts=parts,
+                        n_kinds=len(legend or []))
     pred = r.logits.argmax(1)
     n_s = min(SANITY_IMAGES, len(kept))
     sanity = amod.sanity_cascade(m.model, m.name, images[:n_s], labels[:n_s], method=method, device=device,
@@ -252,6 +250,7 @@ def _analyse_model(m: _Model, index, samples, *, split, method, device, cancel, 
         "skipped": [[p, why] for p, why in decoded.errors],
         "accuracy": ab.accuracy_of(pred, labels, classes),
         "localisation": _localisation(r, labels, has_ev, has_sky, ev, sky, classes, m.image_size),
+        "kinds": ak.summary(r.kind_hit, r.kind_energy, parts, labels, classes, legend),
         "faithfulness": _faithfulness(r), "sanity": sanity, "elements": elements,
         "sky_congruence": ab.sky_congruence(kept, labels, pred, ab.usual_sky(index)),
     }
@@ -317,8 +316,9 @@ def agreement(keys: list[str], arrays: list[dict]) -> dict:
 
 def _bias(models: list[_Model], index, split_limit, bias_sets, *, device, cancel, ticker, parts) -> dict:
     if bias_sets is not None:
-        sets = [{"name": "test", "test_sky_bias": None, "index": index}]
-        sets += [{"name": str(k), "test_sky_bias": None, "index": v} for k, v in bias_sets.items()]
+        sets = [{"name": "test", "test_sky_bias": None, "test_layout_bias": None, "index": index}]
+        sets += [{"name": str(k), "test_sky_bias": None, "test_layout_bias": None, "index": v}
+                 for k, v in bias_sets.items()]
     else:
         def gen_progress(done, total):
             if cancel is not None and cancel():
@@ -332,21 +332,24 @@ def _bias(models: list[_Model], index, split_limit, bias_sets, *, device, cancel
                 "reason": "The data is not a GeoCAM demo set, so there are no sky-probe test sets."}
     rows = []
     for s in sets:
-        row = {"name": s["name"], "test_sky_bias": s["test_sky_bias"], "accuracy": {}, "n": 0}
+        row = {"name": s["name"], "test_sky_bias": s["test_sky_bias"], "test_layout_bias": s.get("test_layout_bias"),
+               "accuracy": {}, "n": 0}
         samples = select_samples(s["index"].split("test"), split_limit, list(index.classes))
         for m in models:
             acc = _probe_accuracy(m, s["index"], samples, device=device, cancel=cancel)
             row["accuracy"][m.key], row["n"] = acc["accuracy"], acc["n"]
             ticker.tick(f"{m.key}: sky probe '{s['name']}'")
         rows.append(row)
-    by_rate = {r["test_sky_bias"]: r for r in rows if r["test_sky_bias"] is not None}
     params = ab.demo_parameters(index)
-    reliance = {}
-    if params and bias_sets is None:
-        hi, lo = by_rate.get(float(params["sky_bias"])), by_rate.get(1.0 - float(params["sky_bias"]))
-        if hi and lo and hi is not lo:
-            reliance = {m.key: (hi["accuracy"][m.key] or 0) - (lo["accuracy"][m.key] or 0) for m in models}
-    return {"available": True, "params": params, "sets": rows, "sky_reliance": reliance,
+
+    def reliance(key: str, as_trained: float, flipped: float) -> dict:  # accuracy as trained - flipped
+        hi, lo = ({r[key]: r for r in rows if r[key] is not None}.get(q) for q in (as_trained, flipped))
+        ok = params and bias_sets is None and hi and lo and hi is not lo and as_trained != flipped
+        return {m.key: (hi["accuracy"][m.key] or 0) - (lo["accuracy"][m.key] or 0) for m in models} if ok else {}
+
+    sky = reliance("test_sky_bias", float(params["sky_bias"]), 1.0 - float(params["sky_bias"])) if params else {}
+    layout = reliance("test_layout_bias", float(params["layout_bias"]), -float(params["layout_bias"])) if params else {}
+    return {"available": True, "params": params, "sets": rows, "sky_reliance": sky, "layout_reliance": layout,
             "sky_congruence": congruence}
 
 

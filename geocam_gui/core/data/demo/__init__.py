@@ -4,14 +4,22 @@ A stand-in for the street views of Khademi et al. (2018): ``pittsburgh`` scenes 
 bridges, stairways and railings, ``tokyo`` scenes carry signboards with kanji-like glyphs;
 everything else (buildings, road, cars, trees, poles, colours) is shared. The sky (clear or
 cloudy) is a tunable dataset bias: in train/val, P(cloudy | pittsburgh) = P(clear | tokyo) =
-``sky_bias``; the test split uses ``test_sky_bias``.
+``sky_bias``; the test split uses ``test_sky_bias``. The evidence's area and position are drawn
+from one distribution for both cities (``evidence.py``); ``layout_bias`` re-introduces a
+controlled layout cue: that fraction of each class's train/val images has its evidence in the
+class's cue band (pittsburgh low, tokyo high), the rest in the shared range; the test split uses
+``test_layout_bias`` (negative: that fraction gets the *other* class's band, the flipped cue).
+Both rates hold exactly per split and class, to within one image (rounded once, not per place:
+one place per split and class may mix two skies or two layouts across its views).
 
 Layout (see docs/DESIGN.md)::
 
     OUT/<class>/<place>_<view>.png
     OUT/_masks/<class>/<place>_<view>_evidence.png   (255 = class evidence)
     OUT/_masks/<class>/<place>_<view>_sky.png        (255 = visible sky)
-    OUT/manifest.csv                                 path,label,group,sky,split
+    OUT/_masks/<class>/<place>_<view>_parts.png      (per-kind label map, value = index in legend)
+    OUT/parts_legend.json                            {"kinds": ["unlabelled", "sky", ...], "evidence": {...}}
+    OUT/manifest.csv                                 path,label,group,sky,layout,split
     OUT/README.txt                                   generator version and every parameter
 
 Same arguments give byte-identical files: every place and view has its own seeded numpy
@@ -34,10 +42,11 @@ from PIL import Image
 from geocam_gui.core import paths
 from geocam_gui.core.errors import BadArgument, Cancelled, DataError
 from geocam_gui.core.files import atomic_write
-from geocam_gui.core.data.demo.draw import render
+from geocam_gui.core.data.demo.draw import EVIDENCE_PARTS, PARTS, render
+from geocam_gui.core.data.demo.evidence import layout_of
 from geocam_gui.core.data.demo.scene import CLASSES, build_scene
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 DEFAULTS: dict = {
     "per_class": 600,
     "size": 128,
@@ -45,14 +54,24 @@ DEFAULTS: dict = {
     "test_sky_bias": 0.5,
     "seed": 0,
     "views_per_place": 4,
+    "layout_bias": 0.0,
+    "test_layout_bias": 0.0,
 }
+LEGEND = "parts_legend.json"
+MAX_LEGEND_BYTES = 64 * 1024
+#: Colours of the label map's palette (index = kind id), for looking at it; the values are the data.
+_PALETTE = [(0, 0, 0), (110, 170, 230), (235, 235, 240), (90, 90, 95), (240, 230, 120), (180, 170, 150),
+            (160, 100, 80), (60, 80, 120), (120, 60, 140), (240, 140, 40), (220, 40, 40), (40, 160, 80),
+            (240, 200, 30), (30, 90, 220), (250, 250, 250), (30, 120, 40), (130, 130, 130), (20, 20, 20),
+            (200, 60, 200)]
 SPLITS = ("train", "val", "test")
 README_TITLE = "GeoCAM demo data"
 COMPLETE_MARKER = ".geocam-demo-complete"
 _PNG = {"format": "PNG", "compress_level": 3, "optimize": False}
 
 
-def _validate(per_class, size, sky_bias, test_sky_bias, seed, views_per_place) -> dict:
+def _validate(per_class, size, sky_bias, test_sky_bias, seed, views_per_place, layout_bias=0.0,
+              test_layout_bias=0.0) -> dict:
     """The parameters as plain numbers, or BadArgument with one sentence."""
     def whole(name, value, low):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
@@ -61,13 +80,13 @@ def _validate(per_class, size, sky_bias, test_sky_bias, seed, views_per_place) -
             raise BadArgument(f"{name} must be at least {low}, got {value}.")
         return int(value)
 
-    def prob(name, value):
+    def prob(name, value, low=0.0):
         try:
             v = float(value)
         except (TypeError, ValueError):
-            raise BadArgument(f"{name} must be a number between 0 and 1, got {value!r}.") from None
-        if not 0.0 <= v <= 1.0:  # also rejects NaN
-            raise BadArgument(f"{name} must be between 0 and 1, got {value}.")
+            raise BadArgument(f"{name} must be a number between {low:g} and 1, got {value!r}.") from None
+        if not low <= v <= 1.0:  # also rejects NaN
+            raise BadArgument(f"{name} must be between {low:g} and 1, got {value}.")
         return v
 
     params = {
@@ -77,6 +96,8 @@ def _validate(per_class, size, sky_bias, test_sky_bias, seed, views_per_place) -
         "test_sky_bias": prob("test_sky_bias", test_sky_bias),
         "seed": whole("seed", seed, 0),
         "views_per_place": whole("views_per_place", views_per_place, 1),
+        "layout_bias": prob("layout_bias", layout_bias),
+        "test_layout_bias": prob("test_layout_bias", test_layout_bias, -1.0),
     }
     if params["size"] > 1024:
         raise BadArgument(f"size must be at most 1024 pixels, got {params['size']}.")
@@ -89,7 +110,11 @@ def _validate(per_class, size, sky_bias, test_sky_bias, seed, views_per_place) -
 
 
 def _plan(p: dict) -> list[dict]:
-    """Every image to write: class, place, view, split and sky, in writing order."""
+    """Every image to write: class, place, view, split, sky and layout, in writing order.
+
+    Places are split 6:2:2; within each split and class the sky and layout rates are rounded
+    once over the images (views of a place are kept together in the order, so at most one
+    place per split and class mixes two skies, and one two layouts)."""
     items = []
     for ci, cls in enumerate(CLASSES):
         n_places = math.ceil(p["per_class"] / p["views_per_place"])
@@ -100,22 +125,30 @@ def _plan(p: dict) -> list[dict]:
         split_of = {}
         for rank, place in enumerate(order):
             split_of[int(place)] = "test" if rank < n_test else "val" if rank < n_test + n_val else "train"
-        biased_sky = "cloudy" if cls == "pittsburgh" else "clear"
-        other_sky = "clear" if biased_sky == "cloudy" else "cloudy"
-        sky_of = {}
-        for split in SPLITS:
-            members = [pl for pl in range(n_places) if split_of[pl] == split]
-            bias = p["test_sky_bias"] if split == "test" else p["sky_bias"]
-            n_biased = int(len(members) * bias + 0.5)
-            for rank, k in enumerate(rng.permutation(len(members))):
-                sky_of[members[int(k)]] = biased_sky if rank < n_biased else other_sky
+        mine = []
         left = p["per_class"]
         for place in range(n_places):
             views = min(p["views_per_place"], left)
             left -= views
             for view in range(views):
-                items.append({"label": cls, "ci": ci, "place": place, "view": view,
-                              "split": split_of[place], "sky": sky_of[place]})
+                mine.append({"label": cls, "ci": ci, "place": place, "view": view, "split": split_of[place],
+                             "sky": None, "layout": "any"})
+        biased_sky = "cloudy" if cls == "pittsburgh" else "clear"
+        other_sky = "clear" if biased_sky == "cloudy" else "cloudy"
+        for split in SPLITS:
+            members = [it for it in mine if it["split"] == split]
+            places = sorted({it["place"] for it in members})
+            test = split == "test"
+            bias = p["test_sky_bias"] if test else p["sky_bias"]
+            cue = p["test_layout_bias"] if test else p["layout_bias"]
+            for key, rate, yes, no in (("sky", bias, biased_sky, other_sky),
+                                       ("layout", abs(cue), layout_of(cls, cue < 0), "any")):
+                rank = {places[int(k)]: r for r, k in enumerate(rng.permutation(len(places)))}
+                ranked = sorted(members, key=lambda it: (rank[it["place"]], it["view"]))
+                n_yes = int(len(ranked) * rate + 0.5)
+                for i, it in enumerate(ranked):
+                    it[key] = yes if i < n_yes else no
+        items += mine
     return items
 
 
@@ -139,6 +172,48 @@ def _save(arr: np.ndarray, path: Path) -> None:
     atomic_write(path, lambda tmp: Image.fromarray(arr).save(tmp, **_PNG), fsync=False)
 
 
+def _save_parts(parts: np.ndarray, path: Path) -> None:
+    """The per-kind label map as an 8-bit indexed PNG (mode "P"; pixel value = kind id)."""
+    im = Image.frombytes("P", (parts.shape[1], parts.shape[0]), np.ascontiguousarray(parts, np.uint8).tobytes())
+    im.putpalette([c for rgb in _PALETTE for c in rgb])
+    atomic_write(path, lambda tmp: im.save(tmp, **_PNG), fsync=False)
+
+
+def _write_image(tmp: Path, item: dict, image, evidence, sky, parts) -> None:
+    """Every file of one image (all the generator's per-image writes are here)."""
+    name, cls = _name(item), item["label"]
+    _save(image, tmp / cls / f"{name}.png")
+    _save(evidence.astype(np.uint8) * 255, tmp / "_masks" / cls / f"{name}_evidence.png")
+    _save(sky.astype(np.uint8) * 255, tmp / "_masks" / cls / f"{name}_sky.png")
+    _save_parts(parts, tmp / "_masks" / cls / f"{name}_parts.png")
+
+
+def _legend_json() -> str:
+    return json.dumps({"kinds": list(PARTS), "evidence": {c: list(k) for c, k in EVIDENCE_PARTS.items()}},
+                      indent=1) + "\n"
+
+
+def parts_legend(root: str | Path) -> list[str]:
+    """The kind names of a demo set's label maps (index = pixel value; 0 = unlabelled), read from
+    ``root/parts_legend.json``; ``DataError`` with one sentence when it is missing or malformed."""
+    path = Path(root) / LEGEND
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_LEGEND_BYTES + 1)
+    except OSError as exc:
+        raise DataError(f"{path} cannot be read ({exc.strerror or exc}); it is written by geocam demo-data.") from None
+    if len(raw) > MAX_LEGEND_BYTES:
+        raise DataError(f"{path} is larger than {MAX_LEGEND_BYTES // 1024} KiB; it is not a demo parts legend.")
+    try:
+        kinds = json.loads(raw.decode("utf-8"))["kinds"]
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError):
+        raise DataError(f"{path} is not a parts legend: expected JSON with a \"kinds\" list.") from None
+    if (not isinstance(kinds, list) or not 1 <= len(kinds) <= 256
+            or not all(isinstance(k, str) and 0 < len(k) <= 64 for k in kinds)):
+        raise DataError(f"{path}: \"kinds\" must be a list of 1 to 256 names of 1 to 64 characters.")
+    return list(kinds)
+
+
 def _readme(p: dict, counts: dict) -> str:
     lines = [
         f"{README_TITLE} (procedural two-cities street scenes)",
@@ -148,8 +223,12 @@ def _readme(p: dict, counts: dict) -> str:
         "Written by GeoCAM (geocam demo-data). Classes: pittsburgh (truss bridges, stairways, railings)",
         "and tokyo (signboards with kanji-like glyphs); buildings, road, cars, trees and poles are shared.",
         "Sky bias: in train/val, P(cloudy | pittsburgh) = P(clear | tokyo) = sky_bias; test uses test_sky_bias.",
+        "Evidence area and position: one distribution for both classes. Layout bias: that fraction of each",
+        "class's train/val images has its evidence low (pittsburgh) or high (tokyo); test uses test_layout_bias",
+        "(negative = the other class's band). Sky and layout rates are exact per split and class (one image).",
         "Layout: <class>/<place>_<view>.png; masks in _masks/<class>/<place>_<view>_evidence.png and",
-        "_sky.png (255 = inside); manifest.csv lists path,label,group,sky,split (split by place, 6:2:2).",
+        "_sky.png (255 = inside), _parts.png (kind id per pixel; names in parts_legend.json);",
+        "manifest.csv lists path,label,group,sky,layout,split (split by place, 6:2:2).",
         "",
         *(f"images[{s}] = {counts[s]}" for s in SPLITS),
     ]
@@ -177,7 +256,8 @@ def _check_out(out: Path, force: bool) -> None:
 
 
 def generate_demo(out: str | Path, *, per_class: int = 600, size: int = 128, sky_bias: float = 0.8,
-                  test_sky_bias: float = 0.5, seed: int = 0, views_per_place: int = 4, force: bool = False,
+                  test_sky_bias: float = 0.5, seed: int = 0, views_per_place: int = 4,
+                  layout_bias: float = 0.0, test_layout_bias: float = 0.0, force: bool = False,
                   progress: Callable[[int, int], None] | None = None,
                   cancel: Callable[[], bool] | None = None) -> Path:
     """Write the demo set to ``out`` and return it (as an absolute Path).
@@ -189,7 +269,7 @@ def generate_demo(out: str | Path, *, per_class: int = 600, size: int = 128, sky
     between images, removes the partial output and raises ``Cancelled``.
     ``progress(done, total)`` is called after every image.
     """
-    p = _validate(per_class, size, sky_bias, test_sky_bias, seed, views_per_place)
+    p = _validate(per_class, size, sky_bias, test_sky_bias, seed, views_per_place, layout_bias, test_layout_bias)
     out = Path(out).expanduser().absolute()
     _check_out(out, force)
     plan = _plan(p)
@@ -201,27 +281,31 @@ def generate_demo(out: str | Path, *, per_class: int = 600, size: int = 128, sky
         for cls in CLASSES:
             (tmp / cls).mkdir(parents=True)
             (tmp / "_masks" / cls).mkdir(parents=True)
-        rows = ["path,label,group,sky,split"]
+        rows = ["path,label,group,sky,layout,split"]
         counts = dict.fromkeys(SPLITS, 0)
-        scene = None
+        scenes: dict = {}
         for done, item in enumerate(plan, 1):
             if cancel is not None and cancel():
                 raise Cancelled("Demo data generation was cancelled; nothing was written.")
             key = [p["seed"], item["ci"], item["place"]]
             if item["view"] == 0:
-                scene = build_scene(np.random.default_rng(key), item["label"], item["sky"] == "cloudy")
+                scenes = {}
+            look = (item["sky"], item["layout"])
+            if look not in scenes:  # same key: same street, whatever the sky and layout
+                scenes[look] = build_scene(np.random.default_rng(key), item["label"], item["sky"] == "cloudy",
+                                           item["layout"])
             camera = _camera(np.random.default_rng(key + [item["view"]]), item["view"])
-            image, evidence, sky = render(scene, p["size"], *camera)
+            image, evidence, sky, parts = render(scenes[look], p["size"], *camera)
             name, cls = _name(item), item["label"]
-            _save(image, tmp / cls / f"{name}.png")
-            _save(evidence.astype(np.uint8) * 255, tmp / "_masks" / cls / f"{name}_evidence.png")
-            _save(sky.astype(np.uint8) * 255, tmp / "_masks" / cls / f"{name}_sky.png")
-            rows.append(f"{cls}/{name}.png,{cls},{cls}_p{item['place']:04d},{item['sky']},{item['split']}")
+            _write_image(tmp, item, image, evidence, sky, parts)
+            rows.append(f"{cls}/{name}.png,{cls},{cls}_p{item['place']:04d},{item['sky']},{item['layout']},"
+                        f"{item['split']}")
             counts[item["split"]] += 1
             if progress is not None:
                 progress(done, total)
         atomic_write(tmp / "manifest.csv", "\n".join(rows) + "\n", fsync=False)
         atomic_write(tmp / "README.txt", _readme(p, counts), fsync=False)
+        atomic_write(tmp / LEGEND, _legend_json(), fsync=False)
         atomic_write(tmp / COMPLETE_MARKER, _params_key(p) + "\n", fsync=False)
         _move_into_place(tmp, out)
     except BaseException:
@@ -253,10 +337,11 @@ def _move_into_place(tmp: Path, out: Path) -> None:
 
 
 def mask_paths(image_path: str | Path) -> dict[str, Path]:
-    """The evidence and sky masks of a demo image (the files may not exist for other data)."""
+    """The evidence and sky masks and the per-kind label map ("parts") of a demo image (the files
+    may not exist for other data)."""
     image_path = Path(image_path)
     folder = image_path.parent.parent / "_masks" / image_path.parent.name
-    return {kind: folder / f"{image_path.stem}_{kind}.png" for kind in ("evidence", "sky")}
+    return {kind: folder / f"{image_path.stem}_{kind}.png" for kind in ("evidence", "sky", "parts")}
 
 
 def _params_key(p: dict) -> str:
