@@ -225,19 +225,20 @@ def to_device(arrays: DecodedArrays, device, *, headroom: float = 0.5):
     """The images as a uint8 (N, size, size, 3) tensor on ``device``, or None when it does not fit.
 
     For CUDA devices the copy is made only when it takes at most ``headroom`` of the free
-    memory, leaving the rest for the model and activations. CPU devices get a zero-copy view.
+    memory, leaving the rest for the model and activations. CPU devices get a zero-copy view
+    (inside ``device.cuda_twin()`` the CPU takes the CUDA path: a checked, chunked copy).
     """
     import torch
 
+    from geocam_gui.core.device import free_memory, gpu_path
+
     dev = torch.device(device)
-    if dev.type == "cpu":
+    if not gpu_path(dev):
         with warnings.catch_warnings():  # read-only memmap: the view must not be written to
             warnings.simplefilter("ignore", UserWarning)
             return torch.from_numpy(np.asarray(arrays.images))
-    if dev.type == "cuda":
-        free, _total = torch.cuda.mem_get_info(dev)
-        if arrays.images.nbytes > headroom * free:
-            return None
+    if arrays.images.nbytes > headroom * free_memory(dev):  # CUDA, or the CPU inside device.cuda_twin()
+        return None
     out = torch.empty(arrays.images.shape, dtype=torch.uint8, device=dev)
     step = max(1, (256 << 20) // max(1, arrays.images[0].nbytes)) if len(arrays) else 1
     for start in range(0, len(arrays), step):  # copy in chunks: never the whole memmap in RAM

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from geocam_gui.core import checkpoints as ckpt
-from geocam_gui.core.device import resolve_device
+from geocam_gui.core.device import gpu_path, resolve_device
 from geocam_gui.core.errors import Cancelled, CheckpointError, DataError, GeoCamError
 from geocam_gui.core.train.loader import BatchFeeder
 from geocam_gui.core.train.metrics import summarize
@@ -144,7 +144,7 @@ def evaluate(checkpoint_or_model, index, split: str = "test", *, device: str = "
     data = decode_split(samples, size, list(index.classes), progress=progress, cancel=cancel)
     model = model.to(dev).eval()
     feeder = BatchFeeder(data.images, data.labels, dev)
-    amp = dev.type == "cuda"
+    amp = gpu_path(dev)
     confusion, loss_sum = eval_confusion(model, feeder, len(index.classes), batch_size, data.positions, amp=amp)
     out = summarize(confusion, list(index.classes), loss_sum=loss_sum)
     out.update(split=split, model=name, image_size=size, skipped=[list(s) for s in data.skipped])
