@@ -110,8 +110,6 @@ def augment(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator) -> 
     work = x if x.dtype in (torch.float32, torch.float64) else x.float()
     grid = F.affine_grid(theta, list(work.shape), align_corners=False)
     out = F.grid_sample(work, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
-    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
-        out = out.contiguous(memory_format=torch.channels_last)  # keep the feeder's layout for the model
     return out.to(x.dtype)
 
 

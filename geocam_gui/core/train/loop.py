@@ -433,6 +433,8 @@ class TrainingLoop:
                     tb = time.perf_counter()
                     x, y = feeder.batch(idx, staged)
                     x = augment(x, cfg.augment, aug_gen)
+                    if feeder.channels_last:  # grid_sample returns NCHW; keep the model's layout
+                        x = x.contiguous(memory_format=torch.channels_last)
                     if INJECT_OOM:
                         _maybe_inject_oom((epoch + 1, batch_no + 1))
                     with _autocast(feeder.device, amp):
