@@ -309,3 +309,42 @@ def test_cams_on_the_twin_equal_the_cpu_maps_and_still_refuse_nan():
     model = build_model("shallow", 2).eval()
     with cuda_twin(), pytest.raises(BadArgument, match="NaN"):
         compute_cams(model, bad, target_layer(model, "shallow"))
+
+
+def test_determinism_settings_of_the_gpu_path(monkeypatch):
+    from types import SimpleNamespace
+
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    before = torch.are_deterministic_algorithms_enabled()
+    stub = SimpleNamespace(cfg=SimpleNamespace(deterministic=True))
+    try:
+        with cuda_twin():
+            training_loop.TrainingLoop._determinism(stub, CPU)
+            assert torch.are_deterministic_algorithms_enabled() and not torch.backends.cudnn.benchmark
+            assert __import__("os").environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+            stub.cfg.deterministic = False
+            training_loop.TrainingLoop._determinism(stub, CPU)
+            assert torch.backends.cudnn.benchmark  # autotuned kernels when exactness is not asked for
+    finally:
+        torch.use_deterministic_algorithms(before)
+
+
+def test_evaluate_on_the_twin_runs_in_bf16_and_counts_every_image(tiny_index):
+    from geocam_gui.core.models import build_model
+    from geocam_gui.core.train.engine import evaluate
+
+    torch.manual_seed(0)
+    model = build_model("shallow", 2).eval()
+    seen = []
+    first = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    first.register_forward_hook(lambda mod, i, out: seen.append(out.dtype))
+    ref = evaluate(model, tiny_index, "test", device="cpu", image_size=32)
+    assert set(seen) == {torch.float32}
+    seen.clear()
+    with cuda_twin():
+        twin = evaluate(model, tiny_index, "test", device="cpu", image_size=32)
+    assert set(seen) == {torch.bfloat16}
+    assert twin["n"] == ref["n"] == len(tiny_index.split("test"))
+    assert sum(map(sum, twin["confusion"])) == ref["n"]
+    assert abs(twin["accuracy"] - ref["accuracy"]) <= 1 / ref["n"] + 1e-9  # a near-tie may flip in bf16
