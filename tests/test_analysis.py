@@ -376,3 +376,22 @@ def test_missing_masks_are_counted_not_fatal(trained, home, tmp_path):
         synthetic.mask_paths(s.path)["evidence"].unlink(missing_ok=True)
     rep = run_analysis([_untrained(tmp_path)], index, bias_sets={}, use_cache=False)
     assert rep["models"][0]["localisation"]["available"] is False
+
+
+def test_sanity_cascade_of_a_model_whose_maps_are_all_constant():
+    """An untrained model can give constant maps for every image (found by gpu_check's rehearsal:
+    ``geocam analyze`` crashed on them); nothing can be ranked, so every step counts 0 images."""
+    import torch
+
+    from geocam_gui.core.models import build_model
+
+    model = build_model("shallow", 2).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+    images = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    out = amod.sanity_cascade(model, "shallow", images, np.array([0, 1, 0]), method="gradcam",
+                              device=torch.device("cpu"))
+    assert out["n"] == 0 and out["n_constant_trained"] == 3
+    assert len(out["steps"]) == 1 + len(amod.cascade_groups(model))
+    assert all(s["spearman"]["n"] == 0 and s["spearman"]["mean"] is None for s in out["steps"])
