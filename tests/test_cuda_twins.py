@@ -164,6 +164,9 @@ def test_resident_feeder_on_the_twin_gives_the_host_feeders_batches():
     assert x.is_contiguous(memory_format=torch.channels_last)
     # resident data skip the gathering threads: staged is None
     assert [s for _p, _i, s in res.iterate(torch.arange(10), 4, workers=2)] == [None, None, None]
+    with cuda_twin():
+        from_tensor = BatchFeeder(torch.from_numpy(images), labels, CPU)
+    assert from_tensor.resident and torch.equal(from_tensor.batch(idx)[0], x_ref)
 
 
 def test_resident_feeder_falls_back_to_the_host_when_memory_is_short(monkeypatch):
