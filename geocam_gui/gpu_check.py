@@ -121,7 +121,8 @@ def versions() -> dict:
     out["nccl"] = None
     if torch.cuda.is_available():
         try:
-            out["nccl"] = ".".join(map(str, torch.cuda.nccl.version()))
+            v = torch.cuda.nccl.version()
+            out["nccl"] = ".".join(map(str, v)) if isinstance(v, tuple) else str(v)
         except Exception:  # noqa: BLE001 - a build without NCCL
             pass
         out["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
