@@ -10,6 +10,11 @@ the longest the GUI thread was blocked (the budget: 50 ms). Measured:
 3. the longest stall while a training run works (in its child process, relayed by a QThread).
 
     QT_QPA_PLATFORM=offscreen python benchmarks/gui_responsiveness.py [--n 100000]
+
+``--first-demo-run`` measures instead what ``geocam-gui --demo`` does on a fresh machine: the demo
+set is generated, indexed and the three missing models are trained (the GUI's demo recipes on
+``--device``), with the longest stall while training; ``--json`` writes the figures
+(``geocam_gui.gpu_check`` runs it on ``cuda``; ``--tiny`` shrinks data and runs for a rehearsal).
 """
 
 from __future__ import annotations
@@ -72,11 +77,79 @@ def make_tree(root: Path, n: int) -> None:
         Image.fromarray(base[i % 64]).save(root / cls / f"pano{i // 4:06d}_v{i % 4}.png", compress_level=0)
 
 
+#: ``--tiny``: a demo set and runs small enough for a CPU rehearsal in seconds.
+TINY_DEMO = {"per_class": 12, "size": 32, "views_per_place": 2}
+TINY_RUN = {"epochs": 1, "image_size": 32, "batch_size": 8}
+
+
+def first_demo_run(device: str, *, tiny: bool = False, timeout_s: float = 600.0) -> dict:
+    """``geocam-gui --demo`` on a fresh GEOCAM_HOME: seconds to the three trained models and the
+    longest GUI stall while they train (the stall probe runs from the demo's generation on)."""
+    from PySide6.QtWidgets import QApplication
+
+    home = os.environ.setdefault("GEOCAM_HOME", tempfile.mkdtemp(prefix="geocam-bench-"))
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    from geocam_gui.ui.main_window import MainWindow
+
+    window = MainWindow(checkpoint_dir=Path(home) / "ckpt", device=device)
+    window.confirm_close = False
+    window.auto_train_missing = True  # as geocam-gui --demo
+    if tiny:
+        real = window.demo_configs
+
+        def small(models):
+            configs = real(models)
+            for cfg in configs:
+                for key, value in TINY_RUN.items():
+                    setattr(cfg, key, value)
+                cfg.amp = cfg.amp and cfg.model == "shallow"  # bf16 is emulated (slow) on most CPUs
+            return configs
+
+        window.demo_configs = small
+    window.resize(1280, 800)
+    window.show()
+    pump(app, 0.3)
+    done, started = [], []
+    window.training.runStarted.connect(lambda: started.append(time.perf_counter()))
+    window.training.runFinished.connect(done.append)
+    probe = StallProbe()
+    t0 = time.perf_counter()
+    window.open_demo(**(TINY_DEMO if tiny else {}))
+    while not started and time.perf_counter() - t0 < timeout_s:
+        pump(app, 0.05)
+    print(f"demo opened, training started after {time.perf_counter() - t0:.1f} s" if started
+          else "training did not start", file=sys.stderr, flush=True)
+    probe.start()
+    while started and not done and time.perf_counter() - t0 < timeout_s:
+        pump(app, 0.05)
+    stall = probe.stop()
+    seconds = time.perf_counter() - t0
+    trained = sorted(p.parent.name for p in (Path(home) / "ckpt").rglob("best.json"))
+    result = {"device": device, "tiny": tiny, "seconds": round(seconds, 2),
+              "training_seconds": round(time.perf_counter() - started[0], 2) if started else None,
+              "worst_stall_ms": round(stall, 1), "finished": bool(done and done[0]), "trained": trained}
+    window.close()
+    return result
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=100_000, help="images in the large folder")
     ap.add_argument("--keep", metavar="DIR", help="reuse/keep the generated folder here")
+    ap.add_argument("--first-demo-run", action="store_true", help="measure geocam-gui --demo's first run instead")
+    ap.add_argument("--device", default="cpu", help="with --first-demo-run: the training device")
+    ap.add_argument("--tiny", action="store_true", help="with --first-demo-run: tiny data and runs")
+    ap.add_argument("--timeout", type=float, default=600.0, help="with --first-demo-run: give up after this many s")
+    ap.add_argument("--json", metavar="FILE", help="with --first-demo-run: write the figures here")
     args = ap.parse_args()
+    if args.first_demo_run:
+        import json
+
+        result = first_demo_run(args.device, tiny=args.tiny, timeout_s=args.timeout)
+        print(json.dumps(result))
+        if args.json:
+            Path(args.json).write_text(json.dumps(result, indent=1), encoding="utf-8")
+        return 0 if result["finished"] and len(result["trained"]) == 3 else 1
 
     from PySide6.QtWidgets import QApplication
 

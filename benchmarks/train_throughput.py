@@ -25,15 +25,17 @@ import time
 from pathlib import Path
 
 
-def bare_loop(model_name: str, batch: int, size: int, batches: int, warmup: int, device, lr: float) -> float:
+def bare_loop(model_name: str, batch: int, size: int, batches: int, warmup: int, device, lr: float,
+              amp: bool = True) -> float:
     """img/s of forward + loss + backward + AdamW step on in-memory tensors."""
     import torch
     import torch.nn.functional as F
 
+    from geocam_gui.core.device import gpu_path
     from geocam_gui.core.models import build_model
 
     torch.manual_seed(0)
-    cuda = device.type == "cuda"
+    cuda = gpu_path(device)  # the engine's settings: also on the CPU inside device.cuda_twin()
     model = build_model(model_name, 2).to(device)
     if cuda:
         model = model.to(memory_format=torch.channels_last)
@@ -42,12 +44,12 @@ def bare_loop(model_name: str, batch: int, size: int, batches: int, warmup: int,
     if cuda:
         x = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 2, (batch,), device=device)
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
+    amp = torch.autocast(device.type, dtype=torch.bfloat16) if cuda and amp else contextlib.nullcontext()
     model.train()
     t0 = 0.0
     for i in range(warmup + batches):
         if i == warmup:
-            if cuda:
+            if device.type == "cuda":
                 torch.cuda.synchronize(device)
             t0 = time.perf_counter()
         with amp:
@@ -55,19 +57,20 @@ def bare_loop(model_name: str, batch: int, size: int, batches: int, warmup: int,
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    if cuda:
+    if device.type == "cuda":
         torch.cuda.synchronize(device)
     return batches * batch / (time.perf_counter() - t0)
 
 
-def engine(model_name: str, data, batch: int, size: int, batches: int, device, lr: float, out: Path) -> float:
+def engine(model_name: str, data, batch: int, size: int, batches: int, device, lr: float, out: Path,
+           amp: bool = True) -> float:
     """img/s the engine reports for its second (warm) epoch of ``batches`` batches."""
     from geocam_gui.core.train.config import TrainConfig
     from geocam_gui.core.train.engine import Trainer
     from geocam_gui.core.train.events import Epoch
 
     cfg = TrainConfig(model=model_name, epochs=2, batch_size=batch, lr=lr, image_size=size,
-                      device=str(device), seed=0, max_batches_per_epoch=batches, schedule="none")
+                      device=str(device), seed=0, max_batches_per_epoch=batches, schedule="none", amp=amp)
     rates = []
     Trainer(cfg, data, out, lambda e: rates.append(e.images_per_s) if isinstance(e, Epoch) else None).run()
     return rates[-1]

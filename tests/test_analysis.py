@@ -425,3 +425,22 @@ def test_per_kind_pointing_game_and_energy_follow_their_definitions():
                                                                   "area": 16 / 256}
     assert "car" not in out["per_class"]["a"] and out["per_class"]["b"]["car"]["hit"] == 1.0
     assert not ak.summary(None, None, None, np.array([0]), ["a"], None)["available"]
+
+
+def test_sanity_cascade_of_a_model_whose_maps_are_all_constant():
+    """An untrained model can give constant maps for every image (found by gpu_check's rehearsal:
+    ``geocam analyze`` crashed on them); nothing can be ranked, so every step counts 0 images."""
+    import torch
+
+    from geocam_gui.core.models import build_model
+
+    model = build_model("shallow", 2).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+    images = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    out = amod.sanity_cascade(model, "shallow", images, np.array([0, 1, 0]), method="gradcam",
+                              device=torch.device("cpu"))
+    assert out["n"] == 0 and out["n_constant_trained"] == 3
+    assert len(out["steps"]) == 1 + len(amod.cascade_groups(model))
+    assert all(s["spearman"]["n"] == 0 and s["spearman"]["mean"] is None for s in out["steps"])

@@ -1,10 +1,77 @@
-"""Choosing the compute device from a user string (auto, cpu, cuda, cuda:N, mps)."""
+"""Choosing the compute device from a user string (auto, cpu, cuda, cuda:N, mps), and the CUDA
+twin: a switch that makes the CPU take the code paths written for CUDA, so tests run their logic.
+
+Code that does something only on a GPU asks ``gpu_path(dev)`` instead of ``dev.type == "cuda"``.
+Inside ``cuda_twin()`` the CPU answers True and takes those paths: bf16 autocast (CPU autocast),
+channels_last, the device-resident copy of the training data, the non-blocking copies and the
+deferred NaN check of the CAM engine, the out-of-memory fallbacks (``free_memory`` reports the
+host's free RAM). What stays untested without a GPU is only the lines that call the CUDA runtime
+itself (``torch.cuda.*``, pinned memory); ``gpu_check`` runs those on a GPU machine.
+"""
 
 from __future__ import annotations
+
+import contextlib
+import os
 
 import torch
 
 from geocam_gui.core.errors import BadArgument
+
+
+#: Environment switch for whole processes (``gpu_check --dry-run-cpu`` sets it for the torchrun and
+#: GUI processes it starts): "1" turns the twin on at import.
+TWIN_ENV = "GEOCAM_CUDA_TWIN"
+_twin = {"on": os.environ.get(TWIN_ENV, "") == "1"}
+
+
+@contextlib.contextmanager
+def cuda_twin(enabled: bool = True):
+    """Within this block the CPU takes the CUDA code paths (module doc). Process-wide: threads
+    started inside the block (a trainer's) see it too."""
+    before = _twin["on"]
+    _twin["on"] = bool(enabled)
+    try:
+        yield
+    finally:
+        _twin["on"] = before
+
+
+def gpu_path(dev: torch.device | str) -> bool:
+    """True when ``dev`` takes the code written for CUDA: a CUDA device, or the CPU inside
+    ``cuda_twin()``."""
+    kind = torch.device(dev).type
+    return kind == "cuda" or (kind == "cpu" and _twin["on"])
+
+
+def free_memory(dev: torch.device | str) -> int:
+    """Bytes free on ``dev``: ``torch.cuda.mem_get_info`` on CUDA, the host's available RAM on
+    the CPU (0 when unknown)."""
+    dev = torch.device(dev)
+    if dev.type == "cuda":
+        return int(torch.cuda.mem_get_info(dev)[0])
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return 0
+
+
+def release_cached_memory(dev: torch.device | str) -> None:
+    """Give the caching allocator's free blocks back after an out-of-memory error (CUDA only)."""
+    if torch.device(dev).type == "cuda" and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def ddp_backend(device_spec: str | None, cuda_available: bool) -> str:
+    """The torch.distributed backend of a torchrun process: NCCL when CUDA is there and the run
+    was not asked to use the CPU, gloo otherwise."""
+    spec = str(device_spec or "auto").strip().lower()
+    return "nccl" if cuda_available and spec != "cpu" else "gloo"
+
+
+def ddp_device(backend: str, local_rank: int) -> torch.device:
+    """The device a torchrun rank trains on: its own GPU (``LOCAL_RANK``) under NCCL, else the CPU."""
+    return torch.device("cuda", int(local_rank)) if backend == "nccl" else torch.device("cpu")
 
 
 def available_devices() -> list[tuple[str, str]]:

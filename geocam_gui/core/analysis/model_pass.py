@@ -351,6 +351,10 @@ def sanity_cascade(model: nn.Module, name: str, images: np.ndarray, labels: np.n
     work = copy.deepcopy(model).to(device).eval()
     for k, (label, modules) in enumerate(cascade_groups(work), 1):
         _check(cancel)
+        if not keep.any():  # every trained map is constant (an untrained model): nothing to rank
+            steps.append({"randomised": label, "spearman": am.nan_stats(np.ones(0)),
+                          "ssim": am.nan_stats(np.ones(0)), "constant_maps": 0})
+            continue
         _reinit(modules, SEED + k)
         maps = _maps(work, name, x, y, method)
         b, m = base[keep], maps[keep]

@@ -65,6 +65,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from geocam_gui.core.device import gpu_path
 from geocam_gui.core.errors import BadArgument
 
 METHODS: tuple[str, ...] = ("gradcam", "gradcam++", "xgradcam", "layercam", "hirescam", "scorecam")
@@ -390,7 +391,8 @@ def compute_cams(
         if x.is_inference():
             x = x.clone()
         finite = torch.isfinite(x).all()
-        if device.type == "cpu" and not bool(finite):
+        deferred = gpu_path(device) or device.type != "cpu"  # CUDA/MPS (or the CPU twin): no early sync
+        if not deferred and not bool(finite):
             raise BadArgument("The images contain NaN or infinite values.")
         with _Frozen(model), torch.set_grad_enabled(needs_grad):
             cap = _Capture(model, layer, with_grad=needs_grad, head=head)
@@ -417,7 +419,7 @@ def compute_cams(
                 raw = _cams_from_gradients(method, A, G)
         raw = raw.detach()
         maps = normalize_maps(raw, tuple(x.shape[-2:]), normalize)
-        if device.type != "cpu" and not bool(finite):  # the one device sync, after all the work
+        if deferred and not bool(finite):  # the one device sync, after all the work
             raise BadArgument("The images contain NaN or infinite values.")
     return CamResult(maps=maps, raw=raw, logits=logits.detach(), classes=cls, method=method, normalize=normalize)
 

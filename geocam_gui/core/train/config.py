@@ -8,7 +8,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from geocam_gui.core.device import resolve_device
+from geocam_gui.core.device import gpu_path, resolve_device
 from geocam_gui.core.errors import BadArgument, CheckpointError
 from geocam_gui.core.models import MIN_INPUT, MODEL_NAMES
 from geocam_gui.core.train.loader import AugmentConfig
@@ -103,7 +103,7 @@ def default_config(model: str = "shallow", device: str = "auto") -> TrainConfig:
     norm) needs a smaller step (1e-4) not to stall at chance level.
     """
     dev = resolve_device(device)
-    gpu = dev.type in ("cuda", "mps")
+    gpu = gpu_path(dev) or dev.type == "mps"
     cfg = TrainConfig(model=model, device=device, image_size=224 if gpu else 64,
                       batch_size=128 if gpu else 32, epochs=10)
     if model == "shallow" and not gpu:
@@ -157,7 +157,8 @@ def demo_config(model: str, device: str = "auto") -> TrainConfig:
     """The training the GUI runs when the demo set has no checkpoints yet: the CPU recipes
     above, or the device defaults (224 px) with 10 epochs on a GPU."""
     cfg = default_config(model, device)
-    if resolve_device(device).type == "cpu":
+    dev = resolve_device(device)
+    if dev.type == "cpu" and not gpu_path(dev):
         for key, value in DEMO_CPU_RECIPES[model].items():
             setattr(cfg, key, value)
     return cfg.validate()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import queue
 import threading
+import warnings
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -24,10 +25,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from geocam_gui.core.device import free_memory, gpu_path, release_cached_memory
 from geocam_gui.core.models import preprocess
 
 #: Fraction of the free GPU memory the resident uint8 copy of the data may take.
 GPU_RESIDENT_FRACTION = 0.35
+_OOM = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 
 
 @dataclass
@@ -116,6 +119,7 @@ class BatchFeeder:
     ``images`` is an (N, S, S, 3) uint8 array (a numpy memmap from the cache, an ndarray or a
     tensor); ``labels`` (N,) integer. ``resident``: "auto" keeps a copy on a CUDA device when it
     takes less than ``GPU_RESIDENT_FRACTION`` of the free memory, True forces, False never.
+    Inside ``device.cuda_twin()`` a CPU feeder does the same with a separate host copy.
     """
 
     def __init__(self, images, labels, device: torch.device, *, resident: str | bool = "auto",
@@ -126,13 +130,12 @@ class BatchFeeder:
         self._labels = torch.as_tensor(np.asarray(labels), dtype=torch.int64)
         self._host = images  # numpy (memmap) or tensor, never copied on the CPU path
         self._gpu: torch.Tensor | None = None
-        if self.device.type == "cuda" and self.n and self._want_resident(resident):
-            host = torch.from_numpy(np.ascontiguousarray(images)) if not torch.is_tensor(images) else images
+        if gpu_path(self.device) and self.n and self._want_resident(resident):
             try:
-                self._gpu = host.to(self.device)
-            except torch.cuda.OutOfMemoryError:  # keep the data on the host, pinned batch by batch
+                self._gpu = self._upload(images)
+            except _OOM:  # keep the data on the host, pinned batch by batch
                 self._gpu = None
-                torch.cuda.empty_cache()
+                release_cached_memory(self.device)
         self._labels_dev = self._labels.to(self.device)
         self.resident = self._gpu is not None
 
@@ -141,10 +144,18 @@ class BatchFeeder:
             return resident
         nbytes = int(np.prod(self._host.shape)) * 1
         try:
-            free, _total = torch.cuda.mem_get_info(self.device)
+            free = free_memory(self.device)
         except RuntimeError:
             return False
         return nbytes < GPU_RESIDENT_FRACTION * free
+
+    def _upload(self, images) -> torch.Tensor:
+        """One copy of all the uint8 images on the device (a separate copy on the CPU twin)."""
+        if torch.is_tensor(images):
+            return images.to(self.device, copy=True)
+        with warnings.catch_warnings():  # a read-only memmap: only read, to make the copy
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.from_numpy(np.ascontiguousarray(images)).to(self.device, copy=True)
 
     def gather_uint8(self, idx: torch.Tensor) -> torch.Tensor:
         """The uint8 NHWC images at sample positions ``idx`` (on the host, pinned for CUDA)."""

@@ -22,8 +22,9 @@ import torch
 import torch.nn.functional as F
 
 from geocam_gui.core import checkpoints as ckpt
-from geocam_gui.core.device import describe_device, resolve_device
-from geocam_gui.core.errors import BadData, CheckpointError, GeoCamError
+from geocam_gui.core.device import (ddp_backend, ddp_device, describe_device, gpu_path, release_cached_memory,
+                                     resolve_device)
+from geocam_gui.core.errors import CheckpointError, BadData, GeoCamError
 from geocam_gui.core.files import atomic_write
 from geocam_gui.core.train.config import TrainConfig, check_resumable
 from geocam_gui.core.train import events as ev
@@ -36,6 +37,19 @@ from geocam_gui.core.models import build_model
 _OOM = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 _EVENT_INTERVAL_S = 0.5
 
+#: Fault-injection hook (tests, ``gpu_check --dry-run-cpu``): each 1-based ``(epoch, batch)`` in
+#: this set makes that training batch raise ``torch.OutOfMemoryError`` once, just before its
+#: forward pass, as CUDA would; the entry is removed when it fires. ``("eval", n)`` does the same
+#: to the n-th evaluation batch (counted over the process).
+INJECT_OOM: set[tuple] = set()
+_eval_batches = [0]
+
+
+def _maybe_inject_oom(key: tuple) -> None:
+    if key in INJECT_OOM:
+        INJECT_OOM.discard(key)
+        raise _OOM(f"CUDA out of memory (injected at {key})")
+
 
 # --------------------------------------------------------------------------- DDP helpers
 def ddp_setup(device_spec: str) -> bool:
@@ -44,11 +58,11 @@ def ddp_setup(device_spec: str) -> bool:
 
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or not dist.is_available() or dist.is_initialized():
         return False
-    use_nccl = torch.cuda.is_available() and str(device_spec).lower() != "cpu"
-    if use_nccl:
+    backend = ddp_backend(device_spec, torch.cuda.is_available())
+    if backend == "nccl":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     try:
-        dist.init_process_group("nccl" if use_nccl else "gloo")
+        dist.init_process_group(backend)
     except Exception as exc:  # noqa: BLE001 - rendezvous problems are user-fixable
         raise GeoCamError(f"Could not join the distributed run (torchrun rendezvous): {exc}") from exc
     return True
@@ -123,7 +137,7 @@ def eval_counts(model, feeder: BatchFeeder, k: int, batch_size: int, positions: 
         try:
             return _eval_once(model, feeder, k, batch_size, order, amp)
         except _OOM as exc:
-            _free_cuda()
+            release_cached_memory(feeder.device)
             if batch_size <= 1:
                 raise GeoCamError("CUDA ran out of memory while evaluating even one image at a time; "
                                   "use a smaller image size or the CPU.") from exc
@@ -139,6 +153,9 @@ def _eval_once(model, feeder, k, batch_size, order, amp):
     try:
         for _pos, idx, staged in feeder.iterate(order, batch_size):
             x, y = feeder.batch(idx, staged)
+            if INJECT_OOM:
+                _eval_batches[0] += 1
+                _maybe_inject_oom(("eval", _eval_batches[0]))
             with _autocast(feeder.device, amp):
                 logits = model(x)
             loss += F.cross_entropy(logits.float(), y, reduction="sum").double()
@@ -149,14 +166,10 @@ def _eval_once(model, feeder, k, batch_size, order, amp):
 
 
 def _autocast(device: torch.device, amp: bool):
-    if amp and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+    """bf16 autocast on the GPU path (on the CPU twin, torch's CPU autocast), else nothing."""
+    if amp and gpu_path(device):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
-
-
-def _free_cuda() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 def lr_factor(schedule: str, epoch: int, epochs: int) -> float:
@@ -182,18 +195,16 @@ class TrainingLoop:
         if self.world > 1:
             import torch.distributed as dist
 
-            if dist.get_backend() == "nccl":
-                return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-            return torch.device("cpu")
+            return ddp_device(dist.get_backend(), int(os.environ.get("LOCAL_RANK", "0")))
         return resolve_device(self.cfg.device)
 
     def _determinism(self, dev: torch.device) -> None:
         if self.cfg.deterministic:
-            if dev.type == "cuda":
+            if gpu_path(dev):
                 os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.use_deterministic_algorithms(True, warn_only=dev.type != "cpu")
             torch.backends.cudnn.benchmark = False
-        elif dev.type == "cuda":
+        elif gpu_path(dev):
             torch.backends.cudnn.benchmark = True
 
     def _progress(self, split: str):
@@ -253,7 +264,7 @@ class TrainingLoop:
 
         torch.manual_seed(cfg.seed)
         net = build_model(cfg.model, k, weights=cfg.weights).to(dev)
-        cuda = dev.type == "cuda"
+        cuda = gpu_path(dev)  # the CPU inside device.cuda_twin() too
         if cuda and cfg.channels_last:
             net = net.to(memory_format=torch.channels_last)
         params = [p for p in net.parameters() if p.requires_grad]
@@ -276,7 +287,7 @@ class TrainingLoop:
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel
 
-            model = DistributedDataParallel(net, device_ids=[dev.index] if cuda else None)
+            model = DistributedDataParallel(net, device_ids=[dev.index] if dev.type == "cuda" else None)
 
         train, val = data["train"], data["val"]
         train_labels = torch.from_numpy(train.labels[train.positions.numpy()])
@@ -424,7 +435,7 @@ class TrainingLoop:
         seen, batch_no, pos, last_emit = 0, 0, 0, 0.0
         total = self._n_batches(len(order))
         model.train()
-        check_each_batch = feeder.device.type != "cuda"  # a host sync is free off the GPU
+        check_each_batch = not gpu_path(feeder.device)  # a host sync is free off the GPU
         while True:
             try:
                 for p, idx, staged in feeder.iterate(order, self.batch_size, start=pos, workers=cfg.workers,
@@ -437,6 +448,10 @@ class TrainingLoop:
                     tb = time.perf_counter()
                     x, y = feeder.batch(idx, staged)
                     x = augment(x, cfg.augment, aug_gen)
+                    if feeder.channels_last:  # grid_sample returns NCHW; keep the model's layout
+                        x = x.contiguous(memory_format=torch.channels_last)
+                    if INJECT_OOM:
+                        _maybe_inject_oom((epoch + 1, batch_no + 1))
                     with _autocast(feeder.device, amp):
                         logits = model(x)
                         loss = F.cross_entropy(logits.float(), y, weight=class_w)
@@ -471,7 +486,7 @@ class TrainingLoop:
             except _OOM as exc:
                 opt.zero_grad(set_to_none=True)
                 x = logits = loss = None  # noqa: F841 - release the failed batch
-                _free_cuda()
+                release_cached_memory(feeder.device)
                 if self.world > 1 or self.batch_size <= 2:
                     raise GeoCamError(
                         f"CUDA ran out of memory at batch size {self.batch_size}; use a smaller --batch-size "
