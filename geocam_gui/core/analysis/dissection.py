@@ -1,0 +1,272 @@
+"""Network Dissection (Bau et al., CVPR 2017) on data with per-pixel label maps.
+
+For one layer of a model and one split:
+
+* every unit's activation threshold ``T_u`` is its top ``QUANTILE`` (0.5 %) quantile over all
+  spatial positions of all images (at the layer's own resolution), estimated in one streaming
+  pass by ``StreamingQuantile``;
+* each unit's map is upsampled bilinearly (``align_corners=False``) to the label resolution and
+  thresholded, ``M_u = up(A_u) > T_u``;
+* ``IoU(u, c) = sum |M_u & L_c| / sum |M_u | L_c|``, the sums running over every labelled image of
+  the split; a unit is a detector of its best concept when that IoU exceeds ``IOU_THRESHOLD``
+  (0.04).
+
+Label maps (the demo generator's format): ``OUT/_masks/<class>/<stem>_parts.png``, an 8-bit
+single-channel PNG (mode "P" or "L") of the image's size whose pixel value is a kind id, and
+``OUT/parts_legend.json`` = ``{"kinds": ["unlabelled", "sky", ...]}`` (index = pixel value,
+0 = unlabelled, never a concept). They are hostile input: a legend that is not a short list of
+short names, or a map of the wrong mode, size or with values outside the legend, is skipped with
+a reason, never guessed at.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from geocam_gui.core.errors import DataError
+
+QUANTILE = 0.995  # top 0.5 %
+IOU_THRESHOLD = 0.04
+BINS = 2048
+LEGEND_NAME = "parts_legend.json"
+MAX_KINDS = 255
+MAX_LEGEND_BYTES = 64 * 1024
+_SLACK = 1e-5  # share of a unit's range added to the error bound for float rounding at bin edges
+
+
+class StreamingQuantile:
+    """Quantiles per unit of a stream of activations, in ``units * bins`` counters (int64).
+
+    Each unit has a histogram of ``bins`` equal bins over ``[lo, lo + span)``, set by the first
+    batch; when a later value falls outside, the unit's range doubles towards it (pairs of bins
+    merge), so the bins never get wider than twice the unit's final range / ``bins``.
+    ``quantile(q)`` returns, per unit, the estimate and a guaranteed bound on its distance to
+    ``numpy.quantile(all values, q)`` (linear interpolation): both lie between the left edge of
+    the bin holding order statistic ``floor(r)`` and the right edge of the bin holding
+    ``ceil(r)``, ``r = q (n - 1)``; that interval's width (usually one bin) is the bound.
+    """
+
+    def __init__(self, units: int, bins: int = BINS):
+        if units < 1 or bins < 2 or bins % 2:
+            raise ValueError("StreamingQuantile needs units >= 1 and an even number of bins >= 2")
+        self.units, self.bins = int(units), int(bins)
+        self.counts = torch.zeros(self.units * self.bins, dtype=torch.int64)
+        self.lo: torch.Tensor | None = None  # float64 (U,)
+        self.span: torch.Tensor | None = None
+        self.n = 0
+
+    def nbytes(self) -> int:
+        return self.counts.numel() * 8 + 2 * self.units * 8
+
+    def add(self, values: torch.Tensor) -> None:
+        """``values`` (units, n) of any float dtype and device; NaNs are not allowed."""
+        v = values.detach().to("cpu", torch.float64)
+        if v.ndim != 2 or v.shape[0] != self.units:
+            raise ValueError(f"expected ({self.units}, n) values, got {tuple(v.shape)}")
+        if v.shape[1] == 0:
+            return
+        mn, mx = v.min(1).values, v.max(1).values
+        if self.lo is None:
+            span = mx - mn
+            tiny = torch.clamp(mn.abs() * 1e-6, min=1e-12)
+            self.lo, self.span = mn.clone(), torch.where(span > 0, span * (1 + 1e-6), tiny)
+        self._grow(mn, mx)
+        idx = ((v - self.lo[:, None]) / self.span[:, None] * self.bins).floor_().clamp_(0, self.bins - 1).long()
+        idx += torch.arange(self.units)[:, None] * self.bins
+        self.counts += torch.bincount(idx.reshape(-1), minlength=self.units * self.bins)
+        self.n += v.shape[1]
+
+    def _grow(self, mn: torch.Tensor, mx: torch.Tensor) -> None:
+        counts = self.counts.view(self.units, self.bins)
+        half = self.bins // 2
+        for u in torch.nonzero((mn < self.lo) | (mx >= self.lo + self.span)).flatten().tolist():
+            while True:
+                c = counts[u]
+                merged = c[0::2] + c[1::2]
+                if mx[u] >= self.lo[u] + self.span[u]:
+                    c.zero_()
+                    c[:half] = merged
+                elif mn[u] < self.lo[u]:
+                    c.zero_()
+                    c[half:] = merged
+                    self.lo[u] -= self.span[u]
+                else:
+                    break
+                self.span[u] *= 2
+
+    def quantile(self, q: float) -> tuple[np.ndarray, np.ndarray]:
+        """(estimate (U,), error bound (U,)) of the ``q`` quantile of every unit's values."""
+        if self.n == 0 or self.lo is None:
+            raise ValueError("no values were added")
+        counts = self.counts.view(self.units, self.bins).numpy()
+        cum = np.cumsum(counts, axis=1)
+        r = q * (self.n - 1)
+        k_lo, k_hi = math.floor(r), math.ceil(r)
+        w = (self.span / self.bins).numpy()
+        lo = self.lo.numpy()
+        est, err = np.empty(self.units), np.empty(self.units)
+        for u in range(self.units):
+            b_lo = int(np.searchsorted(cum[u], k_lo, side="right"))
+            b_hi = int(np.searchsorted(cum[u], k_hi, side="right"))
+
+            def at(k, b):  # rank k spread evenly inside its bin b
+                before = cum[u, b - 1] if b else 0
+                return lo[u] + (b + (k - before + 0.5) / counts[u, b]) * w[u]
+
+            v_lo, v_hi = at(k_lo, b_lo), at(k_hi, b_hi)
+            est[u] = v_lo + (r - k_lo) * (v_hi - v_lo)
+            err[u] = (b_hi + 1 - b_lo) * w[u] + _SLACK * self.span[u].item()
+        return est, err
+
+
+# --------------------------------------------------------------------------- label maps
+
+
+def read_legend(roots) -> tuple[list[str] | None, str]:
+    """The kinds of ``parts_legend.json`` in the first of ``roots`` that has one, or
+    (None, why not)."""
+    for root in roots:
+        p = Path(root) / LEGEND_NAME
+        if not p.is_file():
+            continue
+        try:
+            if p.stat().st_size > MAX_LEGEND_BYTES:
+                return None, f"{p} is larger than {MAX_LEGEND_BYTES // 1024} KB; it is not a label legend."
+            data = json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            return None, f"{p} cannot be read as JSON ({exc})."
+        kinds = data.get("kinds") if isinstance(data, dict) else None
+        if (not isinstance(kinds, list) or not 2 <= len(kinds) <= MAX_KINDS
+                or not all(isinstance(k, str) and 0 < len(k) <= 64 for k in kinds)
+                or len(set(kinds)) != len(kinds)):
+            return None, (f"{p} must hold {{\"kinds\": [...]}} with 2 to {MAX_KINDS} distinct names of "
+                          "1 to 64 characters.")
+        return list(kinds), ""
+    return None, ("The data has no per-pixel label maps (no parts_legend.json), so there is no Network "
+                  "Dissection: only the filters and the top-activating patches are shown.")
+
+
+def parts_path(image_path: str | Path) -> Path:
+    """Where the label map of an image lives: ``<root>/_masks/<class>/<stem>_parts.png``."""
+    p = Path(image_path)
+    return p.parent.parent / "_masks" / p.parent.name / f"{p.stem}_parts.png"
+
+
+def load_label_map(image_path: str | Path, size: int, n_kinds: int) -> tuple[np.ndarray | None, str]:
+    """The label map of an image resized (nearest) to ``size`` x ``size`` as uint8, or
+    (None, reason). The map must be mode P or L, the image's size, values below ``n_kinds``."""
+    mp = parts_path(image_path)
+    if not mp.is_file():
+        return None, "no label map"
+    try:
+        with Image.open(mp) as im:
+            if im.mode not in ("P", "L"):
+                return None, f"label map mode {im.mode} (P or L expected)"
+            with Image.open(image_path) as src:
+                if src.size != im.size:
+                    return None, f"label map size {im.size} differs from the image's {src.size}"
+            arr = np.asarray(im.resize((size, size), Image.Resampling.NEAREST), dtype=np.uint8)
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        return None, f"unreadable label map ({exc})"
+    if arr.size and int(arr.max()) >= n_kinds:
+        return None, f"label value {int(arr.max())} is not in the legend ({n_kinds} kinds)"
+    return arr, ""
+
+
+# --------------------------------------------------------------------------- IoU
+
+
+class IoUCounter:
+    """Sums over labelled images of ``|M_u & L_c|``, ``|M_u|`` and ``|L_c|`` (float64 counts)."""
+
+    def __init__(self, thresholds: np.ndarray, n_kinds: int, *, device="cpu", image_chunk: int = 4,
+                 unit_chunk: int = 128):
+        self.t = torch.as_tensor(np.asarray(thresholds), dtype=torch.float32, device=device)
+        self.units, self.kinds = len(thresholds), int(n_kinds)
+        self.inter = torch.zeros(self.units, self.kinds, dtype=torch.float64)
+        self.act = torch.zeros(self.units, dtype=torch.float64)
+        self.lab = torch.zeros(self.kinds, dtype=torch.float64)
+        self.images = 0
+        self.device, self.image_chunk, self.unit_chunk = device, image_chunk, unit_chunk
+
+    def add(self, acts: torch.Tensor, labels: np.ndarray) -> None:
+        """``acts`` (B, U, h, w) of B labelled images, ``labels`` (B, S, S) uint8 kind ids."""
+        if len(labels) == 0:
+            return
+        S = labels.shape[-1]
+        lab = torch.as_tensor(np.ascontiguousarray(labels), device=self.device).long().view(len(labels), -1)
+        onehot = F.one_hot(lab, self.kinds).float()  # (B, P, C)
+        self.lab += onehot.sum((0, 1)).double().cpu()
+        acts = acts.to(self.device, torch.float32)
+        for b in range(0, len(labels), self.image_chunk):
+            a = acts[b : b + self.image_chunk]
+            oh = onehot[b : b + self.image_chunk]
+            for u in range(0, self.units, self.unit_chunk):
+                up = F.interpolate(a[:, u : u + self.unit_chunk], size=(S, S), mode="bilinear", align_corners=False)
+                m = (up > self.t[u : u + self.unit_chunk].view(1, -1, 1, 1)).flatten(2).float()  # (b, m, P)
+                self.inter[u : u + self.unit_chunk] += torch.bmm(m, oh).sum(0).double().cpu()
+                self.act[u : u + self.unit_chunk] += m.sum((0, 2)).double().cpu()
+        self.images += len(labels)
+
+    def ious(self) -> np.ndarray:
+        """(U, C) IoU; 0 where the union is empty. Column 0 (unlabelled) is left at 0."""
+        union = self.act[:, None] + self.lab[None, :] - self.inter
+        iou = torch.where(union > 0, self.inter / union.clamp(min=1), torch.zeros_like(union)).numpy()
+        iou[:, 0] = 0.0
+        return iou
+
+
+def summarise(ious: np.ndarray, kinds: list[str], iou_threshold: float = IOU_THRESHOLD) -> dict:
+    """Per-unit best concept, detectors and unique concepts, and the IoU ranking per concept."""
+    if ious.shape[1] != len(kinds):
+        raise DataError("IoU table and legend disagree")
+    best = ious.argmax(1)
+    best_iou = ious[np.arange(len(ious)), best]
+    detector = best_iou > iou_threshold
+    by_concept: dict[str, int] = {}
+    for u in np.flatnonzero(detector):
+        by_concept[kinds[best[u]]] = by_concept.get(kinds[best[u]], 0) + 1
+    ranking = {}
+    for c in range(1, len(kinds)):
+        order = np.argsort(-ious[:, c], kind="stable")[:20]
+        ranking[kinds[c]] = [[int(u), float(ious[u, c])] for u in order if ious[u, c] > 0]
+    return {
+        "iou_threshold": iou_threshold,
+        "detectors": int(detector.sum()),
+        "unique_concepts": len(by_concept),
+        "by_concept": dict(sorted(by_concept.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "ranking": ranking,
+        "best": [kinds[b] if d else None for b, d in zip(best, detector)],
+        "best_iou": best_iou.astype(float).tolist(),
+    }
+
+
+class LabelSource:
+    """Label maps of a list of image paths at ``size``: ``source(rows) -> (labels, has)``.
+    Problems are collected in ``problems`` as ``(path, reason)`` (missing maps are counted in
+    ``missing``, not listed)."""
+
+    def __init__(self, image_paths: list[str], size: int, legend: list[str]):
+        self.paths, self.size, self.legend, self.kinds = list(image_paths), int(size), list(legend), len(legend)
+        self.problems: list[tuple[str, str]] = []
+        self.missing = 0
+
+    def __call__(self, rows) -> tuple[np.ndarray, np.ndarray]:
+        labels = np.zeros((len(rows), self.size, self.size), np.uint8)
+        has = np.zeros(len(rows), bool)
+        for i, r in enumerate(rows):
+            arr, why = load_label_map(self.paths[int(r)], self.size, self.kinds)
+            if arr is not None:
+                labels[i], has[i] = arr, True
+            elif why == "no label map":
+                self.missing += 1
+            else:
+                self.problems.append((self.paths[int(r)], why))
+        return labels, has

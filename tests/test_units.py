@@ -1,0 +1,154 @@
+"""Units and Network Dissection with planted truth (core, no Qt)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from geocam_gui.core.analysis import dissection as nd
+from geocam_gui.core.analysis import units as un
+
+SKY, ROAD, WALL = (80, 140, 230), (120, 120, 120), (150, 100, 70)
+KINDS = ["unlabelled", "sky", "road", "building"]
+
+
+class Noise(nn.Module):
+    """Replaces channel 1 by noise seeded from the image itself: unrelated to any concept."""
+
+    def forward(self, x):
+        x = x.clone()
+        for b in range(len(x)):
+            g = torch.Generator().manual_seed(int(x[b].abs().sum().item() * 1000) % (2**31))
+            x[b, 1] = torch.rand(x.shape[-2:], generator=g) * 3
+        return x
+
+
+class PlantedNet(nn.Module):
+    """Channel 0 fires on the sky's colour (blue minus red, a 1x1 convolution), channel 1 is
+    noise, channel 2 is silent."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 1)
+        with torch.no_grad():
+            self.conv.weight.zero_()
+            self.conv.bias.zero_()
+            self.conv.weight[0, 2], self.conv.weight[0, 0], self.conv.bias[0] = 1.0, -1.0, -1.5
+        self.relu = nn.ReLU()
+        self.pool = nn.MaxPool2d(2)
+        self.noise = Noise()
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 2))
+
+    def forward(self, x):
+        return self.head(self.noise(self.pool(self.relu(self.conv(x)))))
+
+
+def planted_set(root, n=24, size=32, seed=0):
+    """Buildings over a road, and in every twelfth image an 8 x 8 patch of sky, in the label-map
+    format of the demo generator (``_masks/<class>/<stem>_parts.png`` + ``parts_legend.json``).
+
+    The sky is kept rare (0.52 % of all pixels) on purpose: with the top-0.5 % threshold of
+    Network Dissection, a concept covering a share ``a`` of the pixels can reach an IoU of at
+    most 0.005 / a."""
+    rng = np.random.default_rng(seed)
+    paths, images = [], []
+    for i in range(n):
+        cls = ("pittsburgh", "tokyo")[i % 2]
+        lab = np.full((size, size), 3, np.uint8)
+        road_h = int(rng.integers(4, size // 3))
+        lab[size - road_h :] = 2
+        if i % 12 == 0:
+            y, x = 2 * int(rng.integers(0, 6)), 2 * int(rng.integers(0, 12))
+            lab[y : y + 8, x : x + 8] = 1
+        colours = np.array([WALL, SKY, ROAD, WALL], np.float64)
+        img = colours[lab] + rng.normal(0, 3, (size, size, 3))
+        img = np.clip(img, 0, 255).astype(np.uint8)
+        (root / cls).mkdir(parents=True, exist_ok=True)
+        (root / "_masks" / cls).mkdir(parents=True, exist_ok=True)
+        p = root / cls / f"p{i:04d}_v0.png"
+        Image.fromarray(img).save(p)
+        Image.fromarray(lab, mode="L").save(root / "_masks" / cls / f"p{i:04d}_v0_parts.png")
+        paths.append(str(p))
+        images.append(img)
+    (root / nd.LEGEND_NAME).write_text(json.dumps({"kinds": KINDS}))
+    return paths, np.stack(images)
+
+
+def test_streaming_quantile_within_its_stated_error():
+    rng = np.random.default_rng(1)
+    q = nd.StreamingQuantile(3, bins=256)
+    chunks = []
+    for i in range(12):  # the range grows up and down after the first batch
+        c = np.stack([rng.normal(0, 1 + i, 5000), rng.exponential(1 + 3 * i, 5000) - i,
+                      np.maximum(0, rng.normal(-1, 2, 5000))])
+        chunks.append(c)
+        q.add(torch.from_numpy(c))
+    allv = np.concatenate(chunks, 1)
+    for quant in (nd.QUANTILE, 0.5, 0.0, 1.0):
+        est, err = q.quantile(quant)
+        truth = np.quantile(allv, quant, axis=1)
+        assert np.all(np.abs(est - truth) <= err), (quant, est, truth, err)
+        span = allv.max(1) - allv.min(1)
+        assert np.all(err <= 4 * span / 256 + 1e-9)  # the bound is itself small
+
+
+def test_planted_sky_unit_is_a_sky_detector_and_noise_is_nothing(tmp_path):
+    torch.manual_seed(0)
+    paths, images = planted_set(tmp_path)
+    labels = nd.LabelSource(paths, 32, KINDS)
+    scan = un.scan_layer(PlantedNet(), "noise", images, k=5, labels_for=labels, batch=7)
+    assert not labels.problems and labels.missing == 0
+    s = nd.summarise(scan.ious, KINDS)
+    assert s["best"][0] == "sky" and scan.ious[0, 1] > 0.5
+    assert s["best"][1] is None and scan.ious[1].max() <= nd.IOU_THRESHOLD
+    assert s["best"][2] is None
+    assert s["detectors"] == 1 and s["by_concept"] == {"sky": 1}
+    # the threshold is the true top-0.5 % quantile of the layer's activations, within its bound
+    net = PlantedNet()
+    acts = torch.cat([un.activations(net, un.preprocess(images[i : i + 8]), net.noise)
+                      for i in range(0, len(images), 8)])
+    truth = np.quantile(acts.transpose(0, 1).reshape(3, -1).numpy(), nd.QUANTILE, axis=1)
+    assert np.abs(scan.thresholds[0] - truth[0]) <= scan.threshold_error[0]
+    # the spool and the recomputing second pass agree
+    again = un.scan_layer(PlantedNet(), "noise", images, k=5, labels_for=nd.LabelSource(paths, 32, KINDS),
+                          batch=5, spool_limit=0)
+    np.testing.assert_allclose(again.ious[0], scan.ious[0], atol=0.02)
+
+
+def test_top_k_are_the_true_top_k(tmp_path):
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 255, (23, 32, 32, 3), dtype=np.uint8)
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 5, 3), nn.ReLU())
+    scan = un.scan_layer(model, "4", images, k=4, batch=6)
+    acts = un.activations(model, un.preprocess(images), model[4]).numpy()  # (N, U, h, w)
+    per_image = acts.reshape(len(images), 5, -1).max(2)  # (N, U)
+    for u in range(5):
+        order = np.sort(per_image[:, u])[::-1][:4]
+        np.testing.assert_allclose(scan.top.score[u], order, rtol=1e-5)
+        np.testing.assert_allclose(per_image[scan.top.image[u], u], scan.top.score[u], rtol=1e-5)
+        for j in range(4):
+            y, x = scan.top.peak[u, j]
+            assert acts[scan.top.image[u, j], u, y, x] == pytest.approx(scan.top.score[u, j], rel=1e-5)
+            np.testing.assert_allclose(scan.top.maps[u, j], acts[scan.top.image[u, j], u], rtol=2e-3, atol=1e-3)
+    assert scan.ious is None
+
+
+def test_receptive_field_and_filter_grid():
+    from geocam_gui.core.models import build_model
+
+    vgg = build_model("vgg11", 2)
+    rf = un.receptive_field(vgg, "features.0")
+    assert rf == {"size": 3.0, "jump": 1.0, "start": 0.5}
+    rf = un.receptive_field(vgg, "features.3")  # conv, pool, conv
+    assert rf["size"] == 8 and rf["jump"] == 2
+    res = build_model("resnet18", 2)
+    assert un.receptive_field(res, "layer4.1")["jump"] == 32
+    assert un.layer_choices(res, "resnet18")[0] == "layer4.1"
+    grid = un.filter_grid(res)
+    assert grid.dtype == np.uint8 and grid.shape[2] == 3 and grid.shape[0] == 8 * (7 * 6 + 1) + 1
