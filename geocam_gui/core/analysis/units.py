@@ -174,6 +174,8 @@ class LayerScan:
     threshold_error: np.ndarray  # (U,) bound on |threshold - numpy.quantile|
     ious: np.ndarray | None = None  # (U, C)
     labelled: int = 0
+    label_pixels: np.ndarray | None = None  # (C,) labelled pixels of each kind
+    mask_pixels: np.ndarray | None = None  # (U,) pixels above each unit's threshold
     label_problems: list = field(default_factory=list)  # [(path, reason)]
     stats_bytes: int = 0
 
@@ -263,6 +265,7 @@ def scan_layer(model: nn.Module, layer: str, images, *, k: int = 9, labels_for: 
                     tick(done, steps)
             if counter is not None:
                 scan.ious, scan.labelled = counter.ious(), counter.images
+                scan.label_pixels, scan.mask_pixels = counter.lab.numpy(), counter.act.numpy()
                 scan.stats_bytes += (counter.inter.numel() + counter.act.numel() + counter.lab.numel()) * 8
         return scan
     finally:
