@@ -152,3 +152,92 @@ def test_receptive_field_and_filter_grid():
     assert un.layer_choices(res, "resnet18")[0] == "layer4.1"
     grid = un.filter_grid(res)
     assert grid.dtype == np.uint8 and grid.shape[2] == 3 and grid.shape[0] == 8 * (7 * 6 + 1) + 1
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def tiny_demo(root, *, labels=True):
+    """A tiny demo set; with ``labels``, label maps in the generator's parts format made from
+    its sky and evidence masks (until the generator writes its own)."""
+    from geocam_gui.core.data.demo import generate_demo
+
+    generate_demo(root, per_class=10, size=40, views_per_place=2)
+    if labels:
+        for m in (root / "_masks").rglob("*_sky.png"):
+            sky = np.asarray(Image.open(m)) > 127
+            ev = np.asarray(Image.open(str(m).replace("_sky", "_evidence"))) > 127
+            lab = np.zeros(sky.shape, np.uint8)
+            lab[sky], lab[ev] = 1, 2
+            Image.fromarray(lab, mode="L").save(str(m).replace("_sky.png", "_parts.png"))
+        (root / nd.LEGEND_NAME).write_text(json.dumps({"kinds": ["unlabelled", "sky", "evidence"]}))
+    return root
+
+
+def _checkpoint(tmp_path, name="shallow", size=40):
+    from geocam_gui.core.checkpoints import save_checkpoint
+    from geocam_gui.core.models import build_model
+
+    torch.manual_seed(0)
+    return str(save_checkpoint(tmp_path / "run" / name / "best", build_model(name, 2),
+                               {"model": name, "classes": ["pittsburgh", "tokyo"], "image_size": size}))
+
+
+def test_cli_units_on_labelled_demo_and_cache(tmp_path, capsys):
+    from geocam_gui.cli import main
+
+    data = tiny_demo(tmp_path / "demo")
+    ck = _checkpoint(tmp_path)
+    out = tmp_path / "out"
+    rc = main(["units", "-c", ck, "--data", str(data), "--top", "3", "--out", str(out), "--figure", "pdf"])
+    assert rc == 0, capsys.readouterr().err
+    doc = json.loads((out / "units.json").read_text())
+    m = doc["models"][0]
+    assert m["layer"] == "features.10" and m["units_count"] == 256 and m["decoded"] == 4
+    d = m["dissection"]
+    assert d["available"] and d["labelled_images"] == 4 and "randomised" in d
+    assert d["detectors"] == sum(d["by_concept"].values()) == sum(u["concept"] is not None for u in m["units"])
+    u = m["units"][0]
+    assert len(u["top"]) == 3 and set(u["ious"]) == {"sky", "evidence"} and (out / u["mosaic"]).is_file()
+    assert all(0 <= v <= 1 for v in u["top"][0]["box"])
+    html_text = (out / "units.html").read_text()
+    assert "filters_shallow.png" in html_text and "detectors.png" in html_text
+    side = json.loads((out / "detectors_chart.pdf.json").read_text())
+    assert side["kind"] == "detectors" and side["sources"][0]["checkpoint"] == ck
+    assert (out / "detectors_chart.pdf").read_bytes()[:4] == b"%PDF"
+    assert "detectors" in capsys.readouterr().out
+    # the second run comes from the cache and agrees
+    from geocam_gui.core.analysis.units_run import run_units
+    from geocam_gui.core.data.datasets import open_data
+
+    again = run_units(ck, open_data(data), top=3)
+    assert again["cached"] and again["dissection"]["detectors"] == d["detectors"]
+
+
+def test_cli_units_without_label_maps_says_why(tmp_path, capsys):
+    from geocam_gui.cli import main
+
+    data = tiny_demo(tmp_path / "photos", labels=False)
+    out = tmp_path / "out"
+    rc = main(["units", "-c", _checkpoint(tmp_path), "--data", str(data), "--top", "2", "--out", str(out),
+               "--layer", "features.3"])
+    assert rc == 0
+    m = json.loads((out / "units.json").read_text())["models"][0]
+    assert m["layer"] == "features.3" and not m["dissection"]["available"]
+    assert "no per-pixel label maps" in m["dissection"]["reason"]
+    assert "no per-pixel label maps" in (out / "units.html").read_text()
+    assert all(u["concept"] is None and len(u["top"]) == 2 for u in m["units"])
+    assert "No dissection" in capsys.readouterr().out
+
+
+def test_cli_units_bad_arguments(tmp_path, capsys):
+    from geocam_gui.cli import main
+
+    data = tiny_demo(tmp_path / "d", labels=False)
+    ck = _checkpoint(tmp_path)
+    assert main(["units", "-c", ck, "--data", str(data), "--layer", "nope", "--out", str(tmp_path / "o")]) == 2
+    assert "no layer 'nope'" in capsys.readouterr().err
+    assert main(["units", "-c", ck, "--data", str(data), "--top", "0", "--out", str(tmp_path / "o")]) == 2
+    (data / nd.LEGEND_NAME).write_text('{"kinds": "sky"}')  # a hostile legend: no dissection, a reason
+    legend, why = nd.read_legend([data])
+    assert legend is None and "must hold" in why
