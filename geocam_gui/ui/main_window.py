@@ -80,6 +80,10 @@ class MainWindow(QMainWindow):
 
         self.analysis = AnalysisPanel()
         self.bottom_tabs.addTab(self.analysis, "Analysis")
+        from geocam_gui.ui.units_panel import UnitsPanel
+
+        self.units = UnitsPanel()
+        self.bottom_tabs.addTab(self.units, "Units")
         self.training_dock = self._dock("Training", "trainingDock", self.bottom_tabs,
                                         Qt.DockWidgetArea.BottomDockWidgetArea)
         self.resizeDocks([self.browser_dock], [360], Qt.Orientation.Horizontal)
@@ -159,6 +163,10 @@ class MainWindow(QMainWindow):
         self.training.runFinished.connect(self._on_run_finished)
         self.analysis.sampleRequested.connect(self._show_sample_path)
         self.analysis.statusMessage.connect(self.show_message)
+        self.units.sample_provider = self.viewer.current_sample
+        self.units.unitMapReady.connect(self.viewer.show_map)
+        self.units.cam_button.clicked.connect(lambda: self.viewer.show_cam())
+        self.units.statusMessage.connect(self.show_message)
 
     # -- settings -------------------------------------------------------------------------------
     @staticmethod
@@ -364,6 +372,7 @@ class MainWindow(QMainWindow):
 
     def _sync_analysis(self) -> None:
         self.analysis.set_context(self.index, self.viewer.checkpoints())
+        self.units.set_context(self.index, self.viewer.checkpoints())
 
     def _on_sample(self, sample) -> None:
         if sample is None:
@@ -546,6 +555,7 @@ class MainWindow(QMainWindow):
             task.wait(60000)
         QApplication.processEvents()
         self.analysis.shutdown()
+        self.units.shutdown()
         self.viewer.shutdown()
         self.browser.shutdown()
 

@@ -279,3 +279,15 @@ def _topk(top: dict, shape: tuple[int, int]) -> TopK:
     pos = top["pos"].numpy().astype(np.int64)
     return TopK(score=top["score"].numpy().astype(np.float32), image=top["image"].numpy().astype(np.int64),
                 peak=np.stack([pos // shape[1], pos % shape[1]], -1), maps=top["maps"].numpy().reshape(U, k, *shape))
+
+
+def unit_map(model: nn.Module, layer: str, image: np.ndarray, unit: int, scale: float) -> np.ndarray:
+    """Unit ``unit``'s map of ``layer`` on ``image`` (S, S, 3) uint8, upsampled bilinearly to
+    (S, S) and divided by ``scale`` (the unit's best score on the split), clipped to [0, 1]."""
+    import torch.nn.functional as F
+
+    acts = activations(model.eval(), preprocess(np.ascontiguousarray(image)), get_layer(model, layer))
+    if not 0 <= unit < acts.shape[1]:
+        raise BadArgument(f"The layer has {acts.shape[1]} units; there is no unit {unit}.")
+    up = F.interpolate(acts[:, unit : unit + 1].cpu(), size=image.shape[:2], mode="bilinear", align_corners=False)
+    return np.clip(up[0, 0].numpy() / (scale if scale > 0 else 1.0), 0.0, 1.0)
