@@ -241,3 +241,35 @@ def test_cli_units_bad_arguments(tmp_path, capsys):
     (data / nd.LEGEND_NAME).write_text('{"kinds": "sky"}')  # a hostile legend: no dissection, a reason
     legend, why = nd.read_legend([data])
     assert legend is None and "must hold" in why
+
+
+def test_iou_matches_an_independent_numpy_reference(tmp_path):
+    """IoU recomputed with numpy: maps upsampled by ``render.resize_map`` (its own bilinear
+    implementation), thresholded at the scan's thresholds, sums over the whole split."""
+    from geocam_gui.core.explain.render import resize_map
+
+    torch.manual_seed(5)
+    paths, images = planted_set(tmp_path, n=12)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(4, 3, 3, padding=1))
+    scan = un.scan_layer(model, "3", images, k=2, labels_for=nd.LabelSource(paths, 32, KINDS), batch=5)
+    acts = un.activations(model, un.preprocess(images), model[3]).numpy()
+    labels = np.stack([nd.load_label_map(p, 32, len(KINDS))[0] for p in paths])
+    for u in range(3):
+        masks = np.stack([resize_map(a, (32, 32)) > scan.thresholds[u] for a in acts[:, u]])
+        for c in range(1, len(KINDS)):
+            lab = labels == c
+            ref = (masks & lab).sum() / max(1, (masks | lab).sum())
+            assert scan.ious[u, c] == pytest.approx(ref, abs=2e-3)
+
+
+def test_hostile_label_maps_are_skipped_with_a_reason(tmp_path):
+    paths, _ = planted_set(tmp_path, n=4)
+    bad = nd.parts_path(paths[1])
+    Image.fromarray(np.full((16, 16), 1, np.uint8), mode="L").save(bad)  # wrong size
+    Image.fromarray(np.full((32, 32), 9, np.uint8), mode="L").save(nd.parts_path(paths[2]))  # not in the legend
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(nd.parts_path(paths[3]))  # RGB
+    src = nd.LabelSource(paths, 32, KINDS)
+    labels, has = src(np.arange(4))
+    assert has.tolist() == [True, False, False, False]
+    reasons = " ".join(r for _, r in src.problems)
+    assert "size" in reasons and "legend" in reasons and "mode RGB" in reasons

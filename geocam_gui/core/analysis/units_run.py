@@ -248,7 +248,7 @@ def _units(scan: un.LayerScan, kept, images, rf, size, dissection, mosaics: Path
             ious = scan.ious[u]
             row["ious"] = {k: float(v) for k, v in zip(dissection["kinds"][1:], ious[1:])}
             row["concept"] = dissection["best"][u]
-            row["best_kind"] = dissection["kinds"][int(np.argmax(ious))]
+            row["best_kind"] = dissection["kinds"][int(np.argmax(ious))] if ious.max() > 0 else None
             row["iou"] = float(dissection["best_iou"][u])
         out.append(row)
     dissection.pop("best", None)
