@@ -27,7 +27,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from geocam_gui.core.errors import DataError
@@ -38,6 +37,7 @@ BINS = 2048
 LEGEND_NAME = "parts_legend.json"
 MAX_KINDS = 255
 MAX_LEGEND_BYTES = 64 * 1024
+_EPS32 = float(np.finfo(np.float32).eps)
 _SLACK = 1e-5  # share of a unit's range added to the error bound for float rounding at bin edges
 
 
@@ -67,18 +67,19 @@ class StreamingQuantile:
 
     def add(self, values: torch.Tensor) -> None:
         """``values`` (units, n) of any float dtype and device; NaNs are not allowed."""
-        v = values.detach().to("cpu", torch.float64)
+        v = values.detach().to("cpu", torch.float32)
         if v.ndim != 2 or v.shape[0] != self.units:
             raise ValueError(f"expected ({self.units}, n) values, got {tuple(v.shape)}")
         if v.shape[1] == 0:
             return
-        mn, mx = v.min(1).values, v.max(1).values
+        mn, mx = v.min(1).values.double(), v.max(1).values.double()
         if self.lo is None:
             span = mx - mn
             tiny = torch.clamp(mn.abs() * 1e-6, min=1e-12)
             self.lo, self.span = mn.clone(), torch.where(span > 0, span * (1 + 1e-6), tiny)
         self._grow(mn, mx)
-        idx = ((v - self.lo[:, None]) / self.span[:, None] * self.bins).floor_().clamp_(0, self.bins - 1).long()
+        scale = (self.bins / self.span).float()[:, None]
+        idx = ((v - self.lo.float()[:, None]) * scale).floor_().clamp_(0, self.bins - 1).long()
         idx += torch.arange(self.units)[:, None] * self.bins
         self.counts += torch.bincount(idx.reshape(-1), minlength=self.units * self.bins)
         self.n += v.shape[1]
@@ -122,7 +123,9 @@ class StreamingQuantile:
 
             v_lo, v_hi = at(k_lo, b_lo), at(k_hi, b_hi)
             est[u] = v_lo + (r - k_lo) * (v_hi - v_lo)
-            err[u] = (b_hi + 1 - b_lo) * w[u] + _SLACK * self.span[u].item()
+            # + float32 rounding in the binning: values near a bin edge may land in its neighbour
+            edge = max(abs(lo[u]), abs(lo[u] + self.span[u].item()))
+            err[u] = (b_hi + 1 - b_lo) * w[u] + _SLACK * self.span[u].item() + 8 * _EPS32 * edge
         return est, err
 
 
@@ -183,18 +186,45 @@ def load_label_map(image_path: str | Path, size: int, n_kinds: int) -> tuple[np.
 # --------------------------------------------------------------------------- IoU
 
 
-class IoUCounter:
-    """Sums over labelled images of ``|M_u & L_c|``, ``|M_u|`` and ``|L_c|`` (float64 counts)."""
+def interpolation_matrix(n_in: int, n_out: int, device="cpu") -> torch.Tensor:
+    """(n_out, n_in) weights of 1-D linear interpolation with ``align_corners=False`` and clamped
+    edges: ``R_h @ A @ R_w.T`` is ``F.interpolate(A, mode="bilinear", align_corners=False)``."""
+    src = ((torch.arange(n_out, dtype=torch.float64) + 0.5) * n_in / n_out - 0.5).clamp(min=0)
+    i0 = src.floor().long().clamp(max=n_in - 1)
+    i1 = (i0 + 1).clamp(max=n_in - 1)
+    frac = src - i0
+    m = torch.zeros(n_out, n_in, dtype=torch.float64)
+    rows = torch.arange(n_out)
+    m.index_put_((rows, i0), 1 - frac, accumulate=True)
+    m.index_put_((rows, i1), frac, accumulate=True)
+    return m.float().to(device)
 
-    def __init__(self, thresholds: np.ndarray, n_kinds: int, *, device="cpu", image_chunk: int = 4,
-                 unit_chunk: int = 128):
+
+def upsample(maps: torch.Tensor, size: int) -> torch.Tensor:
+    """(P, h, w) -> (P, size, size) bilinear (align_corners=False) as two matrix products
+    (about 3x faster than ``F.interpolate`` on one channel per map on a CPU)."""
+    rh = interpolation_matrix(maps.shape[-2], size, maps.device)
+    rw = interpolation_matrix(maps.shape[-1], size, maps.device)
+    return rh @ maps @ rw.T
+
+
+class IoUCounter:
+    """Sums over labelled images of ``|M_u & L_c|``, ``|M_u|`` and ``|L_c|`` (float64 counts).
+
+    Bilinear interpolation never exceeds the largest of the values it mixes, so a unit whose map
+    on an image has no value above its threshold has an empty mask there: only the (image, unit)
+    pairs with a value above the threshold are upsampled (about 0.5 % of the positions are, so
+    usually a small share of the pairs).
+    """
+
+    def __init__(self, thresholds: np.ndarray, n_kinds: int, *, device="cpu", chunk: int = 256):
         self.t = torch.as_tensor(np.asarray(thresholds), dtype=torch.float32, device=device)
         self.units, self.kinds = len(thresholds), int(n_kinds)
         self.inter = torch.zeros(self.units, self.kinds, dtype=torch.float64)
         self.act = torch.zeros(self.units, dtype=torch.float64)
         self.lab = torch.zeros(self.kinds, dtype=torch.float64)
         self.images = 0
-        self.device, self.image_chunk, self.unit_chunk = device, image_chunk, unit_chunk
+        self.device, self.chunk = device, chunk
 
     def add(self, acts: torch.Tensor, labels: np.ndarray) -> None:
         """``acts`` (B, U, h, w) of B labelled images, ``labels`` (B, S, S) uint8 kind ids."""
@@ -202,17 +232,17 @@ class IoUCounter:
             return
         S = labels.shape[-1]
         lab = torch.as_tensor(np.ascontiguousarray(labels), device=self.device).long().view(len(labels), -1)
-        onehot = F.one_hot(lab, self.kinds).float()  # (B, P, C)
-        self.lab += onehot.sum((0, 1)).double().cpu()
+        self.lab += torch.bincount(lab.view(-1), minlength=self.kinds).double().cpu()
         acts = acts.to(self.device, torch.float32)
-        for b in range(0, len(labels), self.image_chunk):
-            a = acts[b : b + self.image_chunk]
-            oh = onehot[b : b + self.image_chunk]
-            for u in range(0, self.units, self.unit_chunk):
-                up = F.interpolate(a[:, u : u + self.unit_chunk], size=(S, S), mode="bilinear", align_corners=False)
-                m = (up > self.t[u : u + self.unit_chunk].view(1, -1, 1, 1)).flatten(2).float()  # (b, m, P)
-                self.inter[u : u + self.unit_chunk] += torch.bmm(m, oh).sum(0).double().cpu()
-                self.act[u : u + self.unit_chunk] += m.sum((0, 2)).double().cpu()
+        live = acts.flatten(2).amax(2) > self.t.view(1, -1)  # (B, U)
+        b_idx, u_idx = torch.nonzero(live, as_tuple=True)
+        for s in range(0, len(b_idx), self.chunk):
+            b, u = b_idx[s : s + self.chunk], u_idx[s : s + self.chunk]
+            up = upsample(acts[b, u], S)  # (P, S, S)
+            mask = (up.view(len(b), -1) > self.t[u][:, None]).float()  # (P, S*S)
+            inter = torch.zeros(len(b), self.kinds, device=self.device).scatter_add_(1, lab[b], mask)
+            self.inter.index_add_(0, u.cpu(), inter.double().cpu())
+            self.act.index_add_(0, u.cpu(), mask.sum(1).double().cpu())
         self.images += len(labels)
 
     def ious(self) -> np.ndarray:
