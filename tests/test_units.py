@@ -273,3 +273,16 @@ def test_hostile_label_maps_are_skipped_with_a_reason(tmp_path):
     assert has.tolist() == [True, False, False, False]
     reasons = " ".join(r for _, r in src.problems)
     assert "size" in reasons and "legend" in reasons and "mode RGB" in reasons
+
+
+def test_cancel_stops_the_scan_and_removes_the_spool(tmp_path):
+    from geocam_gui.core import paths
+    from geocam_gui.core.errors import Cancelled
+
+    paths_, images = planted_set(tmp_path, n=12)
+    ticks = []
+    with pytest.raises(Cancelled):
+        un.scan_layer(PlantedNet(), "noise", images, k=2, labels_for=nd.LabelSource(paths_, 32, KINDS), batch=4,
+                      tick=lambda d, t: ticks.append(d), cancel=lambda: len(ticks) >= 4)
+    assert ticks == [1, 2, 3, 4]  # stopped in the second pass, after the spool was written
+    assert not list((paths.cache_dir() / "units").glob(".spool-*"))

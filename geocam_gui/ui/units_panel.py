@@ -154,14 +154,17 @@ class UnitsPanel(QWidget):
         self._update_buttons()
 
     def _fill_layers(self) -> None:
-        """Layer names need the architecture only: built here without weights (cheap)."""
+        """Layer names need the architecture only: built on the meta device (no memory, no time)."""
+        import torch
+
         from geocam_gui.core.analysis.units import layer_choices
         from geocam_gui.core.models import build_model
 
         name = self.model.currentData()
         self.layer.clear()
         if name:
-            self.layer.addItems(layer_choices(build_model(name, 2), name))
+            with torch.device("meta"):
+                self.layer.addItems(layer_choices(build_model(name, 2), name))
 
     def is_running(self) -> bool:
         return self._worker is not None

@@ -6,8 +6,8 @@
   images by their maximum activation, the peak's position and the unit's whole map on each of
   them (``(U, k, h, w)``: bounded whatever the number of images), and a ``StreamingQuantile``.
   With label maps a second pass does Network Dissection (``dissection``): the second pass reads
-  the activations back from a float16 spool file when it fits ``SPOOL_LIMIT`` bytes, else it
-  recomputes them. Forward passes stop at the dissected layer.
+  the activations back from a float16 spool file in the cache folder when it fits
+  ``SPOOL_LIMIT`` bytes (removed at the end, also on cancel or error), else it recomputes them. Forward passes stop at the dissected layer.
 * ``receptive_field(model, layer)``: size, jump and first centre of a layer's units (input px),
   for the patch around each peak.
 * ``randomised_copy(model)``: every parameter group re-initialised (the sanity cascade's last
@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from geocam_gui.core import paths
 from geocam_gui.core.analysis import dissection as nd
 from geocam_gui.core.analysis.model_pass import cascade_groups
 from geocam_gui.core.errors import BadArgument, Cancelled
@@ -217,10 +218,46 @@ def scan_layer(model: nn.Module, layer: str, images, *, k: int = 9, labels_for: 
     model = model.to(device).eval()
     module = get_layer(model, layer)
     steps = math.ceil(N / batch) * (2 if labels_for is not None else 1)
+    spool = _Spool()
+    try:
+        return _passes(model, module, images, k, labels_for, device, batch, cancel, tick,
+                       spool if labels_for is not None else None, spool_limit, bins, steps)
+    finally:
+        spool.remove()
+
+
+class _Spool:
+    """A float16 memmap of the layer's activations in the cache folder, removed after the scan."""
+
+    def __init__(self):
+        self.array, self.path = None, None
+
+    def create(self, shape) -> np.ndarray:
+        folder = paths.cache_dir() / "units"
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=".spool-", suffix=".f16", dir=folder)
+        os.close(fd)
+        self.path = name
+        self.array = np.memmap(name, np.float16, "w+", shape=shape)
+        return self.array
+
+    def remove(self) -> None:
+        self.array = None
+        if self.path is not None:
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+            self.path = None
+
+
+def _passes(model, module, images, k, labels_for, device, batch, cancel, tick, spool_holder, spool_limit, bins,
+            steps) -> LayerScan:
+    N = len(images)
     done = 0
     quant: nd.StreamingQuantile | None = None
     top = None
-    spool = spool_file = None
+    spool = None
     shape = (0, 0)
     for s in range(0, N, batch):
         _check(cancel)
@@ -230,10 +267,8 @@ def scan_layer(model: nn.Module, layer: str, images, *, k: int = 9, labels_for: 
         if quant is None:
             shape = (h, w)
             quant = nd.StreamingQuantile(U, bins)
-            if labels_for is not None and N * U * h * w * 2 <= spool_limit:
-                spool_file = tempfile.NamedTemporaryFile(prefix="geocam-units-", suffix=".f16", delete=False)
-                spool_file.close()
-                spool = np.memmap(spool_file.name, np.float16, "w+", shape=(N, U, h, w))
+            if spool_holder is not None and N * U * h * w * 2 <= spool_limit:
+                spool = spool_holder.create((N, U, h, w))
         quant.add(acts.transpose(0, 1).reshape(U, -1))
         top = _merge(top, acts.cpu(), s, k)
         if spool is not None:
@@ -241,37 +276,33 @@ def scan_layer(model: nn.Module, layer: str, images, *, k: int = 9, labels_for: 
         done += 1
         if tick is not None:
             tick(done, steps)
-    try:
-        thresholds, errors = quant.quantile(nd.QUANTILE)
-        scan = LayerScan(units=quant.units, shape=shape, images=N, top=_topk(top, shape), thresholds=thresholds,
-                         threshold_error=errors, stats_bytes=quant.nbytes())
-        if labels_for is not None:
-            counter = None
-            for s in range(0, N, batch):
-                _check(cancel)
-                rows = np.arange(s, min(N, s + batch))
-                labs, has = labels_for(rows)
-                if labs is not None and has.any():
-                    if spool is not None:
-                        acts = torch.from_numpy(np.asarray(spool[rows[has]], np.float32))
-                    else:
-                        x = preprocess(np.ascontiguousarray(images[rows[has]]), device=device)
-                        acts = activations(model, x, module)
-                    if counter is None:
-                        counter = nd.IoUCounter(thresholds, labels_for.kinds, device=device)
-                    counter.add(acts, labs[has])
-                done += 1
-                if tick is not None:
-                    tick(done, steps)
-            if counter is not None:
-                scan.ious, scan.labelled = counter.ious(), counter.images
-                scan.label_pixels, scan.mask_pixels = counter.lab.numpy(), counter.act.numpy()
-                scan.stats_bytes += (counter.inter.numel() + counter.act.numel() + counter.lab.numel()) * 8
+    thresholds, errors = quant.quantile(nd.QUANTILE)
+    scan = LayerScan(units=quant.units, shape=shape, images=N, top=_topk(top, shape), thresholds=thresholds,
+                     threshold_error=errors, stats_bytes=quant.nbytes())
+    if labels_for is None:
         return scan
-    finally:
-        if spool is not None:
-            del spool
-            os.unlink(spool_file.name)
+    counter = None
+    for s in range(0, N, batch):
+        _check(cancel)
+        rows = np.arange(s, min(N, s + batch))
+        labs, has = labels_for(rows)
+        if labs is not None and has.any():
+            if spool is not None:
+                acts = torch.from_numpy(np.asarray(spool[rows[has]], np.float32))
+            else:
+                x = preprocess(np.ascontiguousarray(images[rows[has]]), device=device)
+                acts = activations(model, x, module)
+            if counter is None:
+                counter = nd.IoUCounter(thresholds, labels_for.kinds, device=device)
+            counter.add(acts, labs[has])
+        done += 1
+        if tick is not None:
+            tick(done, steps)
+    if counter is not None:
+        scan.ious, scan.labelled = counter.ious(), counter.images
+        scan.label_pixels, scan.mask_pixels = counter.lab.numpy(), counter.act.numpy()
+        scan.stats_bytes += (counter.inter.numel() + counter.act.numel() + counter.lab.numel()) * 8
+    return scan
 
 
 def _topk(top: dict, shape: tuple[int, int]) -> TopK:
