@@ -46,13 +46,18 @@ def model_key(result: dict, results: list[dict]) -> str:
 
 
 def detector_chart(results: list[dict]):
-    """Grouped bars: detectors per concept for each model (and hatched, the randomised model)."""
-    concepts = sorted({c for r in results if r["dissection"].get("available") for c in r["dissection"]["kinds"][1:]})
-    fig = _figure(max(5.0, 0.9 * len(concepts) + 2.5), 3.4)
-    ax = fig.add_subplot()
+    """Grouped bars: detectors per concept for each model (and hatched, the randomised model);
+    only concepts with a detector somewhere are drawn."""
+    from matplotlib.ticker import MaxNLocator
+
     with_d = [r for r in results if r["dissection"].get("available")]
+    concepts = sorted({c for r in with_d for d in (r["dissection"], r["dissection"].get("randomised", {}))
+                       for c in d.get("by_concept", {})})
+    fig = _figure(max(5.0, 0.45 * len(concepts) * max(1, len(with_d)) + 3.0), 3.4)
+    ax = fig.add_subplot()
     if not with_d or not concepts:
-        ax.text(0.5, 0.5, "No dissection: the data has no label maps", ha="center", va="center")
+        ax.text(0.5, 0.5, "No dissection: the data has no label maps" if not with_d else
+                "No unit exceeds IoU 0.04 with any concept", ha="center", va="center")
         ax.set_axis_off()
         return fig
     series = []
@@ -68,6 +73,7 @@ def detector_chart(results: list[dict]):
                label=name, hatch=hatch, color=f"C{i // 2 if any(s[2] for s in series) else i}",
                alpha=0.5 if hatch else 1.0, edgecolor="black", linewidth=0.4)
     ax.set_xticks(x, concepts, rotation=30, ha="right")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("detectors (IoU > 0.04)")
     ax.set_title("Units labelled by Network Dissection, per concept")
     ax.legend(fontsize=7)
