@@ -21,8 +21,12 @@ a reason, never guessed at.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import os
+import shutil
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -186,6 +190,7 @@ def load_label_map(image_path: str | Path, size: int, n_kinds: int) -> tuple[np.
 # --------------------------------------------------------------------------- IoU
 
 
+@lru_cache(maxsize=32)
 def interpolation_matrix(n_in: int, n_out: int, device="cpu") -> torch.Tensor:
     """(n_out, n_in) weights of 1-D linear interpolation with ``align_corners=False`` and clamped
     edges: ``R_h @ A @ R_w.T`` is ``F.interpolate(A, mode="bilinear", align_corners=False)``."""
@@ -239,10 +244,11 @@ class IoUCounter:
         for s in range(0, len(b_idx), self.chunk):
             b, u = b_idx[s : s + self.chunk], u_idx[s : s + self.chunk]
             up = upsample(acts[b, u], S)  # (P, S, S)
-            mask = (up.view(len(b), -1) > self.t[u][:, None]).float()  # (P, S*S)
-            inter = torch.zeros(len(b), self.kinds, device=self.device).scatter_add_(1, lab[b], mask)
-            self.inter.index_add_(0, u.cpu(), inter.double().cpu())
-            self.act.index_add_(0, u.cpu(), mask.sum(1).double().cpu())
+            pair, pix = torch.nonzero(up.view(len(b), -1) > self.t[u][:, None], as_tuple=True)  # the masks, sparse
+            unit = u[pair]
+            self.inter += torch.bincount(unit * self.kinds + lab[b[pair], pix],
+                                         minlength=self.units * self.kinds).view(self.units, self.kinds).double().cpu()
+            self.act += torch.bincount(unit, minlength=self.units).double().cpu()
         self.images += len(labels)
 
     def ious(self) -> np.ndarray:
@@ -280,15 +286,68 @@ def summarise(ious: np.ndarray, kinds: list[str], iou_threshold: float = IOU_THR
 
 class LabelSource:
     """Label maps of a list of image paths at ``size``: ``source(rows) -> (labels, has)``.
-    Problems are collected in ``problems`` as ``(path, reason)`` (missing maps are counted in
-    ``missing``, not listed)."""
+
+    ``prepare()`` decodes every map once into ``cache_dir()/labels/<key>/`` (a uint8 memmap
+    ``(N, size, size)``, ``has.npy``, ``problems.json``; the key hashes the paths, the maps' sizes
+    and times, ``size`` and the legend), so a second scan (the randomised model, another layer)
+    reads arrays; without ``prepare()`` maps are decoded as asked. Problems are collected in
+    ``problems`` as ``(path, reason)``; images without a map are counted in ``missing``.
+    """
 
     def __init__(self, image_paths: list[str], size: int, legend: list[str]):
         self.paths, self.size, self.legend, self.kinds = list(image_paths), int(size), list(legend), len(legend)
         self.problems: list[tuple[str, str]] = []
         self.missing = 0
+        self._labels: np.ndarray | None = None
+        self._has: np.ndarray | None = None
+
+    def _key(self) -> str:
+        h = hashlib.sha256(json.dumps([self.size, self.legend]).encode())
+        for p in self.paths:
+            try:
+                st = parts_path(p).stat()
+                h.update(f"{p}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+            except OSError:
+                h.update(f"{p}:-\n".encode())
+        return h.hexdigest()[:32]
+
+    def prepare(self, cancel=None) -> None:
+        from geocam_gui.core import paths as gpaths
+        from geocam_gui.core.errors import Cancelled
+
+        entry = gpaths.cache_dir() / "labels" / self._key()
+        if not (entry / "has.npy").is_file():
+            tmp = entry.parent / f".{entry.name}.tmp-{os.getpid()}-{id(self)}"
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            try:
+                arr = np.lib.format.open_memmap(tmp / "labels.npy", "w+", np.uint8, (len(self.paths), self.size, self.size))
+                has = np.zeros(len(self.paths), bool)
+                for s in range(0, len(self.paths), 64):
+                    if cancel is not None and cancel():
+                        raise Cancelled("Reading the label maps was cancelled.")
+                    rows = np.arange(s, min(len(self.paths), s + 64))
+                    arr[rows], has[rows] = self._decode(rows)
+                arr.flush()
+                del arr
+                (tmp / "problems.json").write_text(json.dumps([self.missing, self.problems]), encoding="utf-8")
+                np.save(tmp / "has.npy", has)
+                shutil.rmtree(entry, ignore_errors=True)
+                os.replace(tmp, entry)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        self._labels = np.load(entry / "labels.npy", mmap_mode="r")
+        self._has = np.load(entry / "has.npy")
+        self.missing, problems = json.loads((entry / "problems.json").read_text(encoding="utf-8"))
+        self.problems = [tuple(p) for p in problems]
 
     def __call__(self, rows) -> tuple[np.ndarray, np.ndarray]:
+        rows = np.asarray(rows)
+        if self._labels is not None:
+            return np.asarray(self._labels[rows]), self._has[rows]
+        return self._decode(rows)
+
+    def _decode(self, rows) -> tuple[np.ndarray, np.ndarray]:
         labels = np.zeros((len(rows), self.size, self.size), np.uint8)
         has = np.zeros(len(rows), bool)
         for i, r in enumerate(rows):

@@ -142,6 +142,10 @@ def _compute(model, name, size, layer, index, samples, *, split, top, limit, dev
         return tick
 
     labels = nd.LabelSource(kept, size, legend) if legend else None
+    if labels is not None:
+        if progress is not None:
+            progress(0, 1, f"{label}: reading the label maps")
+        labels.prepare(cancel)
     scan = un.scan_layer(model, layer, images, k=top, labels_for=labels, device=dev, cancel=cancel,
                          tick=tick_for(0, "scan"))
     rf = un.receptive_field(model, layer)
@@ -151,7 +155,7 @@ def _compute(model, name, size, layer, index, samples, *, split, top, limit, dev
                       "kinds": legend, **_areas(labels, scan), **nd.summarise(scan.ious, legend)}
         if random_check:
             rnd = un.scan_layer(un.randomised_copy(model), layer, images, k=1, device=dev, cancel=cancel,
-                                labels_for=nd.LabelSource(kept, size, legend), tick=tick_for(1, "randomised model"))
+                                labels_for=labels, tick=tick_for(1, "randomised model"))
             s = nd.summarise(rnd.ious, legend)
             dissection["randomised"] = {k: s[k] for k in ("detectors", "unique_concepts", "by_concept")}
     elif labels is not None:
