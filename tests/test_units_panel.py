@@ -73,3 +73,27 @@ def test_units_tab_dissects_filters_and_shows_a_unit_map(main_window, context, q
     if os.environ.get("GEOCAM_SHOT"):
         panel.grid.setCurrentItem(item)
         w.grab().save(os.environ["GEOCAM_SHOT"])
+
+
+def test_units_panel_without_label_maps_shows_top_patches_and_why(qtbot, qt_settings, torch_threads, tmp_path):
+    from geocam_gui.core.data.datasets import open_data
+    from geocam_gui.ui import workers
+    from geocam_gui.ui.units_panel import UnitsPanel
+    from tests.test_units import _checkpoint, tiny_demo
+
+    data = tiny_demo(tmp_path / "photos", labels=False)
+    panel = UnitsPanel()
+    qtbot.addWidget(panel)
+    panel.set_context(open_data(data), {"shallow": _checkpoint(tmp_path), "vgg11": None, "resnet18": None})
+    panel.layer.setCurrentText("features.6")
+    panel.top.setValue(2)
+    with qtbot.waitSignal(panel.unitsFinished, timeout=240000) as blocker:
+        assert panel.start()
+    assert blocker.args[0]["layer"] == "features.6" and panel.grid.count() == 128
+    assert [panel.concept.itemText(i) for i in range(panel.concept.count())] == ["All units"]
+    assert "top patches only" in panel.summary.text() and "no per-pixel label maps" in panel.summary.text()
+    qtbot.waitUntil(lambda: not panel.is_running(), timeout=10000)
+    assert not panel.export_chart.isEnabled()
+    assert panel.show_unit(0) is False  # no image selected: a sentence, no worker
+    assert panel.shutdown(30000)
+    qtbot.waitUntil(lambda: not workers.running_threads(), timeout=20000)
