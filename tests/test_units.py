@@ -137,6 +137,9 @@ def test_top_k_are_the_true_top_k(tmp_path):
             assert acts[scan.top.image[u, j], u, y, x] == pytest.approx(scan.top.score[u, j], rel=1e-5)
             np.testing.assert_allclose(scan.top.maps[u, j], acts[scan.top.image[u, j], u], rtol=2e-3, atol=1e-3)
     assert scan.ious is None
+    # the statistics do not grow with the number of images
+    small = un.scan_layer(model, "4", images[:7], k=4, batch=6)
+    assert small.stats_bytes == scan.stats_bytes and small.top.maps.shape == scan.top.maps.shape
 
 
 def test_receptive_field_and_filter_grid():
