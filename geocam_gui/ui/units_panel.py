@@ -119,6 +119,7 @@ class UnitsPanel(QWidget):
         self.grid.setSpacing(6)
         self.grid.setUniformItemSizes(True)
         self.grid.itemClicked.connect(self._on_unit_clicked)
+        self.grid.currentItemChanged.connect(lambda *_: self._update_buttons())
         split.addWidget(self.grid)
         filters = QWidget()
         fl = QHBoxLayout(filters)
