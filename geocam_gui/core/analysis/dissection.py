@@ -71,21 +71,22 @@ class StreamingQuantile:
 
     def add(self, values: torch.Tensor) -> None:
         """``values`` (units, n) of any float dtype and device; NaNs are not allowed."""
-        v = values.detach().to("cpu", torch.float32)
+        v = values.detach().to(torch.float32)  # binned where the values are (a GPU stays busy)
         if v.ndim != 2 or v.shape[0] != self.units:
             raise ValueError(f"expected ({self.units}, n) values, got {tuple(v.shape)}")
         if v.shape[1] == 0:
             return
-        mn, mx = v.min(1).values.double(), v.max(1).values.double()
+        mn, mx = v.min(1).values.cpu().double(), v.max(1).values.cpu().double()
         if self.lo is None:
             span = mx - mn
             tiny = torch.clamp(mn.abs() * 1e-6, min=1e-12)
             self.lo, self.span = mn.clone(), torch.where(span > 0, span * (1 + 1e-6), tiny)
         self._grow(mn, mx)
-        scale = (self.bins / self.span).float()[:, None]
-        idx = ((v - self.lo.float()[:, None]) * scale).floor_().clamp_(0, self.bins - 1).long()
-        idx += torch.arange(self.units)[:, None] * self.bins
-        self.counts += torch.bincount(idx.reshape(-1), minlength=self.units * self.bins)
+        scale = (self.bins / self.span).float().to(v.device)[:, None]
+        # values >= lo, so truncation is the floor; the clamp keeps rounding at the top edge in
+        idx = ((v - self.lo.float().to(v.device)[:, None]) * scale).clamp_(0, self.bins - 1).long()
+        idx += torch.arange(self.units, device=v.device)[:, None] * self.bins
+        self.counts += torch.bincount(idx.reshape(-1), minlength=self.units * self.bins).cpu()
         self.n += v.shape[1]
 
     def _grow(self, mn: torch.Tensor, mx: torch.Tensor) -> None:
