@@ -9,7 +9,7 @@ b / a are printed (goal: at most 1.5), with the bytes the statistics need (indep
 number of images) and the spool's bytes per image (on disk, only up to ``SPOOL_LIMIT``).
 
     .venv/bin/python benchmarks/units_speed.py DEMO_WITH_LABEL_MAPS [--repeats 3] [--threads 2]
-        [--models shallow vgg11 resnet18] [--size 64] [--limit 240]
+        [--models shallow vgg11 resnet18] [--size 64] [--limit 240] [--checkpoints runs/*/best.json]
 """
 
 from __future__ import annotations
@@ -43,6 +43,8 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", default=["shallow", "vgg11", "resnet18"])
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--limit", type=int, default=240)
+    ap.add_argument("--checkpoints", nargs="*", default=[], metavar="CKPT",
+                    help="trained checkpoints to use instead of untrained models (their image size wins)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     index = open_data(args.data)
@@ -59,9 +61,15 @@ def main() -> None:
     print(f"{len(images)} images at {args.size} px, {args.threads} threads, {args.repeats} repeats")
     print("| model | layer | inference pass | dissection | ratio | statistics | spool per image |")
     print("|---|---|---:|---:|---:|---:|---:|")
+    from geocam_gui.core.checkpoints import load_checkpoint
+
+    trained = {}
+    for c in args.checkpoints:
+        loaded = load_checkpoint(c)
+        trained[loaded.meta["model"]] = loaded.model
     for name in args.models:
         torch.manual_seed(0)
-        model = build_model(name, 2).eval()
+        model = trained.get(name) or build_model(name, 2).eval()
         layer = un.cam_layer_name(model, name)
         inference(model, images[:32])  # warm-up
         t_inf, t_dis, scan = [], [], None
