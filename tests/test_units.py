@@ -276,6 +276,13 @@ def test_hostile_label_maps_are_skipped_with_a_reason(tmp_path):
     assert has.tolist() == [True, False, False, False]
     reasons = " ".join(r for _, r in src.problems)
     assert "size" in reasons and "legend" in reasons and "mode RGB" in reasons
+    cached = nd.LabelSource(paths, 32, KINDS)
+    cached.prepare()
+    again = nd.LabelSource(paths, 32, KINDS)
+    again.prepare()  # from the cache this time
+    for src2 in (cached, again):
+        l2, h2 = src2(np.arange(4))
+        assert (l2 == labels).all() and (h2 == has).all() and sorted(src2.problems) == sorted(src.problems)
 
 
 def test_cancel_stops_the_scan_and_removes_the_spool(tmp_path):
@@ -289,10 +296,3 @@ def test_cancel_stops_the_scan_and_removes_the_spool(tmp_path):
                       tick=lambda d, t: ticks.append(d), cancel=lambda: len(ticks) >= 4)
     assert ticks == [1, 2, 3, 4]  # stopped in the second pass, after the spool was written
     assert not list((paths.cache_dir() / "units").glob(".spool-*"))
-    cached = nd.LabelSource(paths, 32, KINDS)
-    cached.prepare()
-    again = nd.LabelSource(paths, 32, KINDS)
-    again.prepare()  # from the cache this time
-    for src2 in (cached, again):
-        l2, h2 = src2(np.arange(4))
-        assert (l2 == labels).all() and (h2 == has).all() and sorted(src2.problems) == sorted(src.problems)
