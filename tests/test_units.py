@@ -296,3 +296,25 @@ def test_cancel_stops_the_scan_and_removes_the_spool(tmp_path):
                       tick=lambda d, t: ticks.append(d), cancel=lambda: len(ticks) >= 4)
     assert ticks == [1, 2, 3, 4]  # stopped in the second pass, after the spool was written
     assert not list((paths.cache_dir() / "units").glob(".spool-*"))
+
+
+@pytest.mark.parametrize("h", [4, 5, 7])
+def test_iou_window_path_matches_the_full_upsampling(h):
+    """Maps with one cell above the threshold take the windowed path; maps with several the
+    full one; both against numpy (render.resize_map), sizes that do and do not divide 32."""
+    from geocam_gui.core.explain.render import resize_map
+
+    rng = np.random.default_rng(h)
+    acts = rng.random((6, 3, h, h)).astype(np.float32)
+    acts[:3, 0] *= 0.5
+    acts[:3, 0, 1, 2] = 0.95  # exactly one hot cell for unit 0 on three images
+    acts[:, 2, 0, 0] = 0.99  # a corner cell
+    t = np.array([0.9, 0.8, 0.9])
+    labels = rng.integers(0, 4, (6, 32, 32)).astype(np.uint8)
+    c = nd.IoUCounter(t, 4, chunk=2)
+    c.add(torch.from_numpy(acts), labels)
+    for u in range(3):
+        masks = np.stack([resize_map(a, (32, 32)) > t[u] for a in acts[:, u]])
+        assert c.act[u].item() == masks.sum()
+        for k in range(4):
+            assert c.inter[u, k].item() == (masks & (labels == k)).sum()

@@ -214,6 +214,20 @@ def upsample(maps: torch.Tensor, size: int) -> torch.Tensor:
     return rh @ maps @ rw.T
 
 
+@lru_cache(maxsize=32)
+def window_rows(n_in: int, n_out: int, device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """For each input index c, the output indices whose linear interpolation uses c (with a
+    non-zero weight), padded to one length: ``(index (n_in, L) long, valid (n_in, L) bool)``."""
+    m = interpolation_matrix(n_in, n_out) > 0  # (n_out, n_in)
+    lists = [torch.nonzero(m[:, c]).flatten() for c in range(n_in)]
+    L = max(1, max(len(x) for x in lists))
+    index = torch.zeros(n_in, L, dtype=torch.long)
+    valid = torch.zeros(n_in, L, dtype=torch.bool)
+    for c, x in enumerate(lists):
+        index[c, : len(x)], valid[c, : len(x)] = x, True
+    return index.to(device), valid.to(device)
+
+
 class IoUCounter:
     """Sums over labelled images of ``|M_u & L_c|``, ``|M_u|`` and ``|L_c|`` (float64 counts).
 
@@ -240,17 +254,42 @@ class IoUCounter:
         lab = torch.as_tensor(np.ascontiguousarray(labels), device=self.device).long().view(len(labels), -1)
         self.lab += torch.bincount(lab.view(-1), minlength=self.kinds).double().cpu()
         acts = acts.to(self.device, torch.float32)
-        live = acts.flatten(2).amax(2) > self.t.view(1, -1)  # (B, U)
-        b_idx, u_idx = torch.nonzero(live, as_tuple=True)
+        hot = acts > self.t.view(1, -1, 1, 1)
+        n_hot = hot.flatten(2).sum(2)  # (B, U)
+        # one hot cell: the mask lies in the output pixels that have that cell as a neighbour
+        b1, u1 = torch.nonzero(n_hot == 1, as_tuple=True)
+        for s in range(0, len(b1), 4 * self.chunk):
+            b, u = b1[s : s + 4 * self.chunk], u1[s : s + 4 * self.chunk]
+            self._window(acts[b, u], hot[b, u], b, u, lab, S)
+        b_idx, u_idx = torch.nonzero(n_hot > 1, as_tuple=True)
         for s in range(0, len(b_idx), self.chunk):
             b, u = b_idx[s : s + self.chunk], u_idx[s : s + self.chunk]
             up = upsample(acts[b, u], S)  # (P, S, S)
             pair, pix = torch.nonzero(up.view(len(b), -1) > self.t[u][:, None], as_tuple=True)  # the masks, sparse
-            unit = u[pair]
-            self.inter += torch.bincount(unit * self.kinds + lab[b[pair], pix],
-                                         minlength=self.units * self.kinds).view(self.units, self.kinds).double().cpu()
-            self.act += torch.bincount(unit, minlength=self.units).double().cpu()
+            self._count(u[pair], lab[b[pair], pix])
         self.images += len(labels)
+
+    def _count(self, unit: torch.Tensor, kind: torch.Tensor) -> None:
+        self.inter += torch.bincount(unit * self.kinds + kind,
+                                     minlength=self.units * self.kinds).view(self.units, self.kinds).double().cpu()
+        self.act += torch.bincount(unit, minlength=self.units).double().cpu()
+
+    def _window(self, maps, hot, b, u, lab, S: int) -> None:
+        """Masks of maps with exactly one cell above the threshold, computed only on the output
+        rows and columns that interpolate from that cell (``window_rows``)."""
+        h, w = maps.shape[-2:]
+        flat = hot.flatten(1).float().argmax(1)
+        cy, cx = flat // w, flat % w
+        rows_of, rvalid = window_rows(h, S, maps.device)
+        cols_of, cvalid = window_rows(w, S, maps.device)
+        ri, ci = rows_of[cy], cols_of[cx]  # (P, L) output rows / columns (clamped), validity below
+        rh = interpolation_matrix(h, S, maps.device)[ri]  # (P, Lr, h)
+        rw = interpolation_matrix(w, S, maps.device)[ci]  # (P, Lc, w)
+        up = rh @ maps @ rw.transpose(1, 2)  # (P, Lr, Lc)
+        inside = (up > self.t[u].view(-1, 1, 1)) & rvalid[cy][:, :, None] & cvalid[cx][:, None, :]
+        pair, y, x = torch.nonzero(inside, as_tuple=True)
+        pix = ri[pair, y] * S + ci[pair, x]
+        self._count(u[pair], lab[b[pair], pix])
 
     def ious(self) -> np.ndarray:
         """(U, C) IoU; 0 where the union is empty. Column 0 (unlabelled) is left at 0."""
