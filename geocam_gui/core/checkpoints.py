@@ -46,6 +46,24 @@ class LoadedCheckpoint:
 
 
 # --------------------------------------------------------------------------- metadata helpers
+def checkpoint_stamp(path: str | Path) -> str:
+    """A key that changes when a checkpoint's files change (path, sizes and modification times),
+    for caches of results computed from it."""
+    import hashlib
+
+    path = Path(path)
+    parts = [str(path.resolve())]
+    for suffix in (".safetensors", ".json"):
+        f = path.with_suffix(suffix)
+        if f.is_file():
+            st = f.stat()
+            parts.append(f"{suffix}:{st.st_size}:{st.st_mtime_ns}")
+    if path.is_file() and path.suffix not in (".safetensors", ".json"):
+        st = path.stat()
+        parts.append(f"{st.st_size}:{st.st_mtime_ns}")
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
+
+
 def library_versions() -> dict[str, str]:
     """Versions worth recording next to a trained model."""
     import numpy

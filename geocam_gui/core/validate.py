@@ -19,6 +19,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from geocam_gui.core.errors import BadArgument, BadCheckpoint
 
 MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 16, 2048
@@ -38,13 +40,19 @@ def loads(text: str) -> Any:
 
 
 def finite_or_none(obj: Any) -> Any:
-    """``obj`` with every non-finite float replaced by None (recursively in lists/dicts)."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
+    """``obj`` ready for strict JSON, recursively in lists and dicts: non-finite floats become
+    None, numpy scalars Python numbers, dict keys strings."""
+    if isinstance(obj, (float, np.floating)):
+        v = float(obj)
+        return v if math.isfinite(v) else None
     if isinstance(obj, dict):
-        return {k: finite_or_none(v) for k, v in obj.items()}
+        return {str(k): finite_or_none(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [finite_or_none(v) for v in obj]
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
     return obj
 
 

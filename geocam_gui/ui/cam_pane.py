@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSizePolicy,
     QStackedWidget,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -75,6 +76,11 @@ class CamPane(QFrame):
         self.stack.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         layout.addWidget(self.stack, 1)
 
+        self.cam_button = QToolButton()
+        self.cam_button.setText("Back to CAM")
+        self.cam_button.setToolTip("This pane shows a unit's activation map; click to show the CAM again")
+        self.cam_button.setVisible(False)
+        layout.addWidget(self.cam_button, 0, Qt.AlignmentFlag.AlignLeft)
         self.prediction = QLabel(" ")
         self.prediction.setObjectName("prediction")
         self.prediction.setWordWrap(True)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import (
@@ -53,6 +55,7 @@ class CamViewer(QWidget):
         self._map_cache: dict = {}
         self._map_cache_key: tuple | None = None
         self._store = ModelStore(device)
+        self._overrides: dict[str, tuple[str, np.ndarray, str]] = {}  # pane -> (image path, map01, caption)
         self._worker = LatestWorker("cam-worker", self._compute, self)
         self._worker.returned.connect(self._on_result)
         self._worker.errored.connect(self._on_failed)
@@ -70,6 +73,7 @@ class CamViewer(QWidget):
         for name in MODEL_NAMES:
             pane = CamPane(name)
             pane.trainRequested.connect(self.trainRequested)
+            pane.cam_button.clicked.connect(lambda _c=False, n=name: self.show_cam(n))
             self.panes[name] = pane
             row.addWidget(pane, 1)
         # Zoom and pan are linked across the panes.
@@ -231,6 +235,26 @@ class CamViewer(QWidget):
         self._sample = (str(path), label) if path else None
         self.recompute()
 
+    # -- another map instead of the CAM (the Units tab) -----------------------------------
+    def show_map(self, name: str, path: str, map01: np.ndarray, caption: str) -> None:
+        """Show ``map01`` (any size, values in [0, 1]) instead of the CAM in pane ``name`` while
+        image ``path`` is on screen; ``caption`` says what it is. ``show_cam`` goes back."""
+        self._overrides[name] = (str(path), np.asarray(map01, np.float32), caption)
+        self.rerender()
+
+    def show_cam(self, name: str | None = None) -> None:
+        """Back to the CAM in pane ``name`` (every pane when None)."""
+        for n in [name] if name else list(self._overrides):
+            self._overrides.pop(n, None)
+            self.panes[n].cam_button.setVisible(False)
+        self.rerender()
+
+    def shown_map(self, name: str) -> str | None:
+        """The caption of the map shown instead of the CAM in pane ``name``, or None."""
+        exp = self._explanation
+        o = self._overrides.get(name)
+        return o[2] if o and exp is not None and o[0] == exp.path else None
+
     def current_sample(self) -> tuple[str, str | None] | None:
         """(path, true label) of the image the viewer shows, or None."""
         return self._sample
@@ -326,8 +350,13 @@ class CamViewer(QWidget):
                     pane.set_prediction(result.classes, result.probs, exp.label, "no such class")
                 continue
             idx, m, _scale = maps[name]
+            override = self._overrides.get(name)
+            if override is not None and override[0] == exp.path:
+                m = render.resize_map(override[1], exp.image.shape[:2])
+            pane.cam_button.setVisible(override is not None and override[0] == exp.path)
             pane.show_rgb(render.overlay(exp.image, m, opacity=opacity, cmap=cmap))
-            pane.set_prediction(result.classes, result.probs, exp.label, result.classes[idx])
+            shown = override[2] if pane.cam_button.isVisible() else result.classes[idx]
+            pane.set_prediction(result.classes, result.probs, exp.label, shown)
         if self.shared.isChecked():
             self.colorbar_top.setText("max")
             self.colorbar_bottom.setText("0")

@@ -25,14 +25,17 @@ from PySide6.QtWidgets import (
 
 from geocam_gui.core import paths, runs
 from geocam_gui.core.data.datasets import DatasetIndex
+from geocam_gui.core.device import describe_device, resolve_device
 from geocam_gui.core.models import MODEL_LABELS, MODEL_NAMES
 from geocam_gui.core.workspace import Workspace, default_run_dir
 from geocam_gui.ui import dialogs, window_settings
+from geocam_gui.ui.analysis_panel import AnalysisPanel
 from geocam_gui.ui.cam_viewer import CamViewer
 from geocam_gui.ui.dataset_browser import DatasetBrowser
 from geocam_gui.ui.tasks import TaskRunner
 from geocam_gui.ui.runs_dialog import manage_runs
 from geocam_gui.ui.training_panel import TrainingPanel
+from geocam_gui.ui.units_panel import UnitsPanel
 from geocam_gui.ui.workers import TaskWorker
 
 log = logging.getLogger(__name__)
@@ -56,8 +59,6 @@ class MainWindow(QMainWindow):
         self.tasks.idleChanged.connect(self.idleChanged)
         self._trained_in_run: set[str] = set()  # models with a new best checkpoint this run
 
-        from geocam_gui.core.device import resolve_device
-
         self.device = resolve_device(device)
         self.viewer = CamViewer(self, device=str(self.device) if self.device.type != "mps" else "cpu",
                                 workspace=self.workspace)
@@ -69,11 +70,12 @@ class MainWindow(QMainWindow):
         self.training = TrainingPanel()
         self.bottom_tabs = QTabWidget()
         self.bottom_tabs.addTab(self.training, "Training")
-        from geocam_gui.ui.analysis_panel import AnalysisPanel
-
         self.analysis = AnalysisPanel()
         self.analysis.attach(self.workspace)
         self.bottom_tabs.addTab(self.analysis, "Analysis")
+        self.units = UnitsPanel()
+        self.units.attach(self.workspace)
+        self.bottom_tabs.addTab(self.units, "Units")
         self.training_dock = self._dock("Training", "trainingDock", self.bottom_tabs,
                                         Qt.DockWidgetArea.BottomDockWidgetArea)
         self.resizeDocks([self.browser_dock], [360], Qt.Orientation.Horizontal)
@@ -83,8 +85,6 @@ class MainWindow(QMainWindow):
         self.device_label = QLabel()
         self.statusBar().addWidget(self.status_label, 1)
         self.statusBar().addPermanentWidget(self.device_label)
-        from geocam_gui.core.device import describe_device
-
         self.device_label.setText(f"device: {describe_device(self.device)}")
 
         self._build_menus()
@@ -165,6 +165,10 @@ class MainWindow(QMainWindow):
         self.training.runFinished.connect(self._on_run_finished)
         self.analysis.sampleRequested.connect(self._show_sample_path)
         self.analysis.statusMessage.connect(self.show_message)
+        self.units.sample_provider = self.viewer.current_sample
+        self.units.unitMapReady.connect(self.viewer.show_map)
+        self.units.cam_button.clicked.connect(lambda: self.viewer.show_cam())
+        self.units.statusMessage.connect(self.show_message)
 
     # -- settings -------------------------------------------------------------------------------
     @classmethod
@@ -413,5 +417,6 @@ class MainWindow(QMainWindow):
         self.tasks.cancel_and_wait(60000)
         QApplication.processEvents()
         self.analysis.shutdown()
+        self.units.shutdown()
         self.viewer.shutdown()
         self.browser.shutdown()

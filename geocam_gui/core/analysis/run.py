@@ -42,7 +42,8 @@ from geocam_gui.core import paths
 from geocam_gui.core.data import demo as synthetic
 from geocam_gui.core.analysis.patches import mine_elements
 from geocam_gui.core.explain.cam import METHODS
-from geocam_gui.core.checkpoints import read_meta
+from geocam_gui.core.checkpoints import checkpoint_stamp, read_meta
+from geocam_gui.core.validate import finite_or_none
 from geocam_gui.core.data.datasets import DatasetIndex
 from geocam_gui.core.explain.store import ModelStore
 from geocam_gui.core.device import resolve_device
@@ -79,19 +80,6 @@ def select_samples(samples: list, limit: int | None, classes: list[str]) -> list
     return out if limit is None else out[:limit]
 
 
-def _stamp(path: Path) -> str:
-    parts = [str(path.resolve())]
-    for suffix in (".safetensors", ".json"):
-        f = path.with_suffix(suffix)
-        if f.is_file():
-            st = f.stat()
-            parts.append(f"{suffix}:{st.st_size}:{st.st_mtime_ns}")
-    if path.is_file() and path.suffix not in (".safetensors", ".json"):
-        st = path.stat()
-        parts.append(f"{st.st_size}:{st.st_mtime_ns}")
-    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
-
-
 def _load_models(checkpoints, index, device) -> list[_Model]:
     if not checkpoints:
         raise BadArgument("Give at least one checkpoint to analyse.")
@@ -107,7 +95,7 @@ def _load_models(checkpoints, index, device) -> list[_Model]:
             raise BadArgument(f"{p} was trained on classes {list(classes)}, but the data has "
                               f"{list(index.classes)}; analyse it on data with the same classes.")
         loaded = store.get(p, expect_classes=list(index.classes))
-        out.append(_Model("", loaded.meta["model"], p, loaded.model, int(loaded.meta["image_size"]), _stamp(p)))
+        out.append(_Model("", loaded.meta["model"], p, loaded.model, int(loaded.meta["image_size"]), checkpoint_stamp(p)))
     names = [m.name for m in out]
     for m in out:
         m.key = m.name if names.count(m.name) == 1 else f"{m.name} ({m.path.parent.parent.name or m.path.stem})"
@@ -153,22 +141,6 @@ class _Ticker:
 def _entry_key(m: _Model, index, split: str, method: str, limit: int | None) -> str:
     raw = json.dumps([ANALYSIS_VERSION, m.stamp, index.fingerprint(), split, method, limit])
     return hashlib.sha256(raw.encode()).hexdigest()[:32]
-
-
-def _clean(obj):
-    """NaN/inf -> None and numpy scalars -> Python, recursively (strict JSON)."""
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, (np.floating, float)):
-        v = float(obj)
-        return v if math.isfinite(v) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    return obj
 
 
 def _rate(hits: np.ndarray, defined: np.ndarray) -> float | None:
@@ -275,7 +247,7 @@ def _model_part(m: _Model, index, samples, *, split, method, limit, device, canc
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        part = _clean(_analyse_model(m, index, samples, split=split, method=method, device=device,
+        part = finite_or_none(_analyse_model(m, index, samples, split=split, method=method, device=device,
                                      cancel=cancel, ticker=ticker, entry=tmp))
         atomic_write(tmp / "result.json", json.dumps(part), fsync=False)  # the entry folder is renamed below
         shutil.rmtree(entry, ignore_errors=True)
@@ -409,7 +381,7 @@ def run_analysis(checkpoints: list, index: DatasetIndex, *, split: str = "test",
     agree = agreement([m.key for m in models], arrays)
     bias = _bias(models, index, limit, bias_sets, device=dev, cancel=cancel, ticker=ticker, parts=parts)
     ticker.tick("done", ticker.total)
-    return _clean({
+    return finite_or_none({
         "format": REPORT_FORMAT, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "data": {"roots": list(index.roots), "layout": index.layout, "fingerprint": index.fingerprint(),
                  "classes": list(index.classes), "split": split, "images": len(samples)},
