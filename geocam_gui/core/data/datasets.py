@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from geocam_gui.core.data import audit as _audit
+from geocam_gui.core.data import dedupe
 from geocam_gui.core.data import layouts
 from geocam_gui.core.errors import BadArgument, DataError
 from geocam_gui.core.data.layouts import Found
@@ -402,7 +403,10 @@ def index_dataset(
         if not any(f.label == label for f in found):
             raise DataError(f"Every file of class {label!r} failed to decode; see the bad files list.")
 
+    near = dedupe.merge_near_duplicates(found, inspected, verify)
     grouped_split(found, ratios, seed)
+    if near.get("checked"):
+        near["across_splits"] = near.pop("_found").across_splits()
     balance_info = _balance(found, balance, seed)
 
     samples = [Sample(f.path, f.label, f.group, f.split or "train", f.extra) for f in found]
@@ -413,7 +417,7 @@ def index_dataset(
                 "labels": labels, "layout": layout}
     report = _audit.build_audit(found, classes, inspected, bad, detected=detected, settings=settings,
                                 balance=balance_info, check_duplicates=verify != "none",
-                                progress=progress)
+                                progress=progress, near_duplicates=near)
     if duplicates_paths:
         report["repeated_paths"] = duplicates_paths
     return DatasetIndex(samples, classes, root_list, layout_name, bad, report)
