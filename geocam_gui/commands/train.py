@@ -45,6 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="deterministic algorithms (bit-exact reruns on the CPU; slower)")
     parser.add_argument("--weights", metavar="FILE",
                         help="local ImageNet state dict to start from (the last layer is re-made)")
+    parser.add_argument("--pretrained", choices=("imagenet",),
+                        help="start VGG11/ResNet18 from torchvision's ImageNet weights (its hub cache, downloaded "
+                             "once with a checksum; the shallow CNN has none). Default: from scratch, as the paper")
     parser.add_argument("--max-batches", type=int, metavar="N", help="stop each epoch after N batches (smoke tests)")
     parser.add_argument("--resume", action="store_true",
                         help="continue each model from its last complete epoch in --out (same settings)")
@@ -55,7 +58,7 @@ _OVERRIDES = {  # argparse dest -> TrainConfig field
     "epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "image_size": "image_size",
     "device": "device", "workers": "workers", "seed": "seed", "optimizer": "optimizer",
     "schedule": "schedule", "weight_decay": "weight_decay", "balance": "balance",
-    "weights": "weights", "max_batches": "max_batches_per_epoch",
+    "weights": "weights", "pretrained": "pretrained", "max_batches": "max_batches_per_epoch",
 }
 
 
@@ -72,6 +75,9 @@ def build_configs(args: argparse.Namespace) -> list:
             value = getattr(args, dest)
             if value is not None:
                 setattr(cfg, name, value)
+        if args.model == "all" and model == "shallow" and args.pretrained:
+            cfg.pretrained = None  # the paper's own net has no ImageNet weights: it starts from scratch
+            print("shallow: no ImageNet weights exist for the shallow CNN; it trains from scratch.", file=sys.stderr)
         if args.no_augment:
             cfg.augment.crop = cfg.augment.hflip = False
         if args.no_flip:
@@ -102,6 +108,11 @@ def _printer(quiet: bool):
             t = d["test"]
             print(f"{d['model']}: best epoch {d['best_epoch']}, test accuracy {t['accuracy']:.4f} "
                   f"on {t['n']} images -> {d['best_checkpoint']}", flush=True)
+            from geocam_gui.core.chance import chance_from_metrics
+
+            verdict = chance_from_metrics(t)
+            if verdict:
+                print(f"  {verdict['message']}", flush=True)
 
     return show
 
