@@ -95,3 +95,19 @@ def test_cli_trains_from_imagenet_and_records_it(offline_hub, tmp_path, capsys):
     meta = json.loads((out / "resnet18" / "best.json").read_text())
     assert meta["hyper_parameters"]["pretrained"] == "imagenet"
     assert not offline_hub
+
+
+def test_training_panel_checkbox_sets_imagenet_for_vgg_and_resnet_only(qtbot, qt_settings):
+    from geocam_gui.ui.training_panel import TrainingPanel
+
+    panel = TrainingPanel()
+    qtbot.addWidget(panel)
+    assert not panel.pretrained.isChecked()  # the paper's models stay from scratch by default
+    assert panel.config_for("vgg11").pretrained is None
+    panel.pretrained.setChecked(True)
+    assert panel.config_for("vgg11").pretrained == "imagenet"
+    assert panel.config_for("resnet18").pretrained == "imagenet"
+    assert panel.config_for("shallow").pretrained is None
+    panel.resize(900, 500)
+    panel.show()
+    panel.grab().save(str(qt_settings.parent / "panel.png"))

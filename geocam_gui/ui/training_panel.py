@@ -170,6 +170,11 @@ class TrainingPanel(QWidget):
         self.size.setSuffix(" px")
         self.augment = QCheckBox("Random resized crop + horizontal flip")
         self.augment.setChecked(True)
+        self.pretrained = QCheckBox("Start VGG11 and ResNet18 from ImageNet weights")
+        self.pretrained.setToolTip(
+            "torchvision's ImageNet weights (VGG11_Weights / ResNet18_Weights.IMAGENET1K_V1), read from torch's "
+            "hub cache or downloaded there once with a checksum. Helps with a few dozen photos per class. "
+            "The shallow CNN has none and trains from scratch; off, all models train from scratch as in the paper.")
         grid = QGridLayout()
         grid.addWidget(QLabel("Device"), 0, 0)
         grid.addWidget(self.device, 0, 1, 1, 3)
@@ -182,6 +187,7 @@ class TrainingPanel(QWidget):
         grid.addWidget(QLabel("Image"), 2, 2)
         grid.addWidget(self.size, 2, 3)
         grid.addWidget(self.augment, 3, 0, 1, 4)
+        grid.addWidget(self.pretrained, 4, 0, 1, 4)
         left.addLayout(grid)
 
         buttons = QHBoxLayout()
@@ -272,7 +278,8 @@ class TrainingPanel(QWidget):
         self.start_button.setEnabled(not running and self.index is not None)
         self.pause_button.setEnabled(running)
         self.cancel_button.setEnabled(running)
-        for w in (*self.model_checks.values(), self.device, self.epochs, self.batch, self.lr, self.size, self.augment):
+        for w in (*self.model_checks.values(), self.device, self.epochs, self.batch, self.lr, self.size, self.augment,
+                  self.pretrained):
             w.setEnabled(not running)
         if not running:
             self.pause_button.setChecked(False)
@@ -290,6 +297,8 @@ class TrainingPanel(QWidget):
             from geocam_gui.core.train.loader import AugmentConfig
 
             cfg.augment = AugmentConfig(crop=False, hflip=False)
+        if self.pretrained.isChecked() and name != "shallow":
+            cfg.pretrained = "imagenet"
         return cfg.validate()
 
     def selected_models(self) -> list[str]:
