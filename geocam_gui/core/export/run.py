@@ -113,6 +113,7 @@ class ModelInfo:
     key: str
     classes: list[str]
     image_size: int
+    chance: dict | None = None  # core.chance verdict on the checkpoint's test metrics (None: none stored)
 
 
 @dataclass
@@ -248,6 +249,7 @@ def normalize_class_choice(choice: str) -> str:
 
 def read_models(checkpoints: Sequence[str | os.PathLike]) -> list[ModelInfo]:
     """Metadata, weights file and SHA-256 of each checkpoint; all must share one class list."""
+    from geocam_gui.core.chance import chance_of_checkpoint
     from geocam_gui.core.checkpoints import read_meta
     from geocam_gui.core.models import MODEL_LABELS, MODEL_NAMES
 
@@ -271,13 +273,24 @@ def read_models(checkpoints: Sequence[str | os.PathLike]) -> list[ModelInfo]:
             )
         out.append(ModelInfo(checkpoint=str(path), weights=str(weights), sha256=file_sha256(weights), model=name,
                              title=MODEL_LABELS.get(name, name), key=name, classes=classes,
-                             image_size=int(meta.get("image_size") or 224)))
+                             image_size=int(meta.get("image_size") or 224), chance=chance_of_checkpoint(meta)))
     names = [m.model for m in out]
     for j, m in enumerate(out):
         if names.count(m.model) > 1:
             m.key = f"{m.model}{j + 1}"
             m.title = f"{m.title} ({Path(m.checkpoint).parent.name or j + 1})"
     return out
+
+
+def column_title(m: ModelInfo) -> str:
+    """A figure's column title: the model's name, marked when its test accuracy is not
+    significantly above the majority-class rate (its heat maps may show nothing learned)."""
+    return m.title + (" (at chance)" if m.chance is not None and not m.chance["above_chance"] else "")
+
+
+def chance_warnings(models: Sequence[ModelInfo]) -> list[str]:
+    """One sentence per model at chance, for the CLI and the export dialog."""
+    return [f"{m.title}: {m.chance['message']}" for m in models if m.chance is not None and not m.chance["above_chance"]]
 
 
 def _check_writable_folder(folder: Path) -> None:
@@ -622,7 +635,8 @@ def _sidecar(t: Target, plan: ExportPlan, layers: dict[int, str], extra: dict) -
         "sources": [{"path": req.images[i].path, "label": req.images[i].label, "sha256": plan.sources[i]}
                     for i in t.images],
         "models": [{"model": m.model, "title": m.title, "checkpoint": m.checkpoint, "weights": m.weights,
-                    "sha256": m.sha256, "layer": layers.get(j), "image_size": m.image_size, "classes": m.classes}
+                    "sha256": m.sha256, "layer": layers.get(j), "image_size": m.image_size, "classes": m.classes,
+                    "chance": m.chance}
                    for j, m in enumerate(plan.models)],
         "params": t.params,
         **extra,
@@ -795,7 +809,7 @@ def _run_figure(plan: ExportPlan, t: Target, summary: ExportSummary, progress: P
     size_in: list[float] = []
 
     def write(tmp: Path) -> None:
-        size_in[:] = render_figure(rows, ["Image"] + [m.title for m in plan.models], str(tmp), fmt, dpi=o.dpi,
+        size_in[:] = render_figure(rows, ["Image"] + [column_title(m) for m in plan.models], str(tmp), fmt, dpi=o.dpi,
                                    width_in=t.params["width_in"], cmap=o.cmap,
                                    show_predictions=o.show_predictions, colorbar_label=label,
                                    explains_predicted=o.class_choice == CLASS_PREDICTED)
