@@ -50,3 +50,39 @@ def test_bad_or_missing_metrics_give_none():
     assert chance.chance_of_checkpoint({"metrics": {}}) is None
     meta = {"classes": ["x", "y"], "metrics": {"test": {"confusion": [[10, 0], [0, 10]]}}}
     assert chance.chance_of_checkpoint(meta)["majority_class"] == "x"
+
+
+def test_viewer_pane_warns_for_a_model_at_chance(qtbot, qt_settings, tmp_path, torch_threads):
+    import numpy as np
+    from PIL import Image
+
+    from geocam_gui.core.checkpoints import base_meta, save_checkpoint
+    from geocam_gui.core.models import build_model
+    from geocam_gui.ui.cam_viewer import CamViewer
+
+    classes = ["pittsburgh", "tokyo"]
+    metrics = {"shallow": {"confusion": [[34, 0], [34, 0]], "classes": classes},   # one class for all
+               "resnet18": {"confusion": [[30, 4], [3, 31]], "classes": classes}}
+    viewer = CamViewer(device="cpu")
+    qtbot.addWidget(viewer)
+    viewer.set_classes(classes)
+    for name, m in metrics.items():
+        save_checkpoint(tmp_path / name / "best", build_model(name, 2), base_meta(name, classes, 32, metrics={"test": m}))
+        viewer.set_checkpoint(name, str(tmp_path / name / "best.json"))
+    save_checkpoint(tmp_path / "vgg11" / "best", build_model("vgg11", 2), base_meta("vgg11", classes, 32))
+    viewer.set_checkpoint("vgg11", str(tmp_path / "vgg11" / "best.json"))  # no test metrics stored
+    shallow, resnet, vgg = (viewer.panes[n].chance_label for n in ("shallow", "resnet18", "vgg11"))
+    assert shallow.isVisibleTo(viewer) and "At chance" in shallow.text() and "50.0 %" in shallow.text()
+    assert shallow.toolTip() == chance.chance_from_metrics(metrics["shallow"])["message"]
+    assert resnet.isVisibleTo(viewer) and "above chance" in resnet.text() and "At chance" not in resnet.text()
+    assert not vgg.isVisibleTo(viewer)
+    photo = tmp_path / "street.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8)).save(photo)
+    viewer.set_sample(str(photo), "tokyo")
+    viewer.resize(1200, 520)
+    viewer.show()
+    qtbot.waitUntil(lambda: not viewer.is_busy(), timeout=60_000)
+    viewer.grab().save(str(tmp_path / "viewer.png"))
+    viewer.set_checkpoint("shallow", None)
+    assert not shallow.isVisibleTo(viewer)
+    viewer.shutdown()

@@ -43,6 +43,7 @@ from geocam_gui.core.analysis import bias as ab
 from geocam_gui.core.analysis import measures as am
 from geocam_gui.core.analysis import model_pass as amod
 from geocam_gui.core import paths
+from geocam_gui.core.chance import chance_from_metrics
 from geocam_gui.core.data import demo as synthetic
 from geocam_gui.core.analysis.patches import mine_elements
 from geocam_gui.core.analysis.report import write_report  # noqa: F401 - re-exported
@@ -398,7 +399,7 @@ def run_analysis(checkpoints: list, index, *, split: str = "test", method: str =
     for m, units in zip(models, per_model):
         part, arr = _model_part(m, index, samples, split=split, method=method, limit=limit, device=dev,
                                 cancel=cancel, ticker=ticker, units=units, use_cache=use_cache)
-        part.update(key=m.key, checkpoint=str(m.path))
+        part.update(key=m.key, checkpoint=str(m.path), chance=chance_from_metrics(part["accuracy"]))
         parts.append(part)
         arrays.append(arr)
     agree = agreement([m.key for m in models], arrays)
