@@ -236,7 +236,7 @@ def grouped_split(found: list[Found], ratios: Sequence[float], seed: int) -> Non
             raise DataError(
                 f"Class {label!r} has {len(groups)} group(s) ({n_images} images); a "
                 f"{':'.join(f'{r:g}' for r in ratios)} split needs at least {len(active)} groups "
-                f"(a group is a panorama, place or photo and never straddles two splits)."
+                f"(a group is a panorama, place, photo or set of near-duplicate photos and never straddles two splits)."
             )
         rng = random.Random(f"{seed}/{label}")
         names = sorted(groups)
