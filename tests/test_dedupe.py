@@ -95,6 +95,9 @@ def test_near_duplicates_never_cross_splits(crops_folder):
     from geocam_gui.core.data.audit import summary_lines
 
     assert any("48 groups merged" in line for line in summary_lines(index))
+    few = [f for f in index.audit["flags"] if f["kind"] == "few_subfolders"]
+    assert sorted(f["class"] for f in few) == ["pittsburgh", "tokyo"]
+    assert all(f["subfolders"] == 3 and f["groups"] == 6 for f in few)
 
 
 def test_without_every_file_decoded_the_audit_says_not_checked(crops_folder):

@@ -188,6 +188,28 @@ def _confound_flag(kind: str, table: Counter, classes: list[str], what: str, adv
             "message": sentence[0].upper() + sentence[1:]}
 
 
+def _few_subfolders_flags(group_splits: dict, classes: list[str]) -> list[dict]:
+    """Class folders with a few subfolders (2 .. MIN_SUBFOLDER_GROUPS - 1) are grouped by file:
+    say so, since a subfolder often holds views (or crops) of one place that should stay together."""
+    from geocam_gui.core.data.layouts import MIN_SUBFOLDER_GROUPS
+
+    out = []
+    for c in classes:
+        groups = [g for label, g in group_splits if label == c]
+        if not groups or not all("/" in g for g in groups):
+            continue
+        subfolders = {g.split("/", 1)[0] for g in groups}
+        if 2 <= len(subfolders) < MIN_SUBFOLDER_GROUPS and len(groups) > len(subfolders):
+            out.append({"kind": "few_subfolders", "severity": "info", "property": "group", "class": c,
+                        "subfolders": len(subfolders), "groups": len(groups),
+                        "message": f"{c} has {len(subfolders)} subfolders, fewer than the {MIN_SUBFOLDER_GROUPS} "
+                                   f"needed to split by subfolder, so it was grouped by file ({len(groups)} groups, "
+                                   "near-duplicate photos joined). If a subfolder holds views or heavy crops of one "
+                                   "place, they can still sit in different splits: use at least "
+                                   f"{MIN_SUBFOLDER_GROUPS} subfolders per class, or a manifest with a group column."})
+    return out
+
+
 def build_audit(found: list, classes: list[str], inspected: dict, bad: list[tuple[str, str]], *,
                 detected: list | None = None, settings: dict | None = None, balance: dict | None = None,
                 check_duplicates: bool = True, progress: Callable[[int, int], None] | None = None,
@@ -282,6 +304,9 @@ def build_audit(found: list, classes: list[str], inspected: dict, bad: list[tupl
         flags.append({"kind": "imbalance", "severity": "info", "property": "class counts",
                       "message": f"The training split is unbalanced ({', '.join(f'{c}: {n}' for c, n in zip(classes, counts))}); "
                                  "use --balance undersample or weighted as the paper does."})
+
+    if detected and all(d.get("layout") == "folders" for d in detected):
+        flags.extend(_few_subfolders_flags(group_splits, classes))
 
     straddling = [f"{label}/{g}" for (label, g), s in group_splits.items() if len(s) > 1]
     if straddling:
