@@ -76,6 +76,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.screenshot and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+    from geocam_gui.core.doctor import qt_start_problem
+
+    problem = qt_start_problem()  # Qt would abort with a terse line; name the install command instead
+    if problem:
+        print(problem, file=sys.stderr)
+        return 3
     from geocam_gui.core.logs import setup_logging
 
     setup_logging()

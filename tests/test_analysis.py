@@ -298,6 +298,9 @@ def test_report_covers_every_section_and_is_strict_json(report):
     for m in report["models"]:
         acc = m["accuracy"]
         assert acc["n"] == 12 and np.asarray(acc["confusion"]).sum() == 12
+        from geocam_gui.core.chance import chance_from_metrics
+
+        assert m["chance"]["n"] == 12 and m["chance"]["p_value"] == chance_from_metrics(acc)["p_value"]
         loc = m["localisation"]
         assert loc["with_evidence_mask"] == 12 and loc["without_masks"] == 0
         assert 0 <= loc["pointing_game"]["random"] <= 1
@@ -339,6 +342,9 @@ def test_cli_writes_report_files_that_open(trained, home, tmp_path):
     assert len(rep["models"]) == 2
     html = (out / "report.html").read_text()
     assert html.count("<table>") >= 5 and "Pointing game" in html and "Sky-bias probe" in html and "Which kinds" in html
+    assert "Above chance" in html  # every explanation comes with whether its model beats chance
+    at_chance = [m for m in rep["models"] if not m["chance"]["above_chance"]]
+    assert html.count("class='warn'") == len(at_chance)
     assert html.count("data:image/png;base64,") >= 6
     for name in ("accuracy", "confusion", "localisation", "faithfulness", "sanity", "agreement"):
         with Image.open(out / f"{name}.png") as im:

@@ -358,3 +358,26 @@ def test_split_of_a_dataset_with_limit(assets, tmp_path):
     assert main(["export", "--checkpoint", assets["ckpts"][0], "--split", "test", "--data", str(data),
                  "--limit", "2", "--overlays", str(out), "--only", "raw", "--class", "true"]) == 0
     assert len(list(out.glob("*_cam.npy"))) == 2
+
+
+def test_figure_marks_a_model_at_chance_and_the_sidecar_says_why(assets, tmp_path, capsys, torch_threads):
+    from geocam_gui.core.checkpoints import base_meta, save_checkpoint
+    from geocam_gui.core.models import build_model
+
+    # one model answering "pittsburgh" for all 20 test images (50 %), one right on 19 of 20
+    at_chance = {"test": {"confusion": [[10, 0], [10, 0]], "classes": CLASSES, "accuracy": 0.5, "n": 20}}
+    good = {"test": {"confusion": [[10, 0], [1, 9]], "classes": CLASSES, "accuracy": 0.95, "n": 20}}
+    ckpts = []
+    for name, metrics in (("shallow", at_chance), ("resnet18", good)):
+        save_checkpoint(tmp_path / name / "best", build_model(name, 2), base_meta(name, CLASSES, SIZE, metrics=metrics))
+        ckpts.append(str(tmp_path / name / "best.json"))
+    out = tmp_path / "fig.svg"
+    assert main(["export", "--checkpoint", *ckpts, "--images", assets["photos"][0], "--figure", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "warning: Shallow CNN: At chance" in err and "ResNet18:" not in err
+    svg = out.read_text()
+    assert "Shallow CNN (at chance)" in svg and "ResNet18 (at chance)" not in svg
+    side = json.loads(ex.sidecar_path(out).read_text())
+    verdicts = {m["model"]: m["chance"] for m in side["models"]}
+    assert not verdicts["shallow"]["above_chance"] and verdicts["resnet18"]["above_chance"]
+    assert verdicts["resnet18"]["p_value"] < 0.001

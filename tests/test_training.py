@@ -274,7 +274,13 @@ def test_cli_train_then_eval(tiny_demo, tmp_path, capsys):
     from geocam_gui.core.data.datasets import open_data
 
     assert result["split"] == "val" and result["n"] == len(open_data(tiny_demo).split("val"))
-    assert set(result) >= {"accuracy", "per_class", "confusion", "checkpoint"}
+    assert set(result) >= {"accuracy", "per_class", "confusion", "checkpoint", "chance"}
+    from geocam_gui.core.chance import chance_from_metrics
+
+    assert result["chance"]["n"] == result["n"] and result["chance"]["accuracy"] == pytest.approx(result["accuracy"])
+    ref = chance_from_metrics(result)
+    assert result["chance"]["p_value"] == pytest.approx(ref["p_value"])
+    assert result["chance"]["above_chance"] == ref["above_chance"]
     assert main(["eval", str(tmp_path / "missing.json"), str(tiny_demo)]) == 2
 
 

@@ -6,4 +6,4 @@ They import only the core (never Qt). Errors a user can cause are raised as
 """
 
 # Order in which they appear in ``geocam --help``.
-MODULES = ("demo_data", "index", "train", "eval", "export", "analyze", "units", "runs")
+MODULES = ("demo_data", "index", "train", "eval", "export", "analyze", "units", "runs", "doctor")

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from geocam_gui.core.errors import BadArgument
 
 NAME = "eval"
-HELP = "evaluate a checkpoint on a split of a dataset and print JSON metrics"
+HELP = ("evaluate a checkpoint on a split of a dataset and print JSON metrics, with an exact binomial "
+        "test of whether the accuracy is above the majority-class rate")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,6 +46,7 @@ def resolve_checkpoint(spec: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    from geocam_gui.core.chance import chance_from_metrics
     from geocam_gui.core.checkpoints import load_checkpoint
     from geocam_gui.core.data.datasets import open_data
     from geocam_gui.core.device import resolve_device
@@ -60,5 +63,8 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate(loaded, index, args.split, device=device, batch_size=args.batch_size,
                       image_size=args.image_size)
     result["checkpoint"] = str(loaded.path)
+    result["chance"] = chance_from_metrics(result)
+    if result["chance"] and not result["chance"]["above_chance"]:
+        print(f"geocam eval: warning: {result['chance']['message']}", file=sys.stderr)
     print(json.dumps(result, indent=2))
     return 0

@@ -88,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
             c = plan.conflicts
             more = f" (and {len(c) - 1} more)" if len(c) > 1 else ""
             raise BadArgument(f"{c[0]} already exists{more}; pass --overwrite to replace it.")
+    for warning in ex.chance_warnings(plans[0].models) if plans else []:
+        print(f"geocam export: warning: {warning}", file=sys.stderr)
     status = 0
     for plan in plans:
         summary = ex.run_export(plan, overwrite=args.overwrite, force=args.overwrite,

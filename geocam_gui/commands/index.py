@@ -27,7 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="balance the training split: drop images of larger classes, or store sampler weights")
     parser.add_argument("--verify", choices=("none", "sample", "all"), default="sample",
                         help="files decoded to find bad ones and audit formats, sizes and colours: "
-                             "a sample per class (default), all, or none (fastest: no file is read)")
+                             "a sample per class (default), all, or none (fastest: no file is read). Near-duplicate "
+                             "photos (perceptual hash) are joined into one group only when every file is decoded: "
+                             "all, or a sample that covers every file (at most 200 per class)")
     parser.add_argument("--out", required=True, metavar="DIR", help="folder for index.csv and audit.json")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an index of other dataset roots already in --out (re-indexing the same "

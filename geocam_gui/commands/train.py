@@ -48,6 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="deterministic algorithms (bit-exact reruns on the CPU; slower)")
     parser.add_argument("--weights", metavar="FILE",
                         help="local ImageNet state dict to start from (the last layer is re-made)")
+    parser.add_argument("--pretrained", choices=("imagenet",),
+                        help="start VGG11/ResNet18 from torchvision's ImageNet weights (its hub cache, downloaded "
+                             "once with a checksum; the shallow CNN has none). Default: from scratch, as the paper")
     parser.add_argument("--max-batches", type=int, metavar="N", help="stop each epoch after N batches (smoke tests)")
     parser.add_argument("--resume", action="store_true",
                         help="continue each model from its last complete epoch in --out (same settings)")
@@ -64,7 +67,8 @@ _OVERRIDES = {  # argparse dest -> TrainConfig field
     "epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "image_size": "image_size",
     "workers": "workers", "seed": "seed", "optimizer": "optimizer",
     "schedule": "schedule", "weight_decay": "weight_decay", "balance": "balance",
-    "weights": "weights", "max_batches": "max_batches_per_epoch", "save_dtype": "save_dtype",
+    "weights": "weights", "pretrained": "pretrained", "max_batches": "max_batches_per_epoch",
+    "save_dtype": "save_dtype",
 }
 
 
@@ -93,11 +97,15 @@ def build_configs(args: argparse.Namespace, out: Path | None = None) -> list:
     out = out if out is not None else (Path(args.out) if args.out else None)
     configs = []
     for model in models:
+        own = overrides
+        if model == "shallow" and overrides.get("pretrained") and args.model == "all":
+            own = {k: v for k, v in overrides.items() if k != "pretrained"}  # the paper's net has no ImageNet weights
+            print("shallow: no ImageNet weights exist for the shallow CNN; it trains from scratch.", file=sys.stderr)
         saved = resume_config(out, model) if args.resume and out is not None else None
         if saved is not None:
-            configs.append(apply_overrides(saved, {**overrides, "device": args.device}))
+            configs.append(apply_overrides(saved, {**own, "device": args.device}))
         else:
-            configs.append(config_for(model, args.device or "auto", overrides))
+            configs.append(config_for(model, args.device or "auto", own))
     return configs
 
 
@@ -122,6 +130,11 @@ def _printer(quiet: bool):
             t = event.test
             print(f"{event.model}: best epoch {event.best_epoch}, test accuracy {t['accuracy']:.4f} "
                   f"on {t['n']} images -> {event.best_checkpoint}", flush=True)
+            from geocam_gui.core.chance import chance_from_metrics
+
+            verdict = chance_from_metrics(t)
+            if verdict:
+                print(f"  {verdict['message']}", flush=True)
 
     return show
 

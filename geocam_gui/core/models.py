@@ -59,9 +59,12 @@ class ShallowCNN(nn.Module):
         return self.classifier(self.avgpool(self.features(x)))
 
 
-def build_model(name: str, num_classes: int, *, weights: str | Path | None = None) -> nn.Module:
-    """A fresh model. ``weights``: optional local torchvision ImageNet state dict; the last
-    layer is re-made for ``num_classes``. Never downloads anything."""
+def build_model(name: str, num_classes: int, *, weights: str | Path | None = None,
+                pretrained: str | None = None) -> nn.Module:
+    """A fresh model. ``weights``: optional local torchvision ImageNet state dict;
+    ``pretrained="imagenet"``: torchvision's ImageNet weights through its weights API (from
+    torch's hub cache, downloaded once when missing: :func:`imagenet_state_dict`). Either way the
+    last layer is re-made for ``num_classes``. Without them nothing is downloaded."""
     if name not in MODEL_NAMES:
         raise BadArgument(f"Unknown model {name!r}: choose one of {', '.join(MODEL_NAMES)}.")
     if num_classes < 2:
@@ -72,9 +75,73 @@ def build_model(name: str, num_classes: int, *, weights: str | Path | None = Non
         import torchvision
 
         model = getattr(torchvision.models, name)(weights=None, num_classes=num_classes)
+    if weights is not None and pretrained is not None:
+        raise BadArgument("Give either a weights file or --pretrained imagenet, not both.")
+    if pretrained is not None:
+        load_state(model, imagenet_state_dict(name, pretrained), f"torchvision's {MODEL_LABELS[name]} ImageNet weights")
     if weights is not None:
         load_pretrained(model, weights)
     return model
+
+
+PRETRAINED = ("imagenet",)
+#: torchvision's weights enum entry per architecture (see torchvision.models.*_Weights)
+IMAGENET_WEIGHTS = {"vgg11": ("VGG11_Weights", "IMAGENET1K_V1"), "resnet18": ("ResNet18_Weights", "IMAGENET1K_V1")}
+
+
+def check_pretrained(name: str, pretrained: str | None) -> None:
+    """``BadArgument`` when ``pretrained`` is not offered for architecture ``name``."""
+    if pretrained is None:
+        return
+    if pretrained not in PRETRAINED:
+        raise BadArgument(f"Unknown pretrained weights {pretrained!r}: the choice is imagenet.")
+    if name not in IMAGENET_WEIGHTS:
+        raise BadArgument(f"The {MODEL_LABELS.get(name, name)} has no ImageNet weights (it is the paper's own "
+                          "small net): train it from scratch, or choose VGG11 or ResNet18.")
+
+
+def imagenet_weights(name: str):
+    """torchvision's weights enum member for ``name`` (``VGG11_Weights.IMAGENET1K_V1`` ...)."""
+    check_pretrained(name, "imagenet")
+    import torchvision.models as tvm
+
+    enum, member = IMAGENET_WEIGHTS[name]
+    return getattr(getattr(tvm, enum), member)
+
+
+def imagenet_cache_path(name: str) -> Path:
+    """Where torch's hub cache keeps (or will keep) ``name``'s ImageNet weights."""
+    from urllib.parse import urlparse
+
+    url = imagenet_weights(name).url
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name
+
+
+def imagenet_state_dict(name: str, pretrained: str = "imagenet", *, progress: bool = True) -> dict:
+    """The ImageNet state dict of ``name`` via torchvision's weights API: read from torch's hub
+    cache (``$TORCH_HOME/hub/checkpoints``), or downloaded there once with its SHA-256 prefix
+    checked and a progress bar on stderr. Offline or a bad download -> ``CheckpointError``."""
+    check_pretrained(name, pretrained)
+    import logging
+
+    weights = imagenet_weights(name)
+    cached = imagenet_cache_path(name)
+    if not cached.is_file():
+        logging.getLogger(__name__).info("Downloading %s ImageNet weights from %s into %s (once)",
+                                         MODEL_LABELS[name], weights.url, cached.parent)
+    try:
+        state = weights.get_state_dict(progress=progress and not cached.is_file(), check_hash=True)
+    except OSError as exc:  # URLError, timeouts, no route: offline
+        raise CheckpointError(
+            f"Could not download the {MODEL_LABELS[name]} ImageNet weights ({exc}); this machine seems to be "
+            f"offline. Download {weights.url} elsewhere into {cached}, or give a local file with --weights FILE."
+        ) from exc
+    except RuntimeError as exc:  # torch.hub: "invalid hash value", a damaged cached file
+        raise CheckpointError(f"The {MODEL_LABELS[name]} ImageNet weights could not be used ({exc}); "
+                              f"delete {cached} and try again.") from exc
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{cached.name} does not hold a state dict.")
+    return state
 
 
 def _head_keys(model: nn.Module) -> tuple[str, ...]:
@@ -103,13 +170,19 @@ def load_pretrained(model: nn.Module, path: str | Path) -> list[str]:
         state = state["state_dict"]
     if not isinstance(state, dict):
         raise CheckpointError(f"{path.name} does not hold a state dict.")
+    return load_state(model, state, path.name)
+
+
+def load_state(model: nn.Module, state: dict, what: str) -> list[str]:
+    """Load the tensors of ``state`` that fit ``model``, except its classification head;
+    ``CheckpointError`` when fewer than half of the body's tensors fit. Returns the keys left at init."""
     head = set(_head_keys(model))
     own = model.state_dict()
     usable = {k: v for k, v in state.items() if k in own and k not in head and own[k].shape == v.shape}
     body = [k for k in own if k not in head]
     if len(usable) < len(body) // 2:
         raise CheckpointError(
-            f"{path.name} does not fit this architecture ({len(usable)} of {len(body)} tensors match)."
+            f"{what} does not fit this architecture ({len(usable)} of {len(body)} tensors match)."
         )
     model.load_state_dict(usable, strict=False)
     return sorted(set(own) - set(usable))

@@ -93,6 +93,11 @@ class CamPane(QFrame):
         self.checkpoint_label.setObjectName("checkpointLabel")
         self.checkpoint_label.setWordWrap(True)
         layout.addWidget(self.checkpoint_label)
+        self.chance_label = QLabel()
+        self.chance_label.setObjectName("chanceLabel")
+        self.chance_label.setWordWrap(True)
+        self.chance_label.setVisible(False)
+        layout.addWidget(self.chance_label)
         self.rgb: np.ndarray | None = None
         self.show_empty(f"No {MODEL_LABELS[name]} trained yet - train one in the Training panel.", offer_training=True)
 
@@ -116,6 +121,25 @@ class CamPane(QFrame):
 
     def set_checkpoint_text(self, text: str) -> None:
         self.checkpoint_label.setText(text)
+
+    def set_chance(self, verdict: dict | None) -> None:
+        """Whether the model's test accuracy beats the majority-class rate (``core.chance``);
+        a warning when it does not, nothing when the checkpoint stores no test metrics."""
+        if not verdict:
+            self.chance_label.setVisible(False)
+            self.chance_label.setText("")
+            return
+        lo, hi = verdict["ci95"]
+        acc = f"test accuracy {100 * verdict['accuracy']:.1f} % (95 % CI {100 * lo:.0f}-{100 * hi:.0f} %)"
+        if verdict["above_chance"]:
+            text = f"<span style='color:#5f6b7a'>{acc}, above chance (p = {verdict['p_value']:.2g})</span>"
+        else:
+            text = (f"<span style='color:#8a5a00'><b>At chance</b>: {acc} is not above "
+                    f"{100 * verdict['majority_rate']:.0f} % (p = {verdict['p_value']:.2g}); "
+                    "its heat map may show nothing it learned.</span>")
+        self.chance_label.setText(text)
+        self.chance_label.setToolTip(verdict["message"])
+        self.chance_label.setVisible(True)
 
     def set_prediction(self, classes: list[str], probs: np.ndarray | None, label: str | None, shown: str) -> None:
         if probs is None:

@@ -219,10 +219,11 @@ class CamViewer(QWidget):
         """Make ``path`` the workspace's checkpoint of ``name`` (the pane follows)."""
         self.workspace.set_checkpoint(name, path, error)
 
-    def _on_checkpoint(self, name: str, _path: str | None, _error: str | None) -> None:
+    def _on_checkpoint(self, name: str, path: str | None, error: str | None) -> None:
         """The workspace's checkpoint of ``name`` changed: show it and re-explain the image."""
         self._load_errors.pop(name, None)
         self._refresh_empty(name)
+        self.panes[name].set_chance(None if error or not path else _chance_of(str(path)))
         self.recompute()
 
     def checkpoints(self) -> dict[str, str | None]:
@@ -378,6 +379,18 @@ class CamViewer(QWidget):
 
     def shutdown(self) -> None:
         self._worker.stop()
+
+
+def _chance_of(path: str) -> dict | None:
+    """The chance verdict of a checkpoint's stored test metrics (None when it has none or is unreadable)."""
+    from geocam_gui.core.chance import chance_of_checkpoint
+    from geocam_gui.core.checkpoints import read_meta
+    from geocam_gui.core.errors import GeoCamError
+
+    try:
+        return chance_of_checkpoint(read_meta(path))
+    except (GeoCamError, OSError, ValueError):
+        return None
 
 
 def _short_ckpt(path: str) -> str:

@@ -1,14 +1,17 @@
-"""The window's small message dialogs: About, the log file's location, the dataset audit."""
+"""The window's small message dialogs: About, the log file's location, the dataset audit,
+replacing trained runs."""
 
 from __future__ import annotations
 
 import json
 import platform
+from pathlib import Path
 
 from PySide6.QtWidgets import QMessageBox, QWidget
 
 from geocam_gui import __version__
 from geocam_gui.core.data.datasets import DatasetIndex
+from geocam_gui.core.models import MODEL_LABELS
 
 
 def show_about(parent: QWidget, device) -> None:
@@ -46,3 +49,19 @@ def show_audit(parent: QWidget, index: DatasetIndex) -> None:
     dlg.setDetailedText(json.dumps(index.audit, indent=2, default=str)
                         + ("\n\nUnreadable files:\n" + "\n".join(lines) if lines else ""))
     dlg.exec()
+
+
+def may_replace_runs(parent: QWidget, out_dir: Path, models: list[str]) -> bool:
+    """True when none of ``models`` has a run in ``out_dir`` or the user agrees to replace them."""
+    from geocam_gui.core.train.config import existing_run
+
+    there = [m for m in models if existing_run(out_dir, m)]
+    if not there:
+        return True
+    names = ", ".join(MODEL_LABELS.get(m, m) for m in there)
+    answer = QMessageBox.question(
+        parent, "Replace trained models?",
+        f"{out_dir} already holds trained {names}. Training again replaces their checkpoints and metrics. "
+        "Replace them?",
+        QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
+    return answer == QMessageBox.StandardButton.Yes

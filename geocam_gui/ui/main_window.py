@@ -24,14 +24,15 @@ from PySide6.QtWidgets import (
 )
 
 from geocam_gui.core import paths, runs
-from geocam_gui.core.data.datasets import DatasetIndex
+from geocam_gui.core.data.datasets import DatasetIndex, open_data
 from geocam_gui.core.device import describe_device, resolve_device
 from geocam_gui.core.models import MODEL_LABELS, MODEL_NAMES
+from geocam_gui.core.train.config import demo_config
 from geocam_gui.core.workspace import Workspace, default_run_dir
 from geocam_gui.ui import dialogs, window_settings
 from geocam_gui.ui.analysis_panel import AnalysisPanel
 from geocam_gui.ui.cam_viewer import CamViewer
-from geocam_gui.ui.dataset_browser import DatasetBrowser
+from geocam_gui.ui.dataset_browser import DatasetBrowser, dataset_title
 from geocam_gui.ui.tasks import TaskRunner
 from geocam_gui.ui.runs_dialog import manage_runs
 from geocam_gui.ui.training_panel import TrainingPanel
@@ -241,8 +242,6 @@ class MainWindow(QMainWindow):
                       progress_text="Generating the two-cities demo data set…")
 
     def open_dataset(self, spec, *, demo: bool = False) -> None:
-        from geocam_gui.core.data.datasets import open_data
-
         roots = [str(s) for s in (spec if isinstance(spec, (list, tuple)) else [spec])]
 
         checkpoint_dir = self.checkpoint_dir
@@ -263,8 +262,6 @@ class MainWindow(QMainWindow):
         self.workspace.set_index(index, run_dir)  # the browser and the analysis follow
         self.viewer.set_classes(index.classes)
         self.training.set_dataset(index, self.run_dir)
-        from geocam_gui.ui.dataset_browser import dataset_title
-
         self.setWindowTitle(f"GeoCAM - {dataset_title(index)}")
         if spec:
             self._remember_recent(spec)
@@ -285,8 +282,6 @@ class MainWindow(QMainWindow):
 
     def demo_configs(self, models: list[str]) -> list:
         """Short runs that fill the three panes in a few CPU minutes."""
-        from geocam_gui.core.train.config import demo_config
-
         return [demo_config(m, self.device.type if self.device.type != "cuda" else str(self.device))
                 for m in models]
 

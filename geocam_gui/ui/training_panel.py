@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -20,7 +19,6 @@ from PySide6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
-    QMessageBox,
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
@@ -35,18 +33,9 @@ from PySide6.QtWidgets import (
 from geocam_gui.core.data.datasets import DatasetIndex
 from geocam_gui.core.device import available_devices, resolve_device
 from geocam_gui.core.models import MODEL_LABELS, MODEL_NAMES
-from geocam_gui.ui.training_views import Curves, ResultsTable
+from geocam_gui.ui import dialogs
+from geocam_gui.ui.training_views import Curves, ResultsTable, fmt_duration
 from geocam_gui.ui.workers import TrainingWorker
-
-def _fmt_eta(seconds: float | None) -> str:
-    if seconds is None or not np.isfinite(seconds):
-        return "–"
-    seconds = int(round(seconds))
-    if seconds >= 3600:
-        return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
-    if seconds >= 60:
-        return f"{seconds // 60} min {seconds % 60:02d} s"
-    return f"{seconds} s"
 
 
 class TrainingPanel(QWidget):
@@ -111,6 +100,11 @@ class TrainingPanel(QWidget):
         self.size.setToolTip(tip)
         self.augment = QCheckBox("Random resized crop + horizontal flip")
         self.augment.setChecked(True)
+        self.pretrained = QCheckBox("Start VGG11 and ResNet18 from ImageNet weights")
+        self.pretrained.setToolTip(
+            "torchvision's ImageNet weights (VGG11_Weights / ResNet18_Weights.IMAGENET1K_V1), read from torch's "
+            "hub cache or downloaded there once with a checksum. Helps with a few dozen photos per class. "
+            "The shallow CNN has none and trains from scratch; off, all models train from scratch as in the paper.")
         grid = QGridLayout()
         grid.addWidget(QLabel("Device"), 0, 0)
         grid.addWidget(self.device, 0, 1, 1, 3)
@@ -123,6 +117,7 @@ class TrainingPanel(QWidget):
         grid.addWidget(QLabel("Image"), 2, 2)
         grid.addWidget(self.size, 2, 3)
         grid.addWidget(self.augment, 3, 0, 1, 4)
+        grid.addWidget(self.pretrained, 4, 0, 1, 4)
         left.addLayout(grid)
 
         buttons = QHBoxLayout()
@@ -200,6 +195,8 @@ class TrainingPanel(QWidget):
         out = {k: v for k, v in self._field_values().items() if v != self._shown.get(k)}
         if not self.augment.isChecked():
             out["augment"] = False
+        if self.pretrained.isChecked():
+            out["pretrained"] = "imagenet"
         return out
 
     # -- state -------------------------------------------------------------------------------
@@ -220,7 +217,8 @@ class TrainingPanel(QWidget):
         self.start_button.setEnabled(not running and self.index is not None)
         self.pause_button.setEnabled(running)
         self.cancel_button.setEnabled(running)
-        for w in (*self.model_checks.values(), self.device, self.epochs, self.batch, self.lr, self.size, self.augment):
+        for w in (*self.model_checks.values(), self.device, self.epochs, self.batch, self.lr, self.size, self.augment,
+                  self.pretrained):
             w.setEnabled(not running)
         if not running:
             self.pause_button.setChecked(False)
@@ -230,7 +228,10 @@ class TrainingPanel(QWidget):
         applied (``core.train.config.config_for``, the rule ``geocam train`` follows too)."""
         from geocam_gui.core.train.config import config_for
 
-        return config_for(name, self.device.currentData() or "auto", self.overrides())
+        overrides = self.overrides()
+        if name == "shallow":  # the paper's net has no ImageNet weights: it trains from scratch
+            overrides.pop("pretrained", None)
+        return config_for(name, self.device.currentData() or "auto", overrides)
 
     def selected_models(self) -> list[str]:
         return [n for n, cb in self.model_checks.items() if cb.isChecked()]
@@ -280,21 +281,10 @@ class TrainingPanel(QWidget):
 
     def _may_replace(self, models: list[str]) -> bool:
         """Ask before training from scratch over runs already in the output folder."""
-        from geocam_gui.core.train.config import existing_run
-
-        there = [m for m in models if existing_run(self.out_dir, m)]
-        if not there:
+        if dialogs.may_replace_runs(self, self.out_dir, models):
             return True
-        names = ", ".join(MODEL_LABELS.get(m, m) for m in there)
-        answer = QMessageBox.question(
-            self, "Replace trained models?",
-            f"{self.out_dir} already holds trained {names}. Training again replaces their checkpoints and "
-            "metrics. Replace them?",
-            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
-        if answer != QMessageBox.StandardButton.Yes:
-            self.statusMessage.emit(f"Training not started: {names} kept.")
-            return False
-        return True
+        self.statusMessage.emit("Training not started: the trained models were kept.")
+        return False
 
     def _on_pause(self, paused: bool) -> None:
         if self.worker is None:
@@ -338,7 +328,7 @@ class TrainingPanel(QWidget):
             eta = elapsed * (1 - frac) / frac if frac > 0.01 else None
             self.status.setText(
                 f"{MODEL_LABELS[name]} · epoch {event.epoch} · batch {done}/{total}"
-                f" · loss {event.loss:.3f} · ETA {_fmt_eta(eta)}"
+                f" · loss {event.loss:.3f} · ETA {fmt_duration(eta)}"
             )
         elif isinstance(event, ev.Epoch):
             self._epochs_done += 1
@@ -408,7 +398,7 @@ class TrainingPanel(QWidget):
         worker.deleteLater()
         self._set_running(False)
         self.pause_button.setText("Pause")
-        elapsed = _fmt_eta(time.monotonic() - self._t0)
+        elapsed = fmt_duration(time.monotonic() - self._t0)
         self.status.setText(("Finished" if ok else "Stopped") + f" after {elapsed}.")
         if ok:
             self.total_bar.setValue(100)

@@ -13,9 +13,33 @@ MODEL_COLORS = {"shallow": "#e67e22", "vgg11": "#2f6fde", "resnet18": "#1c8a6a"}
 
 
 
+def fmt_duration(seconds: float | None) -> str:
+    """A duration or ETA for people: "42 s", "3 min 07 s", "1 h 05 min"; a dash when unknown."""
+    if seconds is None or not np.isfinite(seconds):
+        return "–"
+    seconds = int(round(seconds))
+    if seconds >= 3600:
+        return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+    if seconds >= 60:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds} s"
+
+
 def _pct(value) -> str:
     """A share as a percentage; undefined (None, e.g. a class never predicted) as a dash."""
     return "–" if value is None else f"{value * 100:.0f} %"
+
+
+class EpochAxis(pg.AxisItem):
+    """An epoch axis with whole-epoch ticks only (pyqtgraph would label 1.2, 1.4, ... when zoomed in)."""
+
+    def tickValues(self, minVal, maxVal, size):  # noqa: N802 - pyqtgraph's name
+        levels = [(spacing, [v for v in values if abs(v - round(v)) < 1e-9])
+                  for spacing, values in super().tickValues(minVal, maxVal, size) if spacing >= 1]
+        levels = [(spacing, values) for spacing, values in levels if values]
+        if not levels:  # less than a few epochs in view: one tick per whole epoch
+            levels = [(1.0, [float(v) for v in range(int(np.ceil(minVal)), int(np.floor(maxVal)) + 1)])]
+        return levels
 
 
 class Curves(QWidget):
@@ -25,8 +49,10 @@ class Curves(QWidget):
         super().__init__(parent)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        self.loss = pg.PlotWidget(title="Loss  (solid: validation, dashed: training)")
-        self.acc = pg.PlotWidget(title="Accuracy  (solid: validation, dashed: training)")
+        self.loss = pg.PlotWidget(title="Loss  (solid: validation, dashed: training)",
+                                  axisItems={"bottom": EpochAxis("bottom")})
+        self.acc = pg.PlotWidget(title="Accuracy  (solid: validation, dashed: training)",
+                                 axisItems={"bottom": EpochAxis("bottom")})
         self.acc.setYRange(0, 1.0)
         for plot in (self.loss, self.acc):
             plot.setBackground("w")

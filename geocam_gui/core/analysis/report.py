@@ -17,6 +17,8 @@ import numpy as np
 from geocam_gui.core.files import atomic_write, atomic_write_json
 
 KINDS_SHOWN = 6
+from geocam_gui.core.chance import chance_from_metrics
+
 PLOTS = ("accuracy", "confusion", "localisation", "faithfulness", "sanity", "agreement")
 
 
@@ -60,11 +62,20 @@ def tables(report: dict) -> dict[str, dict]:
         acc = m["accuracy"]
         row = [m["label"] + ("" if m["key"] == m["model"] else f" [{m['key']}]"), str(acc["n"]),
                _fmt(acc["accuracy"], True)]
+        verdict = m.get("chance") or chance_from_metrics(acc)
+        if verdict:
+            lo, hi = verdict["ci95"]
+            row += [f"{100 * lo:.1f}-{100 * hi:.1f} %", _fmt(verdict["majority_rate"], True),
+                    ("yes" if verdict["above_chance"] else "NO - at chance") + f" (p = {verdict['p_value']:.2g})"]
+        else:
+            row += ["–", "–", "–"]
         for c in acc["classes"]:
             row.append(_fmt(acc["per_class"][c]["recall"], True))
         rows.append(row)
     classes = models[0]["accuracy"]["classes"] if models else []
-    out["accuracy"] = {"title": "Accuracy", "columns": ["Model", "Images", "Accuracy"]
+    out["accuracy"] = {"title": "Accuracy (above chance: exact one-sided binomial test against always answering "
+                                "the largest class, p < 0.05; Clopper-Pearson 95 % interval)",
+                       "columns": ["Model", "Images", "Accuracy", "95 % CI", "Largest class", "Above chance"]
                        + [f"Recall {c}" for c in classes], "rows": rows}
     rows = []
     for m in models:
@@ -299,12 +310,18 @@ def _html(report: dict, files: dict[str, Path], mosaics: list) -> str:
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>GeoCAM analysis</title><style>",
         "body{font-family:sans-serif;margin:24px;max-width:1100px}table{border-collapse:collapse;margin:8px 0}",
         "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#eee}",
-        "td:first-child{text-align:left}img{max-width:100%}.note{color:#555;font-size:90%}</style></head><body>",
+        "td:first-child{text-align:left}img{max-width:100%}.note{color:#555;font-size:90%}",
+        ".warn{background:#fff3cd;border:1px solid #e0b000;padding:6px 10px}</style></head><body>",
         "<h1>GeoCAM interpretability report</h1>",
         f"<p>Data: {html.escape(', '.join(d['roots']))} ({html.escape(d['layout'])}), split "
         f"<b>{html.escape(d['split'])}</b>, {d['images']} images; method <b>{html.escape(report['method'])}</b>; "
         f"created {html.escape(report['created'])}.</p>",
     ]
+    for m in report["models"]:
+        verdict = m.get("chance") or chance_from_metrics(m["accuracy"])
+        if verdict and not verdict["above_chance"]:
+            parts.append(f"<p class='warn'><b>Warning - {html.escape(m['label'])}</b>: {html.escape(verdict['message'])} "
+                         "Read its heat maps and measures below with that in mind.</p>")
     sections = [("accuracy", ["accuracy", "confusion"]), ("localisation", ["localisation"]), ("kinds", []),
                 ("faithfulness", ["faithfulness"]), ("sanity", ["sanity"]), ("agreement", ["agreement"]),
                 ("bias", []), ("congruence", [])]

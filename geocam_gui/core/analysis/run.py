@@ -39,6 +39,7 @@ from torch import nn
 
 from geocam_gui.core.analysis import bias as ab, kinds as ak, measures as am, model_pass as amod
 from geocam_gui.core import paths
+from geocam_gui.core.chance import chance_from_metrics
 from geocam_gui.core.data import demo as synthetic
 from geocam_gui.core.analysis.patches import mine_elements
 from geocam_gui.core.explain.cam import METHODS
@@ -375,7 +376,7 @@ def run_analysis(checkpoints: list, index: DatasetIndex, *, split: str = "test",
     for m, units in zip(models, per_model):
         part, arr = _model_part(m, index, samples, split=split, method=method, limit=limit, device=dev,
                                 cancel=cancel, ticker=ticker, units=units, use_cache=use_cache)
-        part.update(key=m.key, checkpoint=str(m.path))
+        part.update(key=m.key, checkpoint=str(m.path), chance=chance_from_metrics(part["accuracy"]))
         parts.append(part)
         arrays.append(arr)
     agree = agreement([m.key for m in models], arrays)

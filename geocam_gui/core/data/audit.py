@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from geocam_gui.core.data import images
+from geocam_gui.core.data import dedupe, images
 from geocam_gui.core.errors import ImageError
 
 #: A property "nearly determines" the class when predicting the class from it alone is right
@@ -54,8 +54,9 @@ def _workers() -> int:
 def _inspect_one(path: str) -> tuple[str, tuple | None, str | None]:
     try:
         fmt, w, h = images.probe(path)
-        mean = images.load_resized(path, _THUMB).reshape(-1, 3).mean(axis=0)
-        return path, (fmt, w, h, [round(float(v), 2) for v in mean]), None
+        thumb = images.load_resized(path, _THUMB)
+        mean = thumb.reshape(-1, 3).mean(axis=0)
+        return path, (fmt, w, h, [round(float(v), 2) for v in mean], dedupe.phash(thumb)), None
     except ImageError as exc:
         return path, None, exc.reason
 
@@ -64,7 +65,8 @@ def inspect_files(found: list, verify: str, *, seed: int = 0, per_class: int = 2
                   progress: Callable[[int, int], None] | None = None) -> tuple[dict, list[tuple[str, str]]]:
     """Decode ``verify`` = "all" files, a seeded "sample" of ``per_class`` per class, or "none".
 
-    Returns ``({path: (format, width, height, mean_rgb)}, [(path, reason), ...])``.
+    Returns ``({path: (format, width, height, mean_rgb, phash)}, [(path, reason), ...])``; the
+    perceptual hash (:mod:`~geocam_gui.core.data.dedupe`) comes from the same 32 px thumbnail.
     """
     if verify == "none":
         return {}, []
@@ -186,13 +188,38 @@ def _confound_flag(kind: str, table: Counter, classes: list[str], what: str, adv
             "message": sentence[0].upper() + sentence[1:]}
 
 
+def _few_subfolders_flags(group_splits: dict, classes: list[str]) -> list[dict]:
+    """Class folders with a few subfolders (2 .. MIN_SUBFOLDER_GROUPS - 1) are grouped by file:
+    say so, since a subfolder often holds views (or crops) of one place that should stay together."""
+    from geocam_gui.core.data.layouts import MIN_SUBFOLDER_GROUPS
+
+    out = []
+    for c in classes:
+        groups = [g for label, g in group_splits if label == c]
+        if not groups or not all("/" in g for g in groups):
+            continue
+        subfolders = {g.split("/", 1)[0] for g in groups}
+        if 2 <= len(subfolders) < MIN_SUBFOLDER_GROUPS and len(groups) > len(subfolders):
+            out.append({"kind": "few_subfolders", "severity": "info", "property": "group", "class": c,
+                        "subfolders": len(subfolders), "groups": len(groups),
+                        "message": f"{c} has {len(subfolders)} subfolders, fewer than the {MIN_SUBFOLDER_GROUPS} "
+                                   f"needed to split by subfolder, so it was grouped by file ({len(groups)} groups, "
+                                   "near-duplicate photos joined). If a subfolder holds views or heavy crops of one "
+                                   "place, they can still sit in different splits: use at least "
+                                   f"{MIN_SUBFOLDER_GROUPS} subfolders per class, or a manifest with a group column."})
+    return out
+
+
 def build_audit(found: list, classes: list[str], inspected: dict, bad: list[tuple[str, str]], *,
                 detected: list | None = None, settings: dict | None = None, balance: dict | None = None,
-                check_duplicates: bool = True, progress: Callable[[int, int], None] | None = None) -> dict:
+                check_duplicates: bool = True, progress: Callable[[int, int], None] | None = None,
+                near_duplicates: dict | None = None) -> dict:
     """The audit of split records ``found`` as a JSON-ready dict (see module docstring).
 
     ``inspected`` maps paths to ``(format, width, height, mean_rgb)`` for the files that were
     decoded (see :func:`inspect_files`); ``check_duplicates`` False skips reading file contents.
+    ``near_duplicates``: the summary of the perceptual-hash grouping (``index_dataset`` fills in
+    ``across_splits`` after splitting), or None when it did not run.
     """
     # Counting over every file (250k for the paper's set-up) runs in C: map/attrgetter/zip feed
     # Counter directly; the per-class numbers come from these few tables.
@@ -278,6 +305,9 @@ def build_audit(found: list, classes: list[str], inspected: dict, bad: list[tupl
                       "message": f"The training split is unbalanced ({', '.join(f'{c}: {n}' for c, n in zip(classes, counts))}); "
                                  "use --balance undersample or weighted as the paper does."})
 
+    if detected and all(d.get("layout") == "folders" for d in detected):
+        flags.extend(_few_subfolders_flags(group_splits, classes))
+
     straddling = [f"{label}/{g}" for (label, g), s in group_splits.items() if len(s) > 1]
     if straddling:
         flags.append({"kind": "group_leak", "severity": "warning", "property": "group", "count": len(straddling),
@@ -297,6 +327,17 @@ def build_audit(found: list, classes: list[str], inspected: dict, bad: list[tupl
         flags.append({"kind": "duplicate_label_conflict", "severity": "warning", "property": "content",
                       "count": len(cross_class),
                       "message": f"{len(cross_class)} identical file(s) carry different class labels."})
+    near = dict(near_duplicates or {"checked": False})
+    if near.get("across_splits"):
+        flags.append({"kind": "near_duplicate_leak", "severity": "warning", "property": "perceptual hash",
+                      "count": near["across_splits"],
+                      "message": f"{near['across_splits']} set(s) of near-identical images (perceptual hash within "
+                                 f"{near['threshold']} of 64 bits) have files in more than one split, as the "
+                                 "manifest placed them: test accuracy is inflated by images seen in training."})
+    if near.get("across_classes"):
+        flags.append({"kind": "near_duplicate_label_conflict", "severity": "warning", "property": "perceptual hash",
+                      "count": near["across_classes"],
+                      "message": f"{near['across_classes']} pair(s) of near-identical images carry different class labels."})
     if bad:
         reasons = Counter(r for _, r in bad)
         flags.append({"kind": "bad_files", "severity": "info", "property": "decoding", "count": len(bad),
@@ -316,6 +357,7 @@ def build_audit(found: list, classes: list[str], inspected: dict, bad: list[tupl
             "across_classes": len(cross_class),
             "examples": [[f.path for f in g] for g in dup_groups[:20]],
         },
+        "near_duplicates": near,
         "bad_reasons": dict(Counter(r for _, r in bad).most_common()),
         "flags": flags,
     }
@@ -337,6 +379,13 @@ def summary_lines(index) -> list[str]:
     dup = a.get("duplicates", {})
     if dup.get("groups"):
         lines.append(f"{dup['groups']} sets of identical files ({dup['across_splits']} across splits).")
+    near = a.get("near_duplicates") or {}
+    if near.get("checked"):
+        lines.append(f"Near-duplicates (perceptual hash within {near.get('threshold')} of 64 bits): "
+                     f"{near.get('files', 0)} files in {near.get('sets', 0)} sets; {near.get('groups_merged', 0)} "
+                     "groups merged so that each set stays in one split.")
+    elif near:
+        lines.append("Near-duplicates not checked: " + near.get("reason", "not every file was decoded") + ".")
     for flag in a.get("flags", []):
         lines.append(f"{flag['severity'].upper()}: {flag['message']}")
     for path, reason in index.bad_files[:10]:

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from geocam_gui.core.data import audit as _audit
+from geocam_gui.core.data import dedupe
 from geocam_gui.core.data import layouts
 from geocam_gui.core import validate
 from geocam_gui.core.errors import BadArgument, BadData, DataError
@@ -251,7 +252,7 @@ def grouped_split(found: list[Found], ratios: Sequence[float], seed: int) -> Non
             raise DataError(
                 f"Class {label!r} has {len(groups)} group(s) ({n_images} images); a "
                 f"{':'.join(f'{r:g}' for r in ratios)} split needs at least {len(active)} groups "
-                f"(a group is a panorama, place or photo and never straddles two splits)."
+                f"(a group is a panorama, place, photo or set of near-duplicate photos and never straddles two splits)."
             )
         rng = random.Random(f"{seed}/{label}")
         names = sorted(groups)
@@ -418,7 +419,10 @@ def index_dataset(
         if not any(f.label == label for f in found):
             raise BadData(f"Every file of class {label!r} failed to decode; see the bad files list.")
 
+    near = dedupe.merge_near_duplicates(found, inspected, verify)
     grouped_split(found, ratios, seed)
+    if near.get("checked"):
+        near["across_splits"] = near.pop("_found").across_splits()
     balance_info = _balance(found, balance, seed)
 
     samples = [Sample(f.path, f.label, f.group, f.split or "train", f.extra) for f in found]
@@ -429,7 +433,7 @@ def index_dataset(
                 "labels": labels, "layout": layout}
     report = _audit.build_audit(found, classes, inspected, bad, detected=detected, settings=settings,
                                 balance=balance_info, check_duplicates=verify != "none",
-                                progress=progress)
+                                progress=progress, near_duplicates=near)
     if duplicates_paths:
         report["repeated_paths"] = duplicates_paths
     warnings = [w for scan in scans for w in scan.warnings]

@@ -38,7 +38,8 @@ from geocam_gui.core.export.plan import plan_export
 from geocam_gui.core.export.request import (
     CLASS_PREDICTED, CLASS_TRUE, MAX_DPI, MAX_FIGURE_ROWS, MIN_DPI, MODEL_OUTPUTS, NORMALIZATIONS, OVERLAY_FORMATS,
     SIDECAR_FORMAT, SUMMARY_NAME, ExportImage, ExportOptions, ExportPlan, ExportRequest, ExportSummary,
-    ExportWriteError, ModelInfo, Target, file_sha256, normalize_class_choice, read_models,
+    ExportWriteError, ModelInfo, Target, chance_warnings, column_title, file_sha256, normalize_class_choice,
+    read_models,
 )
 from geocam_gui.core.export.run import export, export_from_sidecar, run_export
 from geocam_gui.core.export.sidecar import read_sidecar, request_from_sidecar, sidecar_path
@@ -46,7 +47,8 @@ from geocam_gui.core.export.sidecar import read_sidecar, request_from_sidecar, s
 __all__ = [
     "CLASS_PREDICTED", "CLASS_TRUE", "MAX_DPI", "MAX_FIGURE_ROWS", "MIN_DPI", "MODEL_OUTPUTS", "NORMALIZATIONS",
     "OVERLAY_FORMATS", "SIDECAR_FORMAT", "SUMMARY_NAME", "ExportImage", "ExportOptions", "ExportPlan",
-    "ExportRequest", "ExportSummary", "ExportWriteError", "ModelInfo", "Target", "export", "export_from_sidecar",
+    "ExportRequest", "ExportSummary", "ExportWriteError", "ModelInfo", "Target", "chance_warnings", "column_title",
+    "export", "export_from_sidecar",
     "file_sha256", "normalize_class_choice", "plan_export", "read_models", "read_sidecar", "request_from_sidecar",
     "run_export", "sidecar_path",
 ]

@@ -81,6 +81,7 @@ class ModelInfo:
     key: str
     classes: list[str]
     image_size: int
+    chance: dict | None = None  # core.chance verdict on the checkpoint's test metrics (None: none stored)
 
 
 @dataclass
@@ -216,6 +217,7 @@ def normalize_class_choice(choice: str) -> str:
 
 def read_models(checkpoints: Sequence[str | os.PathLike]) -> list[ModelInfo]:
     """Metadata, weights file and SHA-256 of each checkpoint; all must share one class list."""
+    from geocam_gui.core.chance import chance_of_checkpoint
     from geocam_gui.core.checkpoints import read_meta
     from geocam_gui.core.models import MODEL_LABELS, MODEL_NAMES
 
@@ -239,13 +241,24 @@ def read_models(checkpoints: Sequence[str | os.PathLike]) -> list[ModelInfo]:
             )
         out.append(ModelInfo(checkpoint=str(path), weights=str(weights), sha256=file_sha256(weights), model=name,
                              title=MODEL_LABELS.get(name, name), key=name, classes=classes,
-                             image_size=int(meta.get("image_size") or 224)))
+                             image_size=int(meta.get("image_size") or 224), chance=chance_of_checkpoint(meta)))
     names = [m.model for m in out]
     for j, m in enumerate(out):
         if names.count(m.model) > 1:
             m.key = f"{m.model}{j + 1}"
             m.title = f"{m.title} ({Path(m.checkpoint).parent.name or j + 1})"
     return out
+
+
+def column_title(m: ModelInfo) -> str:
+    """A figure's column title: the model's name, marked when its test accuracy is not
+    significantly above the majority-class rate (its heat maps may show nothing learned)."""
+    return m.title + (" (at chance)" if m.chance is not None and not m.chance["above_chance"] else "")
+
+
+def chance_warnings(models: Sequence[ModelInfo]) -> list[str]:
+    """One sentence per model at chance, for the CLI and the export dialog."""
+    return [f"{m.title}: {m.chance['message']}" for m in models if m.chance is not None and not m.chance["above_chance"]]
 
 
 def check_writable_folder(folder: Path) -> None:

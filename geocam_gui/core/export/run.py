@@ -19,7 +19,7 @@ from geocam_gui.core.explain.store import GROUND_TRUTH, ModelStore, explain_imag
 from geocam_gui.core.export.plan import plan_export
 from geocam_gui.core.export.request import (
     CLASS_PREDICTED, CLASS_TRUE, MODEL_OUTPUTS, SIDECAR_FORMAT, SUMMARY_NAME, Cancel, ExportImage, ExportOptions,
-    ExportPlan, ExportRequest, ExportSummary, ModelInfo, Progress, Target,
+    ExportPlan, ExportRequest, ExportSummary, ModelInfo, Progress, Target, column_title,
 )
 from geocam_gui.core.export.sidecar import (
     build_sidecar, jsonable, model_result, read_sidecar, request_from_sidecar, write_sidecar,
@@ -267,7 +267,7 @@ def _run_figure(plan: ExportPlan, t: Target, summary: ExportSummary, progress: P
     size_in: list[float] = []
 
     def write(tmp: Path) -> None:
-        size_in[:] = render_figure(rows, ["Image"] + [m.title for m in plan.models], str(tmp), fmt, dpi=o.dpi,
+        size_in[:] = render_figure(rows, ["Image"] + [column_title(m) for m in plan.models], str(tmp), fmt, dpi=o.dpi,
                                    width_in=t.params["width_in"], cmap=o.cmap,
                                    show_predictions=o.show_predictions, colorbar_label=label,
                                    explains_predicted=o.class_choice == CLASS_PREDICTED)

@@ -69,7 +69,8 @@ def build_sidecar(t: Target, plan: ExportPlan, layers: dict[int, str], extra: di
         "sources": [{"path": req.images[i].path, "label": req.images[i].label, "sha256": plan.sources[i]}
                     for i in t.images],
         "models": [{"model": m.model, "title": m.title, "checkpoint": m.checkpoint, "weights": m.weights,
-                    "sha256": m.sha256, "layer": layers.get(j), "image_size": m.image_size, "classes": m.classes}
+                    "sha256": m.sha256, "layer": layers.get(j), "image_size": m.image_size, "classes": m.classes,
+                    "chance": m.chance}
                    for j, m in enumerate(plan.models)],
         "params": t.params,
         **extra,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from geocam_gui.core.device import gpu_path, resolve_device
 from geocam_gui.core.errors import BadArgument, CheckpointError
-from geocam_gui.core.models import MIN_INPUT, MODEL_NAMES
+from geocam_gui.core.models import MIN_INPUT, MODEL_NAMES, check_pretrained
 from geocam_gui.core.train.loader import AugmentConfig
 
 OPTIMIZERS = ("sgd", "adamw")
@@ -43,6 +43,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     momentum: float = 0.9
     weights: str | None = None  # optional local ImageNet state dict (head re-made)
+    pretrained: str | None = None  # "imagenet": torchvision's weights API (vgg11, resnet18)
     max_batches_per_epoch: int | None = None
     amp: bool = True  # bf16 autocast on CUDA (ignored elsewhere)
     channels_last: bool = True  # on CUDA (ignored elsewhere)
@@ -75,6 +76,9 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise BadArgument(message[0].upper() + message[1:])
+        check_pretrained(self.model, self.pretrained)
+        if self.pretrained is not None and self.weights is not None:
+            raise BadArgument("Give either --weights FILE or --pretrained imagenet, not both.")
         if self.weights is not None and not Path(self.weights).is_file():
             raise BadArgument(f"Pretrained weights file not found: {self.weights}.")
         return self

@@ -263,7 +263,7 @@ class TrainingLoop:
             t.index.save(t.out_dir / "index")
 
         torch.manual_seed(cfg.seed)
-        net = build_model(cfg.model, k, weights=cfg.weights).to(dev)
+        net = build_model(cfg.model, k, weights=cfg.weights, pretrained=cfg.pretrained).to(dev)
         cuda = gpu_path(dev)  # the CPU inside device.cuda_twin() too
         if cuda and cfg.channels_last:
             net = net.to(memory_format=torch.channels_last)
