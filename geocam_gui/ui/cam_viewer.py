@@ -27,11 +27,13 @@ from PySide6.QtWidgets import (
 
 from geocam_gui.core.explain import render
 from geocam_gui.core.explain.cam import METHOD_LABELS, METHODS
-from geocam_gui.core.explain.store import GROUND_TRUTH, PREDICTED, ImageExplanation, ModelStore, explain_image, full_size_maps
+from geocam_gui.core.explain.store import GROUND_TRUTH, PREDICTED, ImageExplanation, full_size_maps
 from geocam_gui.core.models import MODEL_LABELS, MODEL_NAMES
 from geocam_gui.core.workspace import Workspace
 from geocam_gui.ui.cam_pane import CamPane, to_qimage
-from geocam_gui.ui.workers import LatestWorker
+from geocam_gui.ui.compute import ComputeBridge, Reply, shared_bridge
+
+LANE = "explain"  # the compute process serves this lane before any other
 
 
 class CamViewer(QWidget):
@@ -42,7 +44,8 @@ class CamViewer(QWidget):
     statusMessage = Signal(str)
     camsShown = Signal(str)  # path of the image whose CAMs are on screen
 
-    def __init__(self, parent: QWidget | None = None, device: str = "cpu", workspace: Workspace | None = None):
+    def __init__(self, parent: QWidget | None = None, device: str = "cpu", workspace: Workspace | None = None,
+                 bridge: ComputeBridge | None = None):
         super().__init__(parent)
         # The active checkpoints live in the workspace (the window's, or an own one when alone).
         self.workspace = workspace if workspace is not None else Workspace()
@@ -54,11 +57,11 @@ class CamViewer(QWidget):
         self._shown_key: tuple | None = None
         self._map_cache: dict = {}
         self._map_cache_key: tuple | None = None
-        self._store = ModelStore(device)
         self._overrides: dict[str, tuple[str, np.ndarray, str]] = {}  # pane -> (image path, map01, caption)
-        self._worker = LatestWorker("cam-worker", self._compute, self)
-        self._worker.returned.connect(self._on_result)
-        self._worker.errored.connect(self._on_failed)
+        # Models live in the compute process: this one never loads a checkpoint or runs torch.
+        self.bridge = bridge if bridge is not None else shared_bridge(device)
+        self.bridge.replied.connect(self._on_reply)
+        self._request_id: int | None = None
 
         outer = QVBoxLayout(self)
         outer.setContentsMargins(4, 4, 4, 4)
@@ -290,7 +293,8 @@ class CamViewer(QWidget):
         key = (self._sample[0], self._sample[1], tuple(sorted(active.items())), method, self._stamp(active))
         self._requested_key = key
         self.heading.setText(f"{Path(self._sample[0]).name} - computing…")
-        self._worker.submit(key, (self._sample[0], self._sample[1], active, method))
+        self._request_id = self.bridge.submit(LANE, "explain", path=self._sample[0], checkpoints=active,
+                                              method=method, label=self._sample[1])
 
     @staticmethod
     def _stamp(active: dict[str, str]) -> tuple:
@@ -302,9 +306,13 @@ class CamViewer(QWidget):
                 out.append(0)
         return tuple(out)
 
-    def _compute(self, request) -> ImageExplanation:  # runs on the worker thread
-        path, label, checkpoints, method = request
-        return explain_image(path, checkpoints, self._store, method=method, label=label)
+    def _on_reply(self, reply: Reply) -> None:
+        if reply.lane != LANE or reply.id != self._request_id or reply.status == "progress":
+            return  # another view's, or an older request's
+        if reply.status == "result":
+            self._on_result(self._requested_key, reply.payload)
+        else:  # "error": a sentence; "crashed": the compute process died (restarted on the next request)
+            self._on_failed(self._requested_key, str(reply.payload))
 
     def _on_result(self, key, explanation: ImageExplanation) -> None:
         if key != self._requested_key:
@@ -378,7 +386,9 @@ class CamViewer(QWidget):
         return self._explanation
 
     def shutdown(self) -> None:
-        self._worker.stop()
+        if self._request_id is not None and self._requested_key != self._shown_key:
+            self.bridge.cancel(LANE)
+        self.bridge.replied.disconnect(self._on_reply)
 
 
 def _chance_of(path: str) -> dict | None:

@@ -32,6 +32,7 @@ from geocam_gui.core.workspace import Workspace, default_run_dir
 from geocam_gui.ui import dialogs, window_settings
 from geocam_gui.ui.analysis_panel import AnalysisPanel
 from geocam_gui.ui.cam_viewer import CamViewer
+from geocam_gui.ui.compute import Predictions
 from geocam_gui.ui.dataset_browser import DatasetBrowser, dataset_title
 from geocam_gui.ui.tasks import TaskRunner
 from geocam_gui.ui.runs_dialog import manage_runs
@@ -64,6 +65,7 @@ class MainWindow(QMainWindow):
         self.viewer = CamViewer(self, device=str(self.device) if self.device.type != "mps" else "cpu",
                                 workspace=self.workspace)
         self.setCentralWidget(self.viewer)
+        self.predictions = Predictions(self.viewer.bridge, self)
 
         self.browser = DatasetBrowser()
         self.browser.attach(self.workspace)
@@ -170,6 +172,9 @@ class MainWindow(QMainWindow):
         self.units.unitMapReady.connect(self.viewer.show_map)
         self.units.cam_button.clicked.connect(lambda: self.viewer.show_cam())
         self.units.statusMessage.connect(self.show_message)
+        self.predictions.ready.connect(self._on_predictions)
+        self.predictions.failed.connect(lambda name, msg: self.show_message(f"Predictions of {MODEL_LABELS[name]}: {msg}"))
+        self.predictions.busyChanged.connect(self.idleChanged)
 
     # -- settings -------------------------------------------------------------------------------
     @classmethod
@@ -223,7 +228,7 @@ class MainWindow(QMainWindow):
 
     def is_idle(self) -> bool:
         """No task, no training, no CAM computation pending (used by --screenshot and tests)."""
-        return not self.tasks.busy() and not self.training.is_running() and not self.viewer.is_busy()
+        return not (self.tasks.busy() or self.training.is_running() or self.viewer.is_busy() or self.predictions.busy())
 
     # -- datasets ---------------------------------------------------------------------------------
     def choose_dataset(self) -> None:
@@ -321,23 +326,14 @@ class MainWindow(QMainWindow):
                               else f"No checkpoints for this dataset's classes in {folder}.")
 
     def update_predictions(self, name: str, checkpoint: str) -> None:
-        """Predict every image with a checkpoint, for the browser's columns and filters (a newer
-        prediction of the same model replaces one still running)."""
-        if self.index is None:
-            return
-        from geocam_gui.core.explain.store import predict_samples
+        """Predict every image with a checkpoint, for the browser's columns and filters, in the
+        compute process (a newer prediction of the same model replaces one still running)."""
+        if self.index is not None:
+            self.predictions.request(name, checkpoint, self.index)
 
-        index, samples = self.index, list(self.index.samples)
-
-        def work(progress, cancelled):
-            return predict_samples(checkpoint, samples, progress=progress, cancel=cancelled)
-
-        def done(probs):
-            if self.index is index:
-                self.browser.set_predictions(name, probs)
-
-        self.tasks.run(f"predict-{name}", work, done, replaces=f"predict-{name}",
-                       on_fail=lambda msg: self.show_message(f"Predictions of {MODEL_LABELS[name]}: {msg}"))
+    def _on_predictions(self, name: str, index, probs) -> None:
+        if self.index is index:
+            self.browser.set_predictions(name, probs)
 
     # -- training ---------------------------------------------------------------------------------
     def train_model(self, name: str) -> None:
@@ -413,5 +409,6 @@ class MainWindow(QMainWindow):
         QApplication.processEvents()
         self.analysis.shutdown()
         self.units.shutdown()
+        self.predictions.cancel_all()
         self.viewer.shutdown()
         self.browser.shutdown()

@@ -1,0 +1,142 @@
+"""The window's end of the compute process (``core.explain.service``): replies become a signal.
+
+No thread: a ``QSocketNotifier`` on the pipe wakes the GUI thread when a reply is waiting, and
+reading it costs only the unpickling of a few numpy arrays. When the process dies, the views get
+``Reply(status="crashed")`` with a sentence, and the next request starts a fresh process.
+
+One bridge per device serves every view of the application (``shared_bridge``); it is started on
+the first request and stopped when the application quits (``shutdown_all``; the process also
+exits by itself when this one dies).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from PySide6.QtCore import QObject, QSocketNotifier, Signal
+
+from geocam_gui.core.explain.service import ComputeService, Reply
+
+log = logging.getLogger(__name__)
+
+
+class ComputeBridge(QObject):
+    """Owns the compute process; ``replied(Reply)`` carries each lane's latest answer."""
+
+    replied = Signal(object)
+
+    def __init__(self, device: str = "cpu", parent: QObject | None = None):
+        super().__init__(parent)
+        self.service = ComputeService(device)
+        self._notifier: QSocketNotifier | None = None
+
+    def _ensure(self) -> None:
+        if self.service.alive and self._notifier is not None:
+            return
+        self._drop_notifier()
+        if not self.service.alive:
+            self.service.start()
+        self._notifier = QSocketNotifier(self.service.fileno(), QSocketNotifier.Type.Read, self)
+        self._notifier.activated.connect(self._read)
+
+    def submit(self, lane: str, kind: str, **kwargs: Any) -> int:
+        """Send a request (it replaces the lane's previous one); returns its id."""
+        self._ensure()
+        return self.service.submit(lane, kind, **kwargs)
+
+    def cancel(self, lane: str) -> None:
+        if self.service.alive:
+            self.service.cancel(lane)
+
+    @property
+    def pid(self) -> int | None:
+        return self.service.pid if self.service.alive else None
+
+    def _read(self, *_args) -> None:
+        replies = self.service.poll()
+        if not self.service.alive:
+            self._drop_notifier()
+        for reply in replies:
+            if reply.status == "crashed":
+                log.warning("%s", reply.payload)
+            self.replied.emit(reply)
+
+    def _drop_notifier(self) -> None:
+        if self._notifier is not None:
+            self._notifier.setEnabled(False)
+            self._notifier.deleteLater()
+            self._notifier = None
+
+    def shutdown(self) -> None:
+        """Stop the process (within a few seconds at most)."""
+        self._drop_notifier()
+        self.service.close(timeout=2.0)
+
+
+class Predictions(QObject):
+    """The browser's predictions, one lane per model (``predict-<model>``): a newer request for a
+    model replaces one still running. ``ready(model, index, probs)`` names the index the
+    probabilities belong to, so a view can drop those of a dataset it no longer shows."""
+
+    ready = Signal(str, object, object)
+    failed = Signal(str, str)
+    busyChanged = Signal()
+
+    def __init__(self, bridge: ComputeBridge, parent: QObject | None = None):
+        super().__init__(parent)
+        self.bridge = bridge
+        self._pending: dict[str, tuple[int, str, object]] = {}  # lane -> (request id, model, index)
+        bridge.replied.connect(self._on_reply)
+
+    def request(self, model: str, checkpoint: str, index) -> None:
+        lane = f"predict-{model}"
+        job = self.bridge.submit(lane, "predict", checkpoint=str(checkpoint), samples=list(index.samples))
+        self._pending[lane] = (job, model, index)
+        self.busyChanged.emit()
+
+    def busy(self) -> bool:
+        return bool(self._pending)
+
+    def cancel_all(self) -> None:
+        for lane in list(self._pending):
+            self.bridge.cancel(lane)
+        self._pending.clear()
+        self.busyChanged.emit()
+
+    def _on_reply(self, reply: Reply) -> None:
+        pending = self._pending.get(reply.lane)
+        if pending is None or pending[0] != reply.id or reply.status == "progress":
+            return
+        del self._pending[reply.lane]
+        _job, model, index = pending
+        if reply.status == "result":
+            self.ready.emit(model, index, reply.payload)
+        else:
+            self.failed.emit(model, str(reply.payload))
+        self.busyChanged.emit()
+
+
+_SHARED: dict[str, ComputeBridge] = {}
+
+
+def shared_bridge(device: str = "cpu") -> ComputeBridge:
+    """The application's bridge for ``device`` (created on first use, stopped at quit)."""
+    bridge = _SHARED.get(device)
+    if bridge is None:
+        from PySide6.QtCore import QCoreApplication
+
+        app = QCoreApplication.instance()
+        bridge = _SHARED[device] = ComputeBridge(device, parent=app)
+        if app is not None:
+            app.aboutToQuit.connect(shutdown_all)
+    return bridge
+
+
+def shutdown_all() -> None:
+    """Stop every compute process of this application (at quit; idempotent)."""
+    for bridge in list(_SHARED.values()):
+        bridge.shutdown()
+
+
+__all__ = ["ComputeBridge", "Predictions", "Reply", "shared_bridge", "shutdown_all"]
