@@ -64,8 +64,8 @@ def test_explanation_equals_the_in_process_one(assets, service):
                           method="gradcam", label="tokyo")
     assert remote.errors == local.errors == {}
     np.testing.assert_array_equal(remote.image, local.image)
-    (name, a), = remote.panes.items()
-    b = local.panes[name]
+    (name, a), = remote.models.items()
+    b = local.models[name]
     np.testing.assert_allclose(a.raw, b.raw, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(a.probs, b.probs, rtol=1e-5, atol=1e-6)
 
@@ -119,7 +119,7 @@ def test_a_killed_process_is_reported_and_restarted(assets, service):
     assert reply.id == job and reply.status == "crashed" and "stopped unexpectedly" in reply.payload
     assert not service.alive
     out = service.request("explain", "explain", path=assets["photos"][0], checkpoints={"shallow": assets["ckpt"]})
-    assert out.panes  # a fresh process answered
+    assert out.models  # a fresh process answered
 
 
 def test_protocol_messages_round_trip_through_pickle(assets):

@@ -1,7 +1,8 @@
 """The tri-pane Grad-CAM viewer: shallow, VGG11 and ResNet18 side by side.
 
-CAMs of every class are computed off the GUI thread (``LatestWorker``: the newest selection
-wins); opacity, class, scale and colormap changes only re-blend the cached maps here.
+CAMs of every class are computed in the compute process (``ui.compute``, lane ``explain``: the
+newest selection wins); opacity, class, scale and colormap changes only re-blend the cached maps
+here.
 """
 
 from __future__ import annotations
