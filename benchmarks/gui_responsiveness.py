@@ -253,6 +253,11 @@ def main() -> int:
     print(f"longest GUI stall while training shallow + ResNet18 with epoch-end CAMs and predictions: "
           f"{stall_train:.1f} ms (budget 50 ms)")
     window.close()
+    from geocam_gui.ui.compute import shutdown_all
+
+    shutdown_all()
+    window.deleteLater()  # torn down by Qt now, not by the interpreter's finalisation
+    app.processEvents()
     return 0
 
 

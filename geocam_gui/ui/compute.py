@@ -130,6 +130,9 @@ def shared_bridge(device: str = "cpu") -> ComputeBridge:
         bridge = _SHARED[device] = ComputeBridge(device, parent=app)
         if app is not None:
             app.aboutToQuit.connect(shutdown_all)
+        import atexit
+
+        atexit.register(shutdown_all)  # also for scripts that never quit the application
     return bridge
 
 

@@ -12,6 +12,9 @@ Each root is read by one layout into :class:`Found` records (path, label, group,
 
 Groups are what must never straddle two splits: the panorama for the NetVLAD collections (its
 12-24 views overlap), the place for Tokyo Time Machine (several visits of one spot).
+
+Long because: the five collection layouts share one scan, one grouping rule and one
+manifest reader; apart they would each import the others' helpers.
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ assembled by index from it (``loader.BatchFeeder``); augmentation and normalisat
 training device. Each epoch's state (weights once, optimiser moments beside them, best as a hard
 link) is written by ``saver.StateWriter`` in the background while the next epoch runs, in an order
 that keeps ``--resume`` exact (see ``saver``).
+
+Long because: one epoch loop serves CPU, CUDA (AMP, channels_last, out-of-memory retry) and
+DistributedDataParallel with exact resume; split, each part would need the loop's state.
 """
 
 from __future__ import annotations
