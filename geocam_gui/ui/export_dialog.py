@@ -17,38 +17,17 @@ from typing import Sequence
 
 from PySide6.QtCore import QSettings, Signal
 from PySide6.QtWidgets import (
-    QButtonGroup,
-    QCheckBox,
     QComboBox,
     QDialog,
-    QDoubleSpinBox,
     QFileDialog,
-    QFormLayout,
-    QGroupBox,
-    QHBoxLayout,
-    QLabel,
-    QLineEdit,
     QMessageBox,
-    QPlainTextEdit,
-    QProgressBar,
-    QPushButton,
-    QRadioButton,
-    QSpinBox,
-    QToolButton,
-    QVBoxLayout,
     QWidget,
 )
 
 from geocam_gui.core import export as ex
-from geocam_gui.core.explain.cam import METHOD_LABELS, METHODS
-from geocam_gui.core.export.figure import DOUBLE_COLUMN_IN, SINGLE_COLUMN_IN
 from geocam_gui.core.models import MODEL_LABELS
-from geocam_gui.core.explain.render import COLORMAPS
+from geocam_gui.ui.export_form import BATCH, CURRENT, FIGURE, FIGURE_FORMAT_CHOICES, OVERLAY_FORMAT_CHOICES, build_form
 from geocam_gui.ui.workers import TaskWorker
-
-CURRENT, FIGURE, BATCH = "current", "figure", "batch"
-_FIGURE_FORMATS = (("PDF (vector)", "pdf"), ("SVG (vector)", "svg"), ("PNG", "png"))
-_OVERLAY_FORMATS = (("PNG", "png"), ("TIFF", "tiff"))
 
 
 class ExportDialog(QDialog):
@@ -114,134 +93,7 @@ class ExportDialog(QDialog):
         return []
 
     def _build(self, class_choice: str, method: str, cmap: str, opacity: float) -> None:
-        layout = QVBoxLayout(self)
-        what = QGroupBox("What to export")
-        wl = QVBoxLayout(what)
-        n = len(self.images)
-        self.mode_current = QRadioButton(
-            "Overlays of the current image" if n <= 1 else f"Overlays of the {n} selected images")
-        rows = min(n, ex.MAX_FIGURE_ROWS)
-        self.mode_figure = QRadioButton(f"Figure of the selected image{'s' if rows != 1 else ''} ({rows} row"
-                                        f"{'s' if rows != 1 else ''}, one column per model)")
-        self.mode_batch = QRadioButton(f"Overlays of the images shown in the browser ({len(self.batch_samples)})")
-        self.mode_group = QButtonGroup(self)
-        for button, mode in ((self.mode_current, CURRENT), (self.mode_figure, FIGURE), (self.mode_batch, BATCH)):
-            button.setProperty("mode", mode)
-            self.mode_group.addButton(button)
-            wl.addWidget(button)
-        self.mode_current.setEnabled(bool(self.images))
-        self.mode_figure.setEnabled(bool(self.images))
-        self.mode_batch.setEnabled(bool(self.batch_samples))
-        self.mode_group.buttonToggled.connect(self._on_mode_toggled)
-        layout.addWidget(what)
-
-        form = QFormLayout()
-        dest_row = QHBoxLayout()
-        self.destination = QLineEdit()
-        self.destination.textEdited.connect(lambda text: self._dest.__setitem__(self._mode, text))
-        self.browse = QToolButton()
-        self.browse.setText("…")
-        self.browse.setToolTip("Choose where to write")
-        self.browse.clicked.connect(self._browse)
-        dest_row.addWidget(self.destination, 1)
-        dest_row.addWidget(self.browse)
-        self.destination_label = QLabel("Folder:")
-        form.addRow(self.destination_label, dest_row)
-
-        self.format = QComboBox()
-        self.format.currentIndexChanged.connect(self._on_format_changed)
-        form.addRow("Format:", self.format)
-        self.dpi = QSpinBox()
-        self.dpi.setRange(ex.MIN_DPI, ex.MAX_DPI)
-        self.dpi.setSingleStep(100)
-        self.dpi.setValue(int(self._settings.value("export/dpi", 300)))
-        self.dpi.setSuffix(" dpi")
-        form.addRow("Resolution:", self.dpi)
-
-        width_row = QHBoxLayout()
-        self.width = QComboBox()
-        self.width.addItem(f"Single column ({SINGLE_COLUMN_IN} in)", SINGLE_COLUMN_IN)
-        self.width.addItem(f"Double column ({DOUBLE_COLUMN_IN} in)", DOUBLE_COLUMN_IN)
-        self.width.addItem("Custom width", None)
-        self.width_custom = QDoubleSpinBox()
-        self.width_custom.setRange(1.5, 40.0)
-        self.width_custom.setDecimals(2)
-        self.width_custom.setSuffix(" in")
-        self.width_custom.setValue(5.0)
-        self.width.currentIndexChanged.connect(self._update_enabled)
-        width_row.addWidget(self.width, 1)
-        width_row.addWidget(self.width_custom)
-        self.width_label = QLabel("Figure width:")
-        form.addRow(self.width_label, width_row)
-
-        self.class_combo = QComboBox()
-        self.class_combo.addItem("Predicted class", ex.CLASS_PREDICTED)
-        self.class_combo.addItem("Ground truth", ex.CLASS_TRUE)
-        for c in self._classes:
-            self.class_combo.addItem(c, c)
-        self._select(self.class_combo, ex.normalize_class_choice(class_choice))
-        form.addRow("Class explained:", self.class_combo)
-
-        self.method = QComboBox()
-        for m in METHODS:
-            self.method.addItem(METHOD_LABELS.get(m, m), m)
-        self._select(self.method, method)
-        form.addRow("Method:", self.method)
-        self.cmap = QComboBox()
-        for c in COLORMAPS:
-            self.cmap.addItem(c, c)
-        self._select(self.cmap, cmap)
-        form.addRow("Colormap:", self.cmap)
-        self.opacity = QSpinBox()
-        self.opacity.setRange(0, 100)
-        self.opacity.setSuffix(" %")
-        self.opacity.setValue(int(round(float(opacity) * 100)))
-        form.addRow("Opacity:", self.opacity)
-        self.shared = QCheckBox("One colour scale for all models of an image")
-        form.addRow("Scale:", self.shared)
-
-        outputs = QHBoxLayout()
-        self.out_overlay = QCheckBox("Overlay")
-        self.out_heatmap = QCheckBox("Heat map (RGBA)")
-        self.out_raw = QCheckBox("Raw map (.npy)")
-        for box in (self.out_overlay, self.out_heatmap, self.out_raw):
-            box.setChecked(True)
-            outputs.addWidget(box)
-        self.outputs_label = QLabel("Files:")
-        form.addRow(self.outputs_label, outputs)
-        self.predictions = QCheckBox("Prediction and probability under each panel")
-        self.predictions.setChecked(True)
-        form.addRow("", self.predictions)
-        layout.addLayout(form)
-
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1)
-        self.progress.setValue(0)
-        self.status = QLabel(" ")
-        self.status.setWordWrap(True)
-        self.summary_text = QPlainTextEdit()
-        self.summary_text.setReadOnly(True)
-        self.summary_text.setMaximumHeight(120)
-        self.summary_text.hide()
-        layout.addWidget(self.progress)
-        layout.addWidget(self.status)
-        layout.addWidget(self.summary_text)
-
-        buttons = QHBoxLayout()
-        buttons.addStretch(1)
-        self.export_button = QPushButton("Export")
-        self.export_button.setDefault(True)
-        self.export_button.clicked.connect(lambda: self.start_export())
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setToolTip("Stop the export after the current image")
-        self.cancel_button.clicked.connect(self.cancel_export)
-        self.close_button = QPushButton("Close")
-        self.close_button.clicked.connect(self.reject)
-        for b in (self.export_button, self.cancel_button, self.close_button):
-            buttons.addWidget(b)
-        layout.addLayout(buttons)
-        if not self.checkpoints:
-            self.status.setText("No trained model to explain yet: train one or open a checkpoint first.")
+        build_form(self, class_choice, method, cmap, opacity)
 
     @staticmethod
     def _select(combo: QComboBox, data) -> None:
@@ -271,7 +123,7 @@ class ExportDialog(QDialog):
         figure = mode == FIGURE
         self.format.blockSignals(True)
         self.format.clear()
-        for label, data in (_FIGURE_FORMATS if figure else _OVERLAY_FORMATS):
+        for label, data in (FIGURE_FORMAT_CHOICES if figure else OVERLAY_FORMAT_CHOICES):
             self.format.addItem(label, data)
         if figure:
             self._select(self.format, Path(self._dest[FIGURE]).suffix.lower().lstrip(".") or "pdf")
