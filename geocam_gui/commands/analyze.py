@@ -9,10 +9,10 @@ writes DIR/report.json, DIR/report.html (self-contained) and the plots and mosai
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
+from geocam_gui.commands.progress import progress_printer
 from geocam_gui.core.explain.cam import METHODS
 
 NAME = "analyze"
@@ -43,7 +43,7 @@ def _model_order(path: Path) -> tuple:
     return (MODEL_NAMES.index(name) if name in MODEL_NAMES else len(MODEL_NAMES), str(path))
 
 
-def _expand(items: list[str]) -> list[Path]:
+def expand_checkpoints(items: list[str]) -> list[Path]:
     from geocam_gui.core.checkpoints import find_checkpoints
     from geocam_gui.core.errors import BadArgument
 
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.limit is not None and args.limit < 1:
         raise BadArgument(f"--limit must be at least 1, got {args.limit}.")
-    checkpoints = _expand(args.checkpoint)
+    checkpoints = expand_checkpoints(args.checkpoint)
     data = Path(args.data).expanduser()
     if not data.exists():
         raise BadArgument(f"The data folder {data} does not exist.")
@@ -80,14 +80,7 @@ def run(args: argparse.Namespace) -> int:
     check_writable_folder(out)  # before minutes of analysis whose report could not be written
     if not index.split(args.split):
         raise BadData(f"The {args.split!r} split of {data} has no images.")
-    show = sys.stderr.isatty()
-    last = [0.0]
-
-    def progress(done: int, total: int, text: str = "") -> None:
-        now = time.monotonic()
-        if show and (now - last[0] > 0.5 or done == total):
-            last[0] = now
-            print(f"\r[{done}/{total}] {text[:70]:<70}", end="\n" if done == total else "", file=sys.stderr, flush=True)
+    progress = progress_printer()
 
     start = time.perf_counter()
     report = run_analysis(checkpoints, index, split=args.split, method=args.method, limit=args.limit,

@@ -9,9 +9,10 @@ writes DIR/units.json, DIR/units.html, the detector chart, filter grids and unit
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
+
+from geocam_gui.commands.progress import progress_printer
 
 NAME = "units"
 HELP = ("show what the learned filters and a layer's units detect: top-activating patches and, on data "
@@ -39,17 +40,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from geocam_gui.commands.analyze import _expand
+    from geocam_gui.commands.analyze import expand_checkpoints
     from geocam_gui.core.analysis.units_report import export_units_figure, write_units_page
     from geocam_gui.core.analysis.units_run import run_units
     from geocam_gui.core.data.datasets import open_data
-    from geocam_gui.core.errors import BadArgument, DataError
+    from geocam_gui.core.errors import BadArgument, BadData
+    from geocam_gui.core.paths import check_writable_folder
 
     if args.limit is not None and args.limit < 1:
         raise BadArgument(f"--limit must be at least 1, got {args.limit}.")
     if not 1 <= args.top <= 64:
         raise BadArgument(f"--top must be between 1 and 64, got {args.top}.")
-    checkpoints = _expand(args.checkpoint)
+    checkpoints = expand_checkpoints(args.checkpoint)
     data = Path(args.data).expanduser()
     if not data.exists():
         raise BadArgument(f"The data folder {data} does not exist.")
@@ -57,16 +59,10 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise BadArgument(f"--out {out} exists and is not a folder.")
     index = open_data(data)
+    check_writable_folder(out)  # before minutes of work whose page could not be written
     if not index.split(args.split):
-        raise DataError(f"The {args.split!r} split of {data} has no images.")
-    show = sys.stderr.isatty()
-    last = [0.0]
-
-    def progress(done: int, total: int, text: str = "") -> None:
-        now = time.monotonic()
-        if show and (now - last[0] > 0.5 or done == total):
-            last[0] = now
-            print(f"\r[{done}/{total}] {text[:70]:<70}", end="\n" if done == total else "", file=sys.stderr, flush=True)
+        raise BadData(f"The {args.split!r} split of {data} has no images.")
+    progress = progress_printer()
 
     start = time.perf_counter()
     results = [run_units(c, index, split=args.split, layer=args.layer, top=args.top, limit=args.limit,
