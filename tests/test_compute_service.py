@@ -103,6 +103,36 @@ def test_explanations_overtake_a_long_prediction(assets, service):
     assert service.request("explain", "stats").get("sleep", 0) == before.get("sleep", 0)
 
 
+def test_an_explanation_served_inside_a_real_prediction_still_has_gradients(assets, service, tmp_path):
+    """The prediction pass runs under ``torch.inference_mode``; an explanation served between two
+    of its batches must not inherit it - above all not load its model as inference tensors (found
+    in the window: "Setting requires_grad=True on inference tensor" on every later CAM)."""
+    import torch
+
+    from geocam_gui.core.checkpoints import base_meta, save_checkpoint
+    from geocam_gui.core.data.datasets import Sample
+    from geocam_gui.core.models import build_model
+
+    torch.manual_seed(1)
+    other = str(save_checkpoint(tmp_path / "other" / "best", build_model("shallow", 2),
+                                base_meta("shallow", CLASSES, SIZE)))  # not loaded in the process yet
+    samples = [Sample(path=assets["photos"][i % 4], label="tokyo", group=str(i), split="test", extra={})
+               for i in range(600)]
+    service.submit("predict", "predict", checkpoint=assets["ckpt"], samples=samples, batch_size=1)
+    deadline = time.monotonic() + 60
+    while not any(r.lane == "predict" and r.status == "progress" for r in service.poll(0.5)):
+        assert time.monotonic() < deadline, "the prediction never reached its batches"
+    service.submit("explain", "explain", path=assets["photos"][2], checkpoints={"shallow": other},
+                   method="gradcam", label="tokyo", strict=True)
+    first = _wait(service, "explain", timeout=60)
+    assert first.status == "result", first.payload
+    again = service.request("explain", "explain", path=assets["photos"][3], checkpoints={"shallow": other},
+                            method="gradcam", label="tokyo", strict=True)  # the cached model still works
+    local = explain_image(assets["photos"][3], {"shallow": other}, ModelStore("cpu"), method="gradcam", label="tokyo")
+    np.testing.assert_allclose(again.models["shallow"].raw, local.models["shallow"].raw, rtol=1e-5, atol=1e-6)
+    service.cancel("predict")
+
+
 def test_a_bad_checkpoint_is_a_sentence_in_the_result(assets, service, tmp_path):
     out = service.request("explain", "explain", path=assets["photos"][0], checkpoints={"vgg11": str(tmp_path / "none.json")})
     assert "vgg11" in out.errors and out.errors["vgg11"]

@@ -295,7 +295,12 @@ class _Server:
         if lane not in PRIORITY:
             for first in PRIORITY:
                 if first in self.pending:
-                    self.execute(self.pending.pop(first))
+                    import torch
+
+                    # This job may be inside ``torch.inference_mode`` (a prediction pass): the
+                    # waiting one needs gradients and must not load models as inference tensors.
+                    with torch.inference_mode(False), torch.enable_grad():
+                        self.execute(self.pending.pop(first))
         if job_id in self.cancelled_ids:
             raise _Superseded()
 

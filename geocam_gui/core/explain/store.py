@@ -84,7 +84,10 @@ class ModelStore:
         hit = self._models.get(key)
         if hit is not None and hit[0] == stamp:
             return hit[1]
-        loaded = load_checkpoint(key, device=self.device, expect_classes=classes)
+        import torch
+
+        with torch.inference_mode(False):  # cached models must serve CAMs (gradients) later too
+            loaded = load_checkpoint(key, device=self.device, expect_classes=classes)
         loaded.model.eval()
         self._models[key] = (stamp, loaded)
         return loaded
