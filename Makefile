@@ -37,7 +37,7 @@ bench: install
 	$(BIN)/python benchmarks/run_all.py
 
 screenshot: install
-	QT_QPA_PLATFORM=offscreen $(BIN)/geocam-gui --demo --screenshot docs/screenshot.png
+	QT_QPA_PLATFORM=offscreen $(BIN)/geocam-gui --demo --screenshot docs/screenshot.png --size 1280x800
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .coverage coverage.json
