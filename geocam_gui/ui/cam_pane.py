@@ -72,7 +72,7 @@ class CamPane(QFrame):
         el.addWidget(self.train_button, 0, Qt.AlignmentFlag.AlignHCenter)
         el.addStretch(1)
         self.stack.addWidget(empty)
-        self.stack.setMinimumSize(QSize(120, 110))
+        self.stack.setMinimumSize(QSize(120, 72))  # the image gives way first on a small window
         self.stack.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         layout.addWidget(self.stack, 1)
 
@@ -129,14 +129,13 @@ class CamPane(QFrame):
             self.chance_label.setVisible(False)
             self.chance_label.setText("")
             return
-        lo, hi = verdict["ci95"]
-        acc = f"test accuracy {100 * verdict['accuracy']:.1f} % (95 % CI {100 * lo:.0f}-{100 * hi:.0f} %)"
+        # One short line (the pane must leave room for the image); the sentence is the tooltip.
+        acc, p = f"test {100 * verdict['accuracy']:.1f} %", f"p = {verdict['p_value']:.2g}"
         if verdict["above_chance"]:
-            text = f"<span style='color:#5f6b7a'>{acc}, above chance (p = {verdict['p_value']:.2g})</span>"
+            text = f"<span style='color:#5f6b7a'>{acc}, above chance ({p})</span>"
         else:
-            text = (f"<span style='color:#8a5a00'><b>At chance</b>: {acc} is not above "
-                    f"{100 * verdict['majority_rate']:.0f} % (p = {verdict['p_value']:.2g}); "
-                    "its heat map may show nothing it learned.</span>")
+            text = (f"<span style='color:#8a5a00'><b>At chance</b>: {acc}, not above "
+                    f"{100 * verdict['majority_rate']:.0f} % ({p})</span>")
         self.chance_label.setText(text)
         self.chance_label.setToolTip(verdict["message"])
         self.chance_label.setVisible(True)

@@ -278,6 +278,7 @@ class CamViewer(QWidget):
             pane.set_checkpoint_text(" ")
         else:
             pane.set_checkpoint_text(f"<span style='color:#5f6b7a'>{_short_ckpt(ckpt)}</span>")
+            pane.checkpoint_label.setToolTip(str(ckpt))
             if self._sample is None:
                 pane.show_empty("Select an image in the dataset browser.")
 
@@ -405,6 +406,5 @@ def _chance_of(path: str) -> dict | None:
 
 
 def _short_ckpt(path: str) -> str:
-    p = Path(path)
-    parts = p.parts[-3:]
-    return "checkpoint: …/" + "/".join(parts)
+    """One line for the pane (model folder and file); the full path is the label's tooltip."""
+    return "checkpoint: …/" + "/".join(Path(path).parts[-2:])
