@@ -38,6 +38,7 @@ SIZES: dict[str, tuple[list[str], list[str]]] = {
     "index_speed": (["--files", "20000", "--repeat", "1"], ["--files", "300", "--repeat", "1"]),
     "render_speed": (["--rounds", "5", "--calls", "10"], ["--rounds", "1", "--calls", "2"]),
     "synthetic_speed": (["--images", "400"], ["--images", "20", "--size", "64"]),  # at least 10 per class
+    "units_speed": (["--repeats", "1"], ["--repeats", "1", "--models", "shallow", "--limit", "16", "--per-class", "20"]),
     "train_throughput": (["--batches", "8", "--repeats", "1"],
                          ["--models", "shallow", "--batches", "2", "--warmup", "1", "--repeats", "1",
                           "--image-size", "32", "--batch-size", "8", "--device", "cpu"]),

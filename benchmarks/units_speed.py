@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -37,7 +38,8 @@ def inference(model, images, batch=un.BATCH):
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("data")
+    ap.add_argument("data", nargs="?", help="a demo set with label maps (default: generate one into a temporary folder)")
+    ap.add_argument("--per-class", type=int, default=200, help="without DATA: images per class of the generated set")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--models", nargs="+", default=["shallow", "vgg11", "resnet18"])
@@ -47,6 +49,13 @@ def main() -> None:
                     help="trained checkpoints to use instead of untrained models (their image size wins)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.data is None:
+        import tempfile
+
+        from geocam_gui.core.data.demo import generate_demo
+
+        args.data = str(generate_demo(Path(tempfile.mkdtemp(prefix="units-bench-")) / "demo", per_class=args.per_class,
+                                      size=args.size))
     index = open_data(args.data)
     legend, why = nd.read_legend(index.roots)
     if legend is None:
