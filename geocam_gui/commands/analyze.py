@@ -12,7 +12,7 @@ import argparse
 import time
 from pathlib import Path
 
-from geocam_gui.commands.progress import progress_printer
+from geocam_gui.commands.common import checked_inputs, progress_printer
 from geocam_gui.core.explain.cam import METHODS
 
 NAME = "analyze"
@@ -63,23 +63,9 @@ def expand_checkpoints(items: list[str]) -> list[Path]:
 def run(args: argparse.Namespace) -> int:
     from geocam_gui.core.analysis.report import write_report
     from geocam_gui.core.analysis.run import run_analysis
-    from geocam_gui.core.data.datasets import open_data
-    from geocam_gui.core.errors import BadArgument, BadData, GeoCamError, os_error_sentence
-    from geocam_gui.core.paths import check_writable_folder
+    from geocam_gui.core.errors import GeoCamError, os_error_sentence
 
-    if args.limit is not None and args.limit < 1:
-        raise BadArgument(f"--limit must be at least 1, got {args.limit}.")
-    checkpoints = expand_checkpoints(args.checkpoint)
-    data = Path(args.data).expanduser()
-    if not data.exists():
-        raise BadArgument(f"The data folder {data} does not exist.")
-    out = Path(args.out).expanduser()
-    if out.exists() and not out.is_dir():
-        raise BadArgument(f"--out {out} exists and is not a folder.")
-    index = open_data(data)
-    check_writable_folder(out)  # before minutes of analysis whose report could not be written
-    if not index.split(args.split):
-        raise BadData(f"The {args.split!r} split of {data} has no images.")
+    checkpoints, index, out = checked_inputs(args)
     progress = progress_printer()
 
     start = time.perf_counter()

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
-from geocam_gui.commands.progress import progress_printer
+from geocam_gui.commands.common import checked_inputs, progress_printer
 
 NAME = "units"
 HELP = ("show what the learned filters and a layer's units detect: top-activating patches and, on data "
@@ -40,28 +39,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from geocam_gui.commands.analyze import expand_checkpoints
     from geocam_gui.core.analysis.units_report import export_units_figure, write_units_page
     from geocam_gui.core.analysis.units_run import run_units
-    from geocam_gui.core.data.datasets import open_data
-    from geocam_gui.core.errors import BadArgument, BadData
-    from geocam_gui.core.paths import check_writable_folder
+    from geocam_gui.core.errors import BadArgument
 
-    if args.limit is not None and args.limit < 1:
-        raise BadArgument(f"--limit must be at least 1, got {args.limit}.")
     if not 1 <= args.top <= 64:
         raise BadArgument(f"--top must be between 1 and 64, got {args.top}.")
-    checkpoints = expand_checkpoints(args.checkpoint)
-    data = Path(args.data).expanduser()
-    if not data.exists():
-        raise BadArgument(f"The data folder {data} does not exist.")
-    out = Path(args.out).expanduser()
-    if out.exists() and not out.is_dir():
-        raise BadArgument(f"--out {out} exists and is not a folder.")
-    index = open_data(data)
-    check_writable_folder(out)  # before minutes of work whose page could not be written
-    if not index.split(args.split):
-        raise BadData(f"The {args.split!r} split of {data} has no images.")
+    checkpoints, index, out = checked_inputs(args)
     progress = progress_printer()
 
     start = time.perf_counter()
