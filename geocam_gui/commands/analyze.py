@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 from geocam_gui.commands.common import checked_inputs, progress_printer
 from geocam_gui.core.explain.cam import METHODS
@@ -33,31 +32,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
     parser.add_argument("--no-cache", action="store_true", help="recompute even when cached results exist")
     parser.add_argument("--out", "-o", required=True, metavar="DIR", help="output folder for the report")
-
-
-def _model_order(path: Path) -> tuple:
-    """Checkpoints of a run folder in the paper's order (shallow, vgg11, resnet18), then by path."""
-    from geocam_gui.core.models import MODEL_NAMES
-
-    name = path.parent.name
-    return (MODEL_NAMES.index(name) if name in MODEL_NAMES else len(MODEL_NAMES), str(path))
-
-
-def expand_checkpoints(items: list[str]) -> list[Path]:
-    from geocam_gui.core.checkpoints import find_checkpoints
-    from geocam_gui.core.errors import BadArgument
-
-    out: list[Path] = []
-    for item in items:
-        p = Path(item).expanduser()
-        if p.is_dir():
-            found = find_checkpoints(p)
-            if not found:
-                raise BadArgument(f"{p} is a folder without any trained checkpoint (best.json) in it.")
-            out.extend(sorted(found, key=_model_order))
-        else:
-            out.append(p)
-    return out
 
 
 def run(args: argparse.Namespace) -> int:

@@ -23,11 +23,35 @@ def progress_printer() -> Callable[..., None]:
     return progress
 
 
+def _model_order(path: Path) -> tuple:
+    """Checkpoints of a run folder in the paper's order (shallow, vgg11, resnet18), then by path."""
+    from geocam_gui.core.models import MODEL_NAMES
+
+    name = path.parent.name
+    return (MODEL_NAMES.index(name) if name in MODEL_NAMES else len(MODEL_NAMES), str(path))
+
+
+def expand_checkpoints(items: list[str]) -> list[Path]:
+    from geocam_gui.core.checkpoints import find_checkpoints
+    from geocam_gui.core.errors import BadArgument
+
+    out: list[Path] = []
+    for item in items:
+        p = Path(item).expanduser()
+        if p.is_dir():
+            found = find_checkpoints(p)
+            if not found:
+                raise BadArgument(f"{p} is a folder without any trained checkpoint (best.json) in it.")
+            out.extend(sorted(found, key=_model_order))
+        else:
+            out.append(p)
+    return out
+
+
 def checked_inputs(args: argparse.Namespace) -> tuple[list[Path], object, Path]:
     """(checkpoints, index, output folder) of ``--checkpoint``, ``--data``, ``--split`` and
     ``--out``, checked before minutes of work: a bad one is ``BadArgument``/``BadData`` (exit 2),
     an output folder that cannot be written a sentence (exit 1)."""
-    from geocam_gui.commands.analyze import expand_checkpoints
     from geocam_gui.core.data.datasets import open_data
     from geocam_gui.core.errors import BadArgument, BadData
     from geocam_gui.core.paths import check_writable_folder
