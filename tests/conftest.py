@@ -54,3 +54,18 @@ def main_window(qtbot, qt_settings, _isolated_home):
     qtbot.waitUntil(lambda: not workers.running_threads(), timeout=20000)
     leaked = workers.running_threads()
     assert not leaked, f"threads outlived the window: {leaked}"
+
+
+@pytest.fixture(scope="session")
+def tiny_demo(tmp_path_factory):
+    """32 px demo set: 16 images per class, split by place into train/val/test."""
+    from geocam_gui.core.data.demo import generate_demo
+
+    return generate_demo(tmp_path_factory.mktemp("data") / "tiny", per_class=16, size=32, views_per_place=2, seed=3)
+
+
+@pytest.fixture
+def tiny_index(tiny_demo):
+    from geocam_gui.core.data.datasets import open_data
+
+    return open_data(tiny_demo)

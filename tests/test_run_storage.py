@@ -21,20 +21,6 @@ from geocam_gui.core.train.config import TrainConfig
 from geocam_gui.core.train.engine import Trainer
 
 
-@pytest.fixture(scope="module")
-def tiny_demo(tmp_path_factory):
-    from geocam_gui.core.data.demo import generate_demo
-
-    return generate_demo(tmp_path_factory.mktemp("data") / "tiny", per_class=16, size=32, views_per_place=2, seed=3)
-
-
-@pytest.fixture
-def tiny_index(tiny_demo):
-    from geocam_gui.core.data.datasets import open_data
-
-    return open_data(tiny_demo)
-
-
 def _config(**kw) -> TrainConfig:
     base = dict(model="shallow", epochs=2, batch_size=8, lr=1e-3, image_size=32, device="cpu", seed=1)
     base.update(kw)

@@ -24,21 +24,6 @@ from geocam_gui.core.train.engine import Trainer, evaluate
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="session")
-def tiny_demo(tmp_path_factory):
-    """32 px demo set: 16 images per class, split by place into train/val/test."""
-    from geocam_gui.core.data.demo import generate_demo
-
-    return generate_demo(tmp_path_factory.mktemp("data") / "tiny", per_class=16, size=32, views_per_place=2, seed=3)
-
-
-@pytest.fixture
-def tiny_index(tiny_demo):
-    from geocam_gui.core.data.datasets import open_data
-
-    return open_data(tiny_demo)
-
-
 def _config(**kw) -> TrainConfig:
     base = dict(model="shallow", epochs=2, batch_size=8, lr=1e-3, image_size=32, device="cpu", seed=1)
     base.update(kw)

@@ -165,6 +165,20 @@ def link_or_copy(src: Path, dst: str | os.PathLike) -> int:
     return written
 
 
+def publish_folder(tmp: Path, dest: str | os.PathLike) -> Path:
+    """Put the complete working folder ``tmp`` in place as ``dest`` (an old ``dest`` is removed
+    first): readers see the old entry, none, or the new one whole - never a half-written one."""
+    import shutil
+
+    dest = Path(dest)
+    shutil.rmtree(dest, ignore_errors=True)
+    try:
+        os.replace(tmp, dest)
+    except OSError as exc:
+        raise write_error(dest, exc) from exc
+    return dest
+
+
 def fsync_file(path: Path) -> None:
     """Flush a written file to the disk."""
     with open(path, "rb+") as fh:

@@ -112,6 +112,17 @@ class Workspace:
             self.set_checkpoint(name, None)
         self.events.index.emit(index, self.run_dir)
 
+    def follow(self, set_context) -> None:
+        """Call ``set_context(index, checkpoints)`` now and whenever the index or a checkpoint
+        changes (the analysis and units views follow the workspace this way)."""
+
+        def sync(*_args) -> None:
+            set_context(self.index, self.checkpoints)
+
+        self.events.index.connect(sync)
+        self.events.checkpoint.connect(sync)
+        sync()
+
     def set_checkpoint(self, model: str, path: str | Path | None, error: str | None = None) -> None:
         """Make ``path`` the active checkpoint of ``model`` (None: none; ``error``: why) and
         announce it, even when the path is the same (the file may have been rewritten)."""

@@ -183,13 +183,7 @@ class AnalysisPanel(QWidget):
     # ------------------------------------------------------------------ context
     def attach(self, workspace) -> None:
         """Follow a ``core.workspace.Workspace``: its index and active checkpoints."""
-
-        def sync(*_args) -> None:
-            self.set_context(workspace.index, workspace.checkpoints)
-
-        workspace.events.index.connect(sync)
-        workspace.events.checkpoint.connect(sync)
-        sync()
+        workspace.follow(self.set_context)
 
     def set_context(self, index: DatasetIndex | None, checkpoints: dict[str, str | None]) -> None:
         """The data to analyse and the checkpoint of each model (None: not trained yet).

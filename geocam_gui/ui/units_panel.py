@@ -141,13 +141,7 @@ class UnitsPanel(QWidget):
     # ------------------------------------------------------------------ context
     def attach(self, workspace) -> None:
         """Follow a ``core.workspace.Workspace``: its index and active checkpoints."""
-
-        def sync(*_args) -> None:
-            self.set_context(workspace.index, workspace.checkpoints)
-
-        workspace.events.index.connect(sync)
-        workspace.events.checkpoint.connect(sync)
-        sync()
+        workspace.follow(self.set_context)
 
     def set_context(self, index, checkpoints: dict[str, str | None]) -> None:
         self._index = index

@@ -34,6 +34,7 @@ import torch
 from PIL import Image
 
 from geocam_gui.core.data import demo as synthetic
+from geocam_gui.core.files import publish_folder
 from geocam_gui.core.errors import DataError
 
 QUANTILE = 0.995  # top 0.5 %
@@ -364,8 +365,7 @@ class LabelSource:
                 del arr
                 (tmp / "problems.json").write_text(json.dumps([self.missing, self.problems]), encoding="utf-8")
                 np.save(tmp / "has.npy", has)
-                shutil.rmtree(entry, ignore_errors=True)
-                os.replace(tmp, entry)
+                publish_folder(tmp, entry)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
         self._labels = np.load(entry / "labels.npy", mmap_mode="r")

@@ -49,7 +49,7 @@ from geocam_gui.core.data.datasets import DatasetIndex
 from geocam_gui.core.explain.store import ModelStore
 from geocam_gui.core.device import resolve_device
 from geocam_gui.core.errors import BadArgument, BadData, Cancelled, DataError
-from geocam_gui.core.files import atomic_write, to_file_object
+from geocam_gui.core.files import atomic_write, publish_folder, to_file_object
 from geocam_gui.core.models import MODEL_LABELS
 
 ANALYSIS_VERSION = "2"  # 2: tie order of deletion/insertion, per-kind localisation
@@ -251,8 +251,7 @@ def _model_part(m: _Model, index, samples, *, split, method, limit, device, canc
         part = finite_or_none(_analyse_model(m, index, samples, split=split, method=method, device=device,
                                      cancel=cancel, ticker=ticker, entry=tmp))
         atomic_write(tmp / "result.json", json.dumps(part), fsync=False)  # the entry folder is renamed below
-        shutil.rmtree(entry, ignore_errors=True)
-        os.replace(tmp, entry)
+        publish_folder(tmp, entry)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     with np.load(entry / "arrays.npz") as z:

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import html
-import json
-import os
 import shutil
 from pathlib import Path
 

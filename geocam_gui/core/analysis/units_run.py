@@ -40,6 +40,7 @@ from geocam_gui.core.checkpoints import checkpoint_stamp
 from geocam_gui.core.validate import finite_or_none
 from geocam_gui.core.checkpoints import load_checkpoint
 from geocam_gui.core.device import resolve_device
+from geocam_gui.core.files import publish_folder
 from geocam_gui.core.errors import BadArgument, DataError
 from geocam_gui.core.models import MODEL_LABELS
 
@@ -116,8 +117,7 @@ def run_units(checkpoint, index, *, split: str = "test", layer: str | None = Non
                           out=tmp)
         result["checkpoint"] = str(ckpt)
         (tmp / "result.json").write_text(json.dumps(result), encoding="utf-8")
-        shutil.rmtree(entry, ignore_errors=True)
-        os.replace(tmp, entry)
+        publish_folder(tmp, entry)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return {**result, "entry": str(entry), "cached": False}
