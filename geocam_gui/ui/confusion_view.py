@@ -9,7 +9,7 @@ from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 _LOW, _HIGH = QColor("#f4f7fc"), QColor("#1f4fa8")
-_NAME_CHARS = 10  # class names are cut to this many characters (the tooltip has them whole)
+_NAME_CHARS = 12  # class names are cut to this many characters (the tooltip has them whole)
 
 
 def shade(count: float, low: float, high: float) -> tuple[QColor, QColor]:
