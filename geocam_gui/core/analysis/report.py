@@ -301,12 +301,15 @@ def plot_all(report: dict, out_dir: Path) -> dict[str, Path]:
     fig = _figure(9, 3.2)
     for j, metric in enumerate(("spearman", "ssim")):
         ax = fig.add_subplot(1, 2, j + 1)
+        seen = []
         for i, m in enumerate(models):
             st = m["sanity"]["steps"]
-            ax.plot(range(len(st)), [_mean(s[metric]) for s in st], marker="o", ms=3, label=labels[i])
+            ys = [_mean(s[metric]) for s in st]
+            seen += [y for y in ys if y is not None]
+            ax.plot(range(len(st)), [np.nan if y is None else y for y in ys], marker="o", ms=3, label=labels[i])
         ax.set_xlabel("layers randomised, from the top")
         ax.set_ylabel("Spearman rank correlation" if metric == "spearman" else "SSIM")
-        ax.set_ylim(-0.2 if metric == "spearman" else 0, 1.05)
+        ax.set_ylim(value_range(seen, -0.2 if metric == "spearman" else 0.0)[0] - 0.05, 1.05)  # SSIM goes below 0 too
         ax.set_title("Cascading randomisation: " + ("rank correlation" if metric == "spearman" else "SSIM"),
                      fontsize=10)
         ax.legend(fontsize=8)
