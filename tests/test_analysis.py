@@ -450,3 +450,58 @@ def test_sanity_cascade_of_a_model_whose_maps_are_all_constant():
     assert out["n"] == 0 and out["n_constant_trained"] == 3
     assert len(out["steps"]) == 1 + len(amod.cascade_groups(model))
     assert all(s["spearman"]["n"] == 0 and s["spearman"]["mean"] is None for s in out["steps"])
+
+
+# --------------------------------------------------------------------------- report drawing
+
+
+def test_count_colour_reads_on_its_cell_whatever_the_scale_starts_at():
+    from geocam_gui.core.analysis.report import text_color
+
+    # counts 5..7: 5 is the scale's minimum, near white, so its text is black (it was drawn
+    # white on near-white when only the maximum was looked at)
+    assert text_color(5, 5, 7, "Blues") == "black" and text_color(7, 5, 7, "Blues") == "white"
+    assert text_color(0, 0, 7, "Blues") == "black" and text_color(7, 0, 7, "Blues") == "white"
+    assert text_color(3, 3, 3, "Blues") == "black"  # one count everywhere: no division by zero
+    assert text_color(-0.39, -0.4, 1.0, "viridis") == "white" and text_color(1.0, -0.4, 1.0, "viridis") == "black"
+    assert text_color(float("nan"), 0, 1) == "black"
+
+
+def test_confusion_figure_colours_each_count_for_its_cell():
+    from geocam_gui.core.analysis.report import confusion_figure
+
+    m = {"accuracy": {"confusion": [[7, 5], [5, 7]], "classes": ["harbourtown", "stonebury"]}}
+    fig = confusion_figure([m], ["Shallow CNN"])
+    colours = {t.get_text(): t.get_color() for t in fig.axes[0].texts}
+    assert colours == {"7": "white", "5": "black"}
+    im = fig.axes[0].images[0]
+    assert im.norm.vmin == 5 and im.norm.vmax == 7
+
+
+def test_agreement_colour_bar_covers_negative_correlations(report):
+    from geocam_gui.core.analysis.report import agreement_figure, value_range
+
+    assert value_range([0.2, -0.39, 1.0]) == (-0.4, 1.0) and value_range([0.2, float("nan")]) == (0.0, 1.0)
+    rep = json.loads(json.dumps(report))
+    rep["agreement"]["pairs"][0]["spearman"]["mean"] = -0.39
+    fig = agreement_figure(rep, ["A", "B"])
+    iou, spearman = [ax.images[0] for ax in fig.axes if ax.images and ax.get_title()]
+    assert spearman.norm.vmin <= -0.39 and spearman.norm.vmax == 1.0
+    assert spearman.colorbar.ax.get_ylim()[0] <= -0.39  # the bar drawn beside it shows that range
+    assert iou.norm.vmin == 0.0  # IoU stays on 0..1
+
+
+def test_report_tables_use_display_names_only(report):
+    from geocam_gui.core.analysis.report import display_name, tables
+
+    names = {display_name(m) for m in report["models"]}
+    assert all(n.startswith("Shallow CNN (") for n in names) and len(names) == 2
+    keys = {m["key"] for m in report["models"]}
+    for name, t in tables(report).items():
+        cells = [c for row in t["rows"] for c in row] + t["columns"]
+        assert not keys & set(cells), f"internal names in the {name} table"
+        assert not any(str(c).startswith("shallow") for c in cells), name
+    agreement = tables(report)["agreement"]["rows"][0]
+    assert set(agreement[:2]) == names
+    loc = tables(report)["localisation"]
+    assert len(loc["rows"]) == 2 and len(loc["rows"][0]) == len(loc["columns"])

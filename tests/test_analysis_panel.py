@@ -127,3 +127,37 @@ def test_failure_is_reported_not_raised(panel, context, qtbot, tmp_path):
     qtbot.waitUntil(lambda: not panel.is_running(), timeout=60000)
     assert "failed" in panel.status.text() and "trained on classes" in panel.status.text()
     assert panel.run_button.isEnabled()
+
+
+def test_results_get_room_in_the_window_and_go_when_another_dataset_opens(main_window, context, tiny_index, qtbot,
+                                                                          tmp_path, torch_threads):
+    from PySide6.QtWidgets import QApplication
+
+    w = main_window
+    index, ck = context
+    w.set_index(index)
+    w.workspace.set_checkpoint("shallow", ck)
+    w.bottom_tabs.setCurrentWidget(w.analysis)
+    panel = w.analysis
+    panel.limit.setValue(6)
+    for width, height in ((1280, 800), (1920, 1080)):
+        w.resize(width, height)
+        QApplication.processEvents()
+        with qtbot.waitSignal(panel.analysisFinished, timeout=240000):  # the second comes from the cache
+            assert panel.start()
+        qtbot.waitUntil(lambda: not panel.is_running(), timeout=10000)
+        panel.tabs.setCurrentIndex(1)  # the plots
+        QApplication.processEvents()
+        assert panel.tabs.height() >= 0.3 * w.height(), (width, panel.tabs.height())  # not a 120 px strip
+        view = panel.plots_area.viewport().width()
+        plots = [v for k, v in panel.plot_labels.items() if not k.startswith("_")]
+        assert plots and all(0 < p.pixmap().width() <= view for p in plots)  # scaled to fit, never cut off
+        assert all(p.height() == p.pixmap().height() for p in plots)
+        w.grab().save(str(tmp_path / f"analysis_{width}.png"))
+    panel.tabs.setCurrentIndex(0)
+    assert panel.table_widgets and not panel.placeholder.isVisible()
+
+    w.set_index(tiny_index)  # another dataset: the old results say nothing about it
+    assert panel.report is None and not panel.table_widgets and not panel.plot_labels
+    assert panel.mosaic_choice.count() == 0 and panel.placeholder.isVisible()
+    assert not panel.export_button.isEnabled() and "Dataset changed" in panel.status.text()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -140,3 +141,56 @@ def test_dialog_without_a_model_explains_why(make_dialog):
     dlg = make_dialog(checkpoints={"shallow": None})
     assert not dlg.export_button.isEnabled()
     assert "No trained model" in dlg.status.text()
+
+
+def test_default_folder_is_under_geocam_home(make_dialog, _isolated_home, assets):
+    dlg = make_dialog(batch_samples=[_Sample(assets["photos"][0], "pittsburgh")])
+    assert dlg.destination.text() == str(_isolated_home / "exports")
+    dlg.set_mode("figure")
+    assert dlg.destination.text() == str(_isolated_home / "exports" / "street_0_gradcam.pdf")
+    dlg.set_mode("batch")
+    assert dlg.destination.text() == str(_isolated_home / "exports" / "batch")
+
+
+def test_dialog_remembers_the_folder_chosen_for_each_export(make_dialog, qtbot, tmp_path, monkeypatch, assets):
+    from PySide6.QtWidgets import QFileDialog
+
+    chosen = tmp_path / "my overlays"
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(chosen))
+    dlg = make_dialog()
+    qtbot.mouseClick(dlg.browse, Qt.MouseButton.LeftButton)  # chosen, then closed without exporting
+    assert dlg.destination.text() == str(chosen)
+    dlg.close()
+
+    figure_dir = tmp_path / "paper" / "figures"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(figure_dir / "fig3.svg"), ""))
+    again = make_dialog(batch_samples=[_Sample(assets["photos"][0], "pittsburgh")])
+    assert again.destination.text() == str(chosen)  # the next dialog starts where the user was
+    again.set_mode("figure")
+    assert Path(again.destination.text()).parent == chosen  # no figure folder chosen yet
+    qtbot.mouseClick(again.browse, Qt.MouseButton.LeftButton)
+    again.set_mode("batch")
+    batch = tmp_path / "all of them"
+    again.set_destination(str(batch))  # typed, then exported: remembered too
+    _export(qtbot, again, overwrite=False)
+    again.close()
+
+    third = make_dialog(batch_samples=[_Sample(assets["photos"][0], "pittsburgh")])
+    assert third.destination.text() == str(chosen)
+    third.set_mode("figure")
+    assert third.destination.text() == str(figure_dir / "street_0_gradcam.pdf")
+    third.set_mode("batch")
+    assert third.destination.text() == str(batch)
+
+
+def test_settings_that_are_not_a_folder_are_ignored(make_dialog, qt_settings, _isolated_home):
+    from PySide6.QtCore import QSettings
+
+    s = QSettings()
+    s.setValue("export/folder", "relative/place")
+    s.setValue("export/figure_folder", 42)
+    s.sync()
+    dlg = make_dialog()
+    assert dlg.destination.text() == str(_isolated_home / "exports")
+    dlg.set_mode("figure")
+    assert Path(dlg.destination.text()).parent == _isolated_home / "exports"

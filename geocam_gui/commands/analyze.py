@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from geocam_gui.core.analysis.report import write_report
+    from geocam_gui.core.analysis.report import display_name, display_names, write_report
     from geocam_gui.core.analysis.run import run_analysis
     from geocam_gui.core.errors import GeoCamError, os_error_sentence
 
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         pg = loc["pointing_game"]["cam"] if loc.get("available") else None
         sky = (loc["sky_energy"]["cam"]["mean"] if loc.get("available") else None)
         f = m["faithfulness"]
-        line = f"  {m['key']:<24} accuracy {m['accuracy']['accuracy']:.3f}"
+        line = f"  {display_name(m):<24} accuracy {m['accuracy']['accuracy']:.3f}"
         if pg is not None:
             line += f", pointing {pg:.3f} (random {loc['pointing_game']['random']:.3f})"
         if sky is not None:
@@ -67,10 +67,11 @@ def run(args: argparse.Namespace) -> int:
         if loc.get("available") and loc["without_masks"]:
             print(f"    ({loc['without_masks']} of {loc['images']} images have no evidence mask and were left out "
                   "of localisation)")
+    names = display_names(report)
     reliance = report["bias"].get("sky_reliance") or {}
     for key, v in reliance.items():
-        print(f"  sky reliance {key}: {v:+.3f} (accuracy as trained minus flipped sky)")
+        print(f"  sky reliance {names.get(key, key)}: {v:+.3f} (accuracy as trained minus flipped sky)")
     for key, v in (report["bias"].get("layout_reliance") or {}).items():
-        print(f"  layout reliance {key}: {v:+.3f} (accuracy as trained minus flipped layout)")
+        print(f"  layout reliance {names.get(key, key)}: {v:+.3f} (accuracy as trained minus flipped layout)")
     print(f"Report: {files['html']} (and report.json, {len(files) - 2} PNG files) in {out}")
     return 0

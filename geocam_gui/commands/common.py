@@ -1,4 +1,5 @@
-"""What the long model commands (analyze, units) share: their inputs' checks and a progress line."""
+"""What the long commands share: their inputs' checks, the paper's model order and a progress bar
+(plain lines when stderr is not a terminal)."""
 
 from __future__ import annotations
 
@@ -9,29 +10,88 @@ from pathlib import Path
 from typing import Callable
 
 
-def progress_printer() -> Callable[..., None]:
-    """``progress(done, total, text="")`` printing ``[done/total] text`` over itself on stderr."""
-    show = sys.stderr.isatty()
-    last = [0.0]
+def progress_printer(stream=None, *, steps: int = 10, transient: bool = False,
+                     heartbeat_s: float = 30.0) -> Callable[..., None]:
+    """``progress(done, total, text="")`` for a long command, on stderr.
+
+    On a terminal: a bar redrawn in place (at most twice a second), ended by a new line at
+    ``done == total`` (erased instead when ``transient``, e.g. within a training epoch).
+    Otherwise (a log file, a pipe, a batch job): a plain line ``[done/total] text`` at the first
+    call, at every ``1/steps`` of the work, at the end, and at least every ``heartbeat_s``
+    seconds while it advances, so a long run is never silent. A smaller ``done`` or another
+    ``total`` starts a new stage (a new bar, new lines)."""
+    out = stream if stream is not None else sys.stderr
+    tty = bool(getattr(out, "isatty", lambda: False)())
+    state = {"drawn": 0.0, "said": 0.0, "bucket": -1, "done": -1, "total": None, "open": False}
 
     def progress(done: int, total: int, text: str = "") -> None:
+        done, total = int(done), int(total)
         now = time.monotonic()
-        if show and (now - last[0] > 0.5 or done == total):
-            last[0] = now
-            print(f"\r[{done}/{total}] {text[:70]:<70}", end="\n" if done == total else "", file=sys.stderr, flush=True)
+        new_stage = total != state["total"] or done < state["done"]
+        if new_stage:
+            state.update(bucket=-1, total=total)
+        state["done"] = done
+        end = total > 0 and done >= total
+        if tty:
+            if not (new_stage or end or now - state["drawn"] >= 0.5):
+                return
+            state["drawn"] = now
+            print("\r" + _bar(done, total, text), end="", file=out, flush=True)
+            state["open"] = True
+            if end:
+                print("\r" + " " * 100 + "\r" if transient else "", file=out, end="" if transient else "\n",
+                      flush=True)
+                state["open"] = False
+            return
+        bucket = done * steps // total if total > 0 else 0
+        if bucket > state["bucket"] or end or now - state["said"] >= heartbeat_s:
+            state["bucket"] = bucket
+            state["said"] = now
+            print(_line(done, total, text), file=out, flush=True)
 
     return progress
 
 
-def _model_order(path: Path) -> tuple:
-    """Checkpoints of a run folder in the paper's order (shallow, vgg11, resnet18), then by path."""
+def _line(done: int, total: int, text: str) -> str:
+    pct = f" {100 * done // total:3d} %" if total > 0 else ""
+    return f"[{done}/{total if total > 0 else '?'}]{pct} {text}".rstrip()
+
+
+def _bar(done: int, total: int, text: str, width: int = 24) -> str:
+    """``[#########---------]  12/40  text`` (at most 100 characters)."""
+    filled = width * min(done, total) // total if total > 0 else 0
+    head = f"[{'#' * filled}{'-' * (width - filled)}] {done}/{total if total > 0 else '?'} "
+    return (head + text)[:100].ljust(100)
+
+
+def _model_name(path: Path) -> str:
+    """The model a checkpoint holds (its metadata), else its run folder's name."""
+    from geocam_gui.core.checkpoints import read_meta
+    from geocam_gui.core.errors import GeoCamError
+
+    try:
+        name = read_meta(path).get("model")
+    except (GeoCamError, OSError, ValueError, AttributeError):
+        name = None
+    return name if isinstance(name, str) else path.parent.name
+
+
+def paper_order(paths: list[Path]) -> list[Path]:
+    """Checkpoints in the paper's order (Shallow CNN, VGG11, ResNet18; others after), each
+    model's checkpoints in the order given: a shell glob such as ``runs/*/best.json`` comes
+    sorted by folder name (resnet18, shallow, vgg11), which is not an order anybody chose."""
     from geocam_gui.core.models import MODEL_NAMES
 
-    name = path.parent.name
-    return (MODEL_NAMES.index(name) if name in MODEL_NAMES else len(MODEL_NAMES), str(path))
+    def rank(p: Path) -> int:
+        name = _model_name(p)
+        return MODEL_NAMES.index(name) if name in MODEL_NAMES else len(MODEL_NAMES)
+
+    return sorted(paths, key=rank)  # stable: a model's own checkpoints keep their order
 
 
-def expand_checkpoints(items: list[str]) -> list[Path]:
+def expand_checkpoints(items: list[str], *, keep_order: bool = False) -> list[Path]:
+    """The checkpoint files of ``items`` (files, or run folders: every best.json below them), in
+    the paper's order unless ``keep_order``."""
     from geocam_gui.core.checkpoints import find_checkpoints
     from geocam_gui.core.errors import BadArgument
 
@@ -42,10 +102,10 @@ def expand_checkpoints(items: list[str]) -> list[Path]:
             found = find_checkpoints(p)
             if not found:
                 raise BadArgument(f"{p} is a folder without any trained checkpoint (best.json) in it.")
-            out.extend(sorted(found, key=_model_order))
+            out.extend(paper_order(sorted(found, key=str)))
         else:
             out.append(p)
-    return out
+    return out if keep_order else paper_order(out)
 
 
 def checked_inputs(args: argparse.Namespace) -> tuple[list[Path], object, Path]:

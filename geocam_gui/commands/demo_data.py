@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
 from geocam_gui.core.data import demo as synthetic
@@ -39,11 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    show = sys.stderr.isatty()
+    from geocam_gui.commands.common import progress_printer
+
+    bar = progress_printer()
 
     def progress(done: int, total: int) -> None:
-        if show and (done == total or done % 50 == 0):
-            print(f"\r{done}/{total} images", end="\n" if done == total else "", file=sys.stderr, flush=True)
+        bar(done, total, "images")
 
     start = time.perf_counter()
     try:

@@ -20,7 +20,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from geocam_gui.core.explain.render import COLORMAPS
 
     parser.add_argument("--checkpoint", nargs="+", metavar="CKPT", default=[],
-                        help="checkpoints (.json/.safetensors) to explain, one figure column each")
+                        help="checkpoints (.json/.safetensors) or training run folders to explain, one figure "
+                             "column each, in the paper's order (Shallow CNN, VGG11, ResNet18) unless --keep-order")
+    parser.add_argument("--keep-order", action="store_true",
+                        help="figure columns in the order the checkpoints are given, not the paper's")
     src = parser.add_mutually_exclusive_group()
     src.add_argument("--images", nargs="+", metavar="IMG", help="image files to explain")
     src.add_argument("--split", choices=("train", "val", "test"), help="explain a split of --data")
@@ -45,20 +48,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true",
                         help="replace existing files and re-create up-to-date ones (without it, outputs whose "
                              "sidecar matches are skipped and any other existing file stops the export)")
-    parser.add_argument("--limit", type=int, metavar="N", help="use only the first N images")
+    parser.add_argument("--limit", type=int, metavar="N",
+                        help="use only N images: the first N of --images, or N of the --split spread over its "
+                             "classes and places (the same N every time)")
     parser.add_argument("--device", default="cpu", help="device for the CAMs (default cpu: reproducible bytes)")
     parser.add_argument("--from-sidecar", metavar="FILE",
                         help="re-create the export described by FILE.json (into --overlays DIR / --figure FILE if given)")
-
-
-def _progress(label: str):
-    interactive = sys.stderr.isatty()
-
-    def report(done: int, total: int) -> None:
-        if interactive:
-            print(f"\r{label}: {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
-
-    return report
 
 
 def run(args: argparse.Namespace) -> int:
@@ -73,16 +68,26 @@ def run(args: argparse.Namespace) -> int:
         raise BadArgument("Nothing to export: give --figure FILE and/or --overlays DIR.")
     if args.limit is not None and args.limit < 1:
         raise BadArgument(f"--limit must be at least 1, got {args.limit}.")
-    images = _images(args)
+    from geocam_gui.commands.common import expand_checkpoints, progress_printer
+
+    checkpoints = [str(p) for p in expand_checkpoints(args.checkpoint, keep_order=args.keep_order)]
+    images = _images(args, checkpoints)
     opts = ex.ExportOptions(class_choice=args.class_choice, method=args.method, cmap=args.colormap,
                             opacity=args.opacity, normalize=args.normalize, dpi=args.dpi, device=args.device,
                             overlay_format=args.overlay_format, outputs=tuple(args.only or ex.MODEL_OUTPUTS),
                             width_in=parse_width(args.width), show_predictions=not args.no_predictions)
     plans = []
+    checking = progress_printer()
+
+    def check(done: int, total: int) -> None:
+        checking(done, total, "checking the sources")
+
     if args.overlays:
-        plans.append(ex.plan_export(ex.ExportRequest("overlays", images, args.checkpoint, args.overlays, _copy(opts))))
+        plans.append(ex.plan_export(ex.ExportRequest("overlays", images, checkpoints, args.overlays, _copy(opts)),
+                                     progress=check))
     if args.figure:
-        plans.append(ex.plan_export(ex.ExportRequest("figure", images, args.checkpoint, args.figure, _copy(opts))))
+        plans.append(ex.plan_export(ex.ExportRequest("figure", images, checkpoints, args.figure, _copy(opts)),
+                                     progress=check))
     for plan in plans:  # every clash is found before anything is written
         if plan.conflicts and not args.overwrite:
             c = plan.conflicts
@@ -92,8 +97,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"geocam export: warning: {warning}", file=sys.stderr)
     status = 0
     for plan in plans:
+        bar = progress_printer()
         summary = ex.run_export(plan, overwrite=args.overwrite, force=args.overwrite,
-                                progress=_progress(plan.request.kind))
+                                progress=lambda done, total, kind=plan.request.kind: bar(done, total, kind))
         _print_summary(summary)
         if summary.failed and not summary.written and not summary.skipped:
             status = 1  # every image failed
@@ -106,14 +112,14 @@ def _copy(opts):
     return replace(opts)
 
 
-def _images(args):
+def _images(args, checkpoints: list[str]):
     from geocam_gui.core.export import ExportImage
 
     if args.images:
         if args.data:
             raise BadArgument("--data goes with --split; give either --images or --split with --data.")
         out = []
-        classes = _classes(args.checkpoint)
+        classes = _classes(checkpoints)
         for p in args.images:
             if not os.path.exists(p):
                 raise BadArgument(f"The image {p} does not exist.")
@@ -129,7 +135,9 @@ def _images(args):
         samples = open_data(args.data).split(args.split)
         if not samples:
             raise BadArgument(f"The {args.split} split of {args.data} has no images.")
-        out = [ExportImage(s.path, s.label) for s in samples]
+        from geocam_gui.core.export.pick import spread
+
+        return [ExportImage(s.path, s.label) for s in spread(samples, args.limit)]
     else:
         raise BadArgument("Give --images IMG [IMG ...] or --split SPLIT --data DATA.")
     return out[: args.limit] if args.limit else out

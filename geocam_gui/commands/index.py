@@ -54,9 +54,13 @@ def run(args: argparse.Namespace) -> int:
     from geocam_gui.core.paths import check_writable_folder
 
     check_writable_folder(out)  # before a --verify all that may read every file for minutes
+    from geocam_gui.commands.common import progress_printer
+
+    bar = progress_printer()
     try:
         index = datasets.index_dataset(args.roots, layout=args.layout, labels=args.label, split=ratios,
-                                       seed=args.seed, balance=args.balance, verify=args.verify)
+                                       seed=args.seed, balance=args.balance, verify=args.verify,
+                                       progress=lambda done, total: bar(done, total, "indexing"))
     except DataError as exc:  # a dataset that cannot be split as asked is a bad argument here
         raise BadArgument(str(exc)) from exc
     for line in audit.summary_lines(index):

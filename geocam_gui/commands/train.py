@@ -110,12 +110,28 @@ def build_configs(args: argparse.Namespace, out: Path | None = None) -> list:
 
 
 def _printer(quiet: bool):
+    """Epoch and result lines on stdout; within an epoch and while the images are decoded into
+    the cache, a progress bar on a terminal, a few plain lines otherwise (stderr)."""
+    from geocam_gui.commands.common import progress_printer
     from geocam_gui.core.train import events as ev
+
+    batches = progress_printer(steps=4, transient=True)
+    decoding = progress_printer(steps=4)
+    model = [""]
 
     def show(event) -> None:
         if quiet:
             return
+        if isinstance(event, ev.Batch):
+            batches(event.batch, event.batches, f"{model[0]} epoch {event.epoch}/{event.epochs}: loss "
+                                                f"{event.loss:.4f} acc {event.acc:.3f}, {event.images_per_s:.0f} img/s")
+            return
+        if isinstance(event, ev.Log) and {"split", "done", "total"} <= set(event.extra):
+            x = event.extra
+            decoding(x["done"] or 0, x["total"] or 0, f"decoding the {x['split']} images into the cache")
+            return
         if isinstance(event, ev.Start):
+            model[0] = event.model
             print(f"{event.model}: {event.n_train} train / {event.n_val} val / {event.n_test} test images on "
                   f"{event.device}" + (f" x{event.world} processes" if event.world > 1 else "")
                   + (f", resuming after epoch {event.start_epoch}" if event.start_epoch else ""), flush=True)

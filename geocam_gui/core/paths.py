@@ -40,6 +40,13 @@ def log_dir() -> Path:
     return _base("logs")
 
 
+def export_dir() -> Path:
+    """Where exports go until the user chooses a folder: ``GEOCAM_HOME/exports``, else
+    ``~/GeoCAM exports`` (a folder people find, not hidden in the application data)."""
+    home = os.environ.get("GEOCAM_HOME")
+    return Path(home) / "exports" if home else Path.home() / "GeoCAM exports"
+
+
 def default_checkpoint_dir() -> Path:
     """``GEOCAM_CHECKPOINTS`` or the user data directory's ``checkpoints`` folder."""
     env = os.environ.get("GEOCAM_CHECKPOINTS")

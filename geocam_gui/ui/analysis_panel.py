@@ -13,19 +13,21 @@ import hashlib
 import json
 from pathlib import Path
 
-from PySide6.QtCore import QRect, Qt, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import (
     QComboBox,
+    QDockWidget,
     QFileDialog,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QListWidget,
     QListWidgetItem,
+    QMainWindow,
     QProgressBar,
     QPushButton,
-    QScrollArea,
+    QSizePolicy,
     QSpinBox,
     QTableWidget,
     QTableWidgetItem,
@@ -37,59 +39,11 @@ from PySide6.QtWidgets import (
 from geocam_gui.core.data.datasets import DatasetIndex
 from geocam_gui.core.explain.cam import METHOD_LABELS, METHODS
 from geocam_gui.core.models import MODEL_LABELS, MODEL_NAMES
+from geocam_gui.ui.analysis_views import MosaicView, PlotView, scroll as _scroll
 from geocam_gui.ui.workers import TaskWorker
 
 SPLITS = ("test", "val", "train")
-
-
-class MosaicView(QLabel):
-    """A mosaic image whose patches are clickable: ``patchClicked(image_path)``."""
-
-    patchClicked = Signal(str)
-
-    def __init__(self, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
-        self.setMouseTracking(True)
-        self._tiles: list[tuple[QRect, str]] = []
-
-    def set_mosaic(self, path: str | None, clusters: list[dict]) -> None:
-        """Show the PNG at ``path`` and make every patch with a ``tile`` rectangle clickable."""
-        self._tiles = [(QRect(*p["tile"]), p["path"]) for c in clusters for p in c["patches"] if p.get("tile")]
-        pix = QPixmap(path) if path else QPixmap()
-        self.setPixmap(pix)
-        self.setText("" if not pix.isNull() else "No clusters from two places or more for this class.")
-        self.adjustSize()
-
-    def tiles(self) -> list[tuple[QRect, str]]:
-        return list(self._tiles)
-
-    def path_at(self, x: int, y: int) -> str | None:
-        for rect, path in self._tiles:
-            if rect.contains(x, y):
-                return path
-        return None
-
-    def mouseMoveEvent(self, event) -> None:  # noqa: N802 - Qt override
-        path = self.path_at(*event.position().toPoint().toTuple())
-        self.setCursor(Qt.CursorShape.PointingHandCursor if path else Qt.CursorShape.ArrowCursor)
-        self.setToolTip(f"{path}\nClick to open it in the browser" if path else "")
-        super().mouseMoveEvent(event)
-
-    def mousePressEvent(self, event) -> None:  # noqa: N802 - Qt override
-        if event.button() == Qt.MouseButton.LeftButton:
-            path = self.path_at(*event.position().toPoint().toTuple())
-            if path:
-                self.patchClicked.emit(path)
-                return
-        super().mousePressEvent(event)
-
-
-def _scroll(widget: QWidget) -> QScrollArea:
-    area = QScrollArea()
-    area.setWidgetResizable(True)
-    area.setWidget(widget)
-    return area
+RESULTS_SHARE = 0.55  # of the window's height the Analysis dock takes when results arrive
 
 
 class AnalysisPanel(QWidget):
@@ -110,6 +64,7 @@ class AnalysisPanel(QWidget):
         self._checkpoints: dict[str, str | None] = {}
         self._worker: TaskWorker | None = None
         self._running = False
+        self._stale = False  # the running analysis is of a dataset no longer open
         self.report: dict | None = None
         self.files: dict[str, Path] = {}
         self._build()
@@ -120,8 +75,11 @@ class AnalysisPanel(QWidget):
         layout = QVBoxLayout(self)
         bar = QHBoxLayout()
         self.models = QListWidget()
-        self.models.setMaximumHeight(70)
         self.models.setFlow(QListWidget.Flow.LeftToRight)
+        self.models.setWrapping(False)
+        self.models.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.models.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.models.setFixedHeight(self.fontMetrics().height() + 14)  # one line: the results need the room
         self.models.itemChanged.connect(lambda *_: self._update_buttons())
         self.split = QComboBox()
         self.split.addItems(SPLITS)
@@ -144,12 +102,17 @@ class AnalysisPanel(QWidget):
             bar.addWidget(w, 2 if w is self.models else 0)
         for b in (self.run_button, self.cancel_button, self.export_button):
             bar.addWidget(b)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.setSpacing(4)
         layout.addLayout(bar)
         row = QHBoxLayout()
         self.progress = QProgressBar()
         self.progress.setTextVisible(True)
+        self.progress.setMaximumHeight(self.fontMetrics().height() + 6)
         self.status = QLabel("Load a dataset and trained models, then run the analysis.")
-        self.status.setWordWrap(True)
+        self.status.setWordWrap(False)
+        self.status.setMinimumWidth(80)
+        self.status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         row.addWidget(self.progress, 1)
         row.addWidget(self.status, 2)
         layout.addLayout(row)
@@ -162,7 +125,9 @@ class AnalysisPanel(QWidget):
         self.plots_box = QWidget()
         self.plots_layout = QVBoxLayout(self.plots_box)
         self.plots_layout.addStretch(1)
-        self.tabs.addTab(_scroll(self.plots_box), "Plots")
+        self.plots_area = _scroll(self.plots_box)
+        self.plots_area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.tabs.addTab(self.plots_area, "Plots")
         elements = QWidget()
         el = QVBoxLayout(elements)
         pick = QHBoxLayout()
@@ -179,6 +144,10 @@ class AnalysisPanel(QWidget):
         layout.addWidget(self.tabs, 1)
         self.table_widgets: dict[str, QTableWidget] = {}
         self.plot_labels: dict[str, QLabel] = {}
+        self.placeholder = QLabel("No results yet: tick the models, choose the split and run the analysis.")
+        self.placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.placeholder.setStyleSheet("color:#5f6b7a")
+        self.tables_layout.insertWidget(0, self.placeholder)
 
     # ------------------------------------------------------------------ context
     def attach(self, workspace) -> None:
@@ -189,6 +158,14 @@ class AnalysisPanel(QWidget):
         """The data to analyse and the checkpoint of each model (None: not trained yet).
         A model the user unticked stays unticked while the dataset stays the same."""
         unticked = set()
+        if index is not self._index:  # another dataset: the old results say nothing about it
+            if self._running:
+                self.cancel()
+                self._stale = True
+            if self.report is not None:
+                self.clear_results()
+                self._set_status("Dataset changed: run the analysis again for its results."
+                                 if index is not None else "Load a dataset and trained models, then run the analysis.")
         if index is self._index:
             for i in range(self.models.count()):
                 item = self.models.item(i)
@@ -264,11 +241,12 @@ class AnalysisPanel(QWidget):
         self._worker.progress.connect(self._on_progress)
         self._worker.returned.connect(self._on_finished)
         self._worker.errored.connect(self._on_failed)
-        self._worker.cancelled.connect(lambda: self._set_status("Analysis cancelled."))
+        self._worker.cancelled.connect(lambda: None if self._stale else self._set_status("Analysis cancelled."))
         self._worker.finished.connect(self._on_done)
         self.progress.setRange(0, 0)
         self._set_status(f"Analysing {len(checkpoints)} model(s) on the {split} split…")
         self._running = True
+        self._stale = False
         self._worker.start()
         self._update_buttons()
         return True
@@ -293,6 +271,8 @@ class AnalysisPanel(QWidget):
             self.status.setText(text)
 
     def _on_finished(self, result) -> None:
+        if self._stale:  # finished just before the cancel of a dataset change reached it
+            return
         report, files = result
         self.show_report(report, files)
         n = len(report["models"])
@@ -319,14 +299,11 @@ class AnalysisPanel(QWidget):
     # ------------------------------------------------------------------ showing
     def show_report(self, report: dict, files: dict) -> None:
         """Fill the tables, plots and mosaics from a report and its written files."""
-        from geocam_gui.core.analysis.report import tables
+        from geocam_gui.core.analysis.report import display_name, tables
 
+        self.clear_results()
         self.report, self.files = report, {k: Path(v) for k, v in files.items()}
-        for w in list(self.table_widgets.values()) + list(self.plot_labels.values()):
-            w.setParent(None)
-            w.deleteLater()
-        self.table_widgets.clear()
-        self.plot_labels.clear()
+        self.placeholder.hide()
         for name, t in tables(report).items():
             table = QTableWidget(len(t["rows"]), len(t["columns"]))
             table.setHorizontalHeaderLabels(t["columns"])
@@ -339,6 +316,7 @@ class AnalysisPanel(QWidget):
             table.verticalHeader().setVisible(False)
             table.setMinimumHeight(min(260, 30 + 26 * max(1, len(t["rows"]))))
             title = QLabel(f"<b>{t['title']}</b>")
+            title.setWordWrap(True)
             self.tables_layout.insertWidget(self.tables_layout.count() - 1, title)
             self.tables_layout.insertWidget(self.tables_layout.count() - 1, table)
             self.table_widgets[name] = table
@@ -347,19 +325,52 @@ class AnalysisPanel(QWidget):
 
         for name in PLOTS:
             if name in self.files and self.files[name].is_file():
-                label = QLabel()
-                label.setPixmap(QPixmap(str(self.files[name])))
+                label = PlotView(QPixmap(str(self.files[name])))
                 self.plots_layout.insertWidget(self.plots_layout.count() - 1, label)
                 self.plot_labels[name] = label
         self.mosaic_choice.blockSignals(True)
         self.mosaic_choice.clear()
         for m in report["models"]:
             for cls, e in m.get("elements", {}).items():
-                text = f"{m['label'] if m['key'] == m['model'] else m['key']}: {cls} ({len(e['clusters'])} clusters)"
+                text = f"{display_name(m)}: {cls} ({len(e['clusters'])} clusters)"
                 self.mosaic_choice.addItem(text, (m["key"], cls))
         self.mosaic_choice.blockSignals(False)
         self._show_mosaic()
         self._update_buttons()
+        self._make_room()
+
+    def clear_results(self) -> None:
+        """Forget the shown report: tables, plots and mosaics (e.g. when another dataset opens)."""
+        for w in list(self.table_widgets.values()) + list(self.plot_labels.values()):
+            w.setParent(None)
+            w.deleteLater()
+        self.table_widgets.clear()
+        self.plot_labels.clear()
+        self.report, self.files = None, {}
+        self.mosaic_choice.blockSignals(True)
+        self.mosaic_choice.clear()
+        self.mosaic_choice.blockSignals(False)
+        self.mosaic.set_mosaic(None, [])
+        self.mosaic.setText("")
+        self.placeholder.show()
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self._update_buttons()
+
+    def _make_room(self) -> None:
+        """Results need height: when the panel sits in a dock of a main window and is shorter than
+        ``RESULTS_SHARE`` of the window, grow the dock to it (the user can drag it back)."""
+        dock, window = self.parentWidget(), None
+        while dock is not None and not isinstance(dock, QDockWidget):
+            dock = dock.parentWidget()
+        if dock is not None and isinstance(dock.parentWidget(), QMainWindow) and not dock.isFloating():
+            window = dock.parentWidget()
+        if window is None or window.dockWidgetArea(dock) not in (Qt.DockWidgetArea.BottomDockWidgetArea,
+                                                                  Qt.DockWidgetArea.TopDockWidgetArea):
+            return
+        want = int(window.height() * RESULTS_SHARE)
+        if dock.height() < want:
+            window.resizeDocks([dock], [want], Qt.Orientation.Vertical)
 
     def _show_mosaic(self, *_):
         data = self.mosaic_choice.currentData()

@@ -25,9 +25,13 @@ from PySide6.QtWidgets import (
 )
 
 from geocam_gui.core import export as ex
+from geocam_gui.core import paths
 from geocam_gui.core.models import MODEL_LABELS
 from geocam_gui.ui.export_form import BATCH, CURRENT, FIGURE, FIGURE_FORMAT_CHOICES, OVERLAY_FORMAT_CHOICES, build_form
 from geocam_gui.ui.workers import TaskWorker
+
+
+_FOLDER_KEYS = {CURRENT: "export/folder", FIGURE: "export/figure_folder", BATCH: "export/batch_folder"}
 
 
 class ExportDialog(QDialog):
@@ -71,16 +75,26 @@ class ExportDialog(QDialog):
         self._request: ex.ExportRequest | None = None
         self._settings = QSettings()
         self._classes = self._read_classes()
-        default_dir = Path(str(self._settings.value("export/folder", str(Path.home() / "GeoCAM exports"))))
         first = Path(self.images[0][0]).stem if self.images else "figure"
-        self._dest = {CURRENT: str(default_dir), FIGURE: str(default_dir / f"{first}_gradcam.pdf"),
-                      BATCH: str(default_dir / "batch")}
+        current = self._remembered(CURRENT) or paths.export_dir()
+        figure_dir = self._remembered(FIGURE) or current
+        self._dest = {CURRENT: str(current), FIGURE: str(figure_dir / f"{first}_gradcam.pdf"),
+                      BATCH: str(self._remembered(BATCH) or current / "batch")}
         self._mode = CURRENT
         self._build(class_choice, method, cmap, opacity)
         self._set_mode(CURRENT if self.images else (BATCH if self.batch_samples else CURRENT))
         self._update_enabled()
 
     # -- construction ---------------------------------------------------------------------
+    def _remembered(self, mode: str) -> Path | None:
+        """The folder last chosen for ``mode`` (settings are untrusted: anything but an absolute
+        path is ignored)."""
+        value = self._settings.value(_FOLDER_KEYS[mode])
+        if not isinstance(value, str) or not value.strip() or "\0" in value:
+            return None
+        path = Path(value.strip()).expanduser()
+        return path if path.is_absolute() else None
+
     def _read_classes(self) -> list[str]:
         from geocam_gui.core.checkpoints import read_meta
         from geocam_gui.core.errors import GeoCamError
@@ -169,6 +183,7 @@ class ExportDialog(QDialog):
             path = QFileDialog.getExistingDirectory(self, "Export into folder", self.destination.text())
         if path:
             self.set_destination(path)
+            self._remember_folder()
 
     def is_running(self) -> bool:
         """True while a plan or an export runs in the worker thread."""
@@ -328,11 +343,20 @@ class ExportDialog(QDialog):
         self.status.setText(f"<span style='color:#b3261e'>{message}</span>")
 
     def _remember(self) -> None:
-        folder = Path(self.destination.text()).parent if self._mode == FIGURE else Path(self.destination.text())
-        if self._mode == BATCH:
-            folder = folder.parent
-        self._settings.setValue("export/folder", str(folder))
+        self._remember_folder()
         self._settings.setValue("export/dpi", self.dpi.value())
+
+    def _remember_folder(self) -> None:
+        """Keep the folder chosen for this kind of export (a figure's: the file's folder) for the
+        next dialog; the first choice of any kind also becomes the overlays' default."""
+        text = self.destination.text().strip()
+        if not text:
+            return
+        path = Path(text).expanduser().absolute()
+        folder = path.parent if self._mode == FIGURE else path
+        self._settings.setValue(_FOLDER_KEYS[self._mode], str(folder))
+        if self._remembered(CURRENT) is None:
+            self._settings.setValue(_FOLDER_KEYS[CURRENT], str(folder if self._mode != BATCH else folder.parent))
 
     def cancel_export(self) -> None:
         """Ask the running plan or export to stop (between images)."""

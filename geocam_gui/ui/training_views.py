@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QMargins, Qt
 from PySide6.QtWidgets import QHBoxLayout, QHeaderView, QTableWidget, QTableWidgetItem, QWidget
 
 from geocam_gui.core.models import MODEL_LABELS
+from geocam_gui.ui.confusion_view import ConfusionMatrix
 
 MODEL_COLORS = {"shallow": "#e67e22", "vgg11": "#2f6fde", "resnet18": "#1c8a6a"}
 
@@ -137,12 +138,21 @@ class ResultsTable(QTableWidget):
             f"{c}: {_pct(v.get('precision'))} / {_pct(v.get('recall'))}" for c, v in per.items()
         ) if isinstance(per, dict) else str(per)
         conf = metrics.get("confusion")
-        conf_text = " | ".join(" ".join(str(int(x)) for x in r) for r in conf) if conf else ""
-        if conf and classes:
-            conf_text = f"[{', '.join(classes)}]  " + conf_text
-        cells = [MODEL_LABELS[name], f"{acc * 100:.1f} %" if acc is not None else "–", per_text, conf_text,
-                 str(checkpoint or "")]
+        matrix = None
+        if isinstance(conf, list) and conf and all(isinstance(r, list) and len(r) == len(conf) for r in conf):
+            try:
+                matrix = ConfusionMatrix(conf, list(classes or []))
+            except (TypeError, ValueError):
+                matrix = None
+        cells = [MODEL_LABELS[name], f"{acc * 100:.1f} %" if acc is not None else "–", per_text,
+                 "" if matrix is not None else ("–" if not conf else str(conf)), str(checkpoint or "")]
         for col, text in enumerate(cells):
             item = QTableWidgetItem(text)
             item.setToolTip(text)
             self.setItem(row, col, item)
+        if matrix is not None:  # drawn as a small matrix, not "[a, b] 7 0 | 7 0"
+            hint = matrix.sizeHint()
+            self.item(row, 3).setToolTip(matrix.toolTip())
+            self.item(row, 3).setSizeHint(hint.grownBy(QMargins(4, 2, 4, 2)))  # the column fits it
+            self.setCellWidget(row, 3, matrix)
+            self.setRowHeight(row, max(self.rowHeight(row), hint.height() + 4))

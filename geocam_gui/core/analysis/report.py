@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+from geocam_gui.core.chance import chance_from_metrics
 from geocam_gui.core.files import atomic_write, atomic_write_json
 
 KINDS_SHOWN = 6
-from geocam_gui.core.chance import chance_from_metrics
 
 PLOTS = ("accuracy", "confusion", "localisation", "faithfulness", "sanity", "agreement")
 
@@ -49,6 +49,43 @@ def _mean(d):
     return (d or {}).get("mean") if isinstance(d, dict) else d
 
 
+def display_name(m: dict) -> str:
+    """A model's name for people: "Shallow CNN", or "Shallow CNN (run_a)" when two checkpoints of
+    one model are analysed (their internal keys are "shallow (run_a)", "shallow (run_b)")."""
+    key, model, label = str(m.get("key", "")), str(m.get("model", "")), str(m.get("label") or m.get("model", ""))
+    if not key or key == model:
+        return label
+    return label + key[len(model):] if key.startswith(model) else f"{label} [{key}]"
+
+
+def display_names(report: dict) -> dict[str, str]:
+    """Internal key -> display name of every model of ``report``."""
+    return {m["key"]: display_name(m) for m in report.get("models", [])}
+
+
+def text_color(value: float, vmin: float, vmax: float, cmap: str = "Blues") -> str:
+    """"black" or "white", whichever reads on the colour ``cmap`` gives ``value`` on the scale
+    ``vmin``..``vmax`` (the image's own scale, minimum included): by the colour's luminance."""
+    import matplotlib
+
+    if value is None or not np.isfinite(value):
+        return "black"
+    span = (vmax - vmin) or 1.0
+    r, g, b, _a = matplotlib.colormaps[cmap](float(np.clip((value - vmin) / span, 0.0, 1.0)))
+    return "white" if 0.2126 * r + 0.7152 * g + 0.0722 * b < 0.5 else "black"
+
+
+def value_range(values, low: float = 0.0, high: float = 1.0) -> tuple[float, float]:
+    """The scale ``low``..``high`` widened to cover every finite value (e.g. a Spearman correlation
+    of -0.39 on an agreement scale that starts at 0), rounded out to tenths."""
+    v = np.asarray(values, float)
+    v = v[np.isfinite(v)]
+    if v.size:
+        low = min(low, float(np.floor(v.min() * 10) / 10))
+        high = max(high, float(np.ceil(v.max() * 10) / 10))
+    return low, high
+
+
 # --------------------------------------------------------------------------- tables
 
 
@@ -60,7 +97,7 @@ def tables(report: dict) -> dict[str, dict]:
     rows = []
     for m in models:
         acc = m["accuracy"]
-        row = [m["label"] + ("" if m["key"] == m["model"] else f" [{m['key']}]"), str(acc["n"]),
+        row = [display_name(m), str(acc["n"]),
                _fmt(acc["accuracy"], True)]
         verdict = m.get("chance") or chance_from_metrics(acc)
         if verdict:
@@ -77,21 +114,21 @@ def tables(report: dict) -> dict[str, dict]:
                                 "the largest class, p < 0.05; Clopper-Pearson 95 % interval)",
                        "columns": ["Model", "Images", "Accuracy", "95 % CI", "Largest class", "Above chance"]
                        + [f"Recall {c}" for c in classes], "rows": rows}
-    rows = []
+    loc_rows = []
     for m in models:
         loc = m["localisation"]
         if not loc.get("available"):
-            rows.append([m["label"], "0", "–", "–", "–", "–", "–", "–", "–"])
+            loc_rows.append([display_name(m), "0", "–", "–", "–", "–", "–", "–", "–"])
             continue
         pg, ee, se = loc["pointing_game"], loc["evidence_energy"], loc["sky_energy"]
-        rows.append([m["label"], f"{loc['with_evidence_mask']}/{loc['images']}", _fmt(pg["cam"], True),
+        loc_rows.append([display_name(m), f"{loc['with_evidence_mask']}/{loc['images']}", _fmt(pg["cam"], True),
                      _fmt(pg["random"], True), _fmt(ee["cam"], True), _fmt(ee["random"], True),
                      _fmt(se["cam"], True), _fmt(loc.get("sky_energy_predicted"), True), _fmt(se["random"], True)])
     rows = []
     for m in models:
         for c, kinds in (m.get("kinds") or {}).get("per_class", {}).items():
             best = sorted(kinds.items(), key=lambda kv: -kv[1]["hit"])[:KINDS_SHOWN]
-            rows += [[m["label"], c, k, str(v["n"]), _fmt(v["hit"], True), _fmt(v["energy"], True),
+            rows += [[display_name(m), c, k, str(v["n"]), _fmt(v["hit"], True), _fmt(v["energy"], True),
                       _fmt(v["area"], True)] for k, v in best]
     if rows:
         out["kinds"] = {"title": f"Which kinds the true class's map points at (top {KINDS_SHOWN} per model and class; "
@@ -102,11 +139,11 @@ def tables(report: dict) -> dict[str, dict]:
                            "columns": ["Model", "With masks", "Pointing game", "(random map)",
                                        "Energy on evidence", "(random map)", "Energy on sky",
                                        "Energy on sky (predicted class)", "(random map)"],
-                           "rows": rows}
+                           "rows": loc_rows}
     rows = []
     for m in models:
         f = m["faithfulness"]
-        rows.append([m["label"], str(f["n"]), _fmt(f["deletion"]["auc"]), _fmt(f["random_deletion"]["auc"]),
+        rows.append([display_name(m), str(f["n"]), _fmt(f["deletion"]["auc"]), _fmt(f["random_deletion"]["auc"]),
                      _fmt(f["insertion"]["auc"]), _fmt(f["random_insertion"]["auc"])])
     out["faithfulness"] = {"title": "Faithfulness (area under the curve; deletion: lower is better, "
                                     "insertion: higher is better)",
@@ -117,17 +154,18 @@ def tables(report: dict) -> dict[str, dict]:
         st = m["sanity"]["steps"]
         last = st[-1] if st else {}
         first = st[1] if len(st) > 1 else {}
-        rows.append([m["label"], str(m["sanity"]["n"]), str(len(st) - 1),
+        rows.append([display_name(m), str(m["sanity"]["n"]), str(len(st) - 1),
                      _fmt(first.get("spearman")), _fmt(first.get("ssim")),
                      _fmt(last.get("spearman")), _fmt(last.get("ssim"))])
     out["sanity"] = {"title": "Sanity check: similarity to the trained model's maps (cascading randomisation)",
                      "columns": ["Model", "Images", "Steps", "Spearman (top layer random)", "SSIM (top layer random)",
                                  "Spearman (all random)", "SSIM (all random)"], "rows": rows}
+    names = display_names(report)
     ag = report.get("agreement", {})
     out["agreement"] = {"title": f"Agreement between models (top {round(100 * ag.get('top_fraction', 0.2))} % IoU, "
                                  "Spearman)",
                         "columns": ["Model A", "Model B", "Images", "IoU top region", "Spearman"],
-                        "rows": [[p["a"], p["b"], str(p["n"]), _fmt(p["iou_top20"]), _fmt(p["spearman"])]
+                        "rows": [[names.get(p["a"], p["a"]), names.get(p["b"], p["b"]), str(p["n"]), _fmt(p["iou_top20"]), _fmt(p["spearman"])]
                                  for p in ag.get("pairs", [])]}
     bias = report.get("bias", {})
     keys = [m["key"] for m in models]
@@ -144,12 +182,12 @@ def tables(report: dict) -> dict[str, dict]:
                 rows.append([f"{label} reliance (as trained − flipped)", ""]
                             + [_fmt(bias[key].get(k), True) for k in keys])
         out["bias"] = {"title": "Sky-bias probe: accuracy on test sets with another sky rate (or layout rate)",
-                       "columns": ["Test set", "Images"] + keys, "rows": rows}
+                       "columns": ["Test set", "Images"] + [names.get(k, k) for k in keys], "rows": rows}
     rows = []
     for m in models:
         sc = m.get("sky_congruence")
         if sc:
-            rows.append([m["label"], f"{_fmt(sc['usual']['accuracy'], True)} (n={sc['usual']['n']})",
+            rows.append([display_name(m), f"{_fmt(sc['usual']['accuracy'], True)} (n={sc['usual']['n']})",
                          f"{_fmt(sc['unusual']['accuracy'], True)} (n={sc['unusual']['n']})"])
     if rows:
         out["congruence"] = {"title": "Accuracy by sky: the class's usual sky (from the train split) or not",
@@ -174,10 +212,54 @@ def _bars(ax, groups: list[str], series: dict[str, list], ylabel: str, hatched: 
     ax.legend(fontsize=8)
 
 
+def confusion_figure(models: list[dict], labels: list[str]):
+    """One confusion matrix per model (rows: true class), counts written in the colour that
+    reads on each cell (the scale runs from the matrix's smallest count to its largest)."""
+    fig = _figure(3.0 * max(1, len(models)), 3.0)
+    for i, m in enumerate(models):
+        ax = fig.add_subplot(1, len(models), i + 1)
+        cm = np.asarray(m["accuracy"]["confusion"])
+        lo, hi = (float(cm.min()), float(cm.max())) if cm.size else (0.0, 1.0)
+        hi = hi if hi > lo else lo + 1.0
+        ax.imshow(cm, cmap="Blues", vmin=lo, vmax=hi)
+        cls = m["accuracy"]["classes"]
+        ax.set_xticks(range(len(cls)), cls, fontsize=8)
+        ax.set_yticks(range(len(cls)), cls, fontsize=8)
+        for (r, c), v in np.ndenumerate(cm):
+            ax.text(c, r, str(v), ha="center", va="center", color=text_color(v, lo, hi, "Blues"))
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(labels[i], fontsize=10)
+    return fig
+
+
+def agreement_figure(report: dict, labels: list[str]):
+    """IoU and Spearman between every pair of models as two matrices, each colour bar covering
+    its values (a negative correlation included)."""
+    keys = [m["key"] for m in report["models"]]
+    fig = _figure(8, 3.4)
+    for j, (metric, title) in enumerate((("iou_top20", "IoU of the top regions"), ("spearman", "Spearman"))):
+        mat = np.eye(len(keys))
+        for p in report["agreement"]["pairs"]:
+            a, b = keys.index(p["a"]), keys.index(p["b"])
+            mat[a, b] = mat[b, a] = np.nan if _mean(p[metric]) is None else _mean(p[metric])
+        ax = fig.add_subplot(1, 2, j + 1)
+        lo, hi = value_range(mat)
+        im = ax.imshow(mat, vmin=lo, vmax=hi, cmap="viridis")
+        ax.set_xticks(range(len(keys)), labels, fontsize=8, rotation=20)
+        ax.set_yticks(range(len(keys)), labels, fontsize=8)
+        for (r, c), v in np.ndenumerate(mat):
+            ax.text(c, r, "–" if np.isnan(v) else f"{v:.2f}", ha="center", va="center",
+                    color=text_color(v, lo, hi, "viridis"))
+        ax.set_title(title, fontsize=10)
+        fig.colorbar(im, ax=ax, shrink=0.8)
+    return fig
+
+
 def plot_all(report: dict, out_dir: Path) -> dict[str, Path]:
     """Draw every plot of the report into ``out_dir`` as ``<name>.png``; returns name -> path."""
     models = report["models"]
-    labels = [m["label"] if m["key"] == m["model"] else m["key"].replace(" (", "\n(") for m in models]
+    labels = [display_name(m).replace(" (", "\n(") for m in models]
     files: dict[str, Path] = {}
     fig = _figure(6.5, 3.2)
     ax = fig.add_subplot()
@@ -189,20 +271,7 @@ def plot_all(report: dict, out_dir: Path) -> dict[str, Path]:
     ax.set_title("Accuracy")
     files["accuracy"] = _save(fig, out_dir / "accuracy.png")
 
-    fig = _figure(3.0 * max(1, len(models)), 3.0)
-    for i, m in enumerate(models):
-        ax = fig.add_subplot(1, len(models), i + 1)
-        cm = np.asarray(m["accuracy"]["confusion"])
-        ax.imshow(cm, cmap="Blues")
-        cls = m["accuracy"]["classes"]
-        ax.set_xticks(range(len(cls)), cls, fontsize=8)
-        ax.set_yticks(range(len(cls)), cls, fontsize=8)
-        for (r, c), v in np.ndenumerate(cm):
-            ax.text(c, r, str(v), ha="center", va="center", color="black" if v < cm.max() / 2 else "white")
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("true")
-        ax.set_title(labels[i], fontsize=10)
-    files["confusion"] = _save(fig, out_dir / "confusion.png")
+    files["confusion"] = _save(confusion_figure(models, labels), out_dir / "confusion.png")
 
     fig = _figure(9, 3.2)
     for j, (key, title) in enumerate((("pointing_game", "Pointing game"), ("evidence_energy", "Energy on evidence"),
@@ -232,35 +301,22 @@ def plot_all(report: dict, out_dir: Path) -> dict[str, Path]:
     fig = _figure(9, 3.2)
     for j, metric in enumerate(("spearman", "ssim")):
         ax = fig.add_subplot(1, 2, j + 1)
+        seen = []
         for i, m in enumerate(models):
             st = m["sanity"]["steps"]
-            ax.plot(range(len(st)), [_mean(s[metric]) for s in st], marker="o", ms=3, label=labels[i])
+            ys = [_mean(s[metric]) for s in st]
+            seen += [y for y in ys if y is not None]
+            ax.plot(range(len(st)), [np.nan if y is None else y for y in ys], marker="o", ms=3, label=labels[i])
         ax.set_xlabel("layers randomised, from the top")
         ax.set_ylabel("Spearman rank correlation" if metric == "spearman" else "SSIM")
-        ax.set_ylim(-0.2 if metric == "spearman" else 0, 1.05)
+        ax.set_ylim(value_range(seen, -0.2 if metric == "spearman" else 0.0)[0] - 0.05, 1.05)  # SSIM goes below 0 too
         ax.set_title("Cascading randomisation: " + ("rank correlation" if metric == "spearman" else "SSIM"),
                      fontsize=10)
         ax.legend(fontsize=8)
     files["sanity"] = _save(fig, out_dir / "sanity.png")
 
-    keys = [m["key"] for m in models]
-    if len(keys) > 1:
-        fig = _figure(8, 3.4)
-        for j, (metric, title) in enumerate((("iou_top20", "IoU of the top regions"), ("spearman", "Spearman"))):
-            mat = np.eye(len(keys))
-            for p in report["agreement"]["pairs"]:
-                a, b = keys.index(p["a"]), keys.index(p["b"])
-                mat[a, b] = mat[b, a] = np.nan if _mean(p[metric]) is None else _mean(p[metric])
-            ax = fig.add_subplot(1, 2, j + 1)
-            im = ax.imshow(mat, vmin=0, vmax=1, cmap="viridis")
-            ax.set_xticks(range(len(keys)), labels, fontsize=8, rotation=20)
-            ax.set_yticks(range(len(keys)), labels, fontsize=8)
-            for (r, c), v in np.ndenumerate(mat):
-                ax.text(c, r, "–" if np.isnan(v) else f"{v:.2f}", ha="center", va="center",
-                        color="white" if v < 0.6 else "black")
-            ax.set_title(title, fontsize=10)
-            fig.colorbar(im, ax=ax, shrink=0.8)
-        files["agreement"] = _save(fig, out_dir / "agreement.png")
+    if len(models) > 1:
+        files["agreement"] = _save(agreement_figure(report, labels), out_dir / "agreement.png")
     return files
 
 
@@ -296,7 +352,7 @@ def write_report(report: dict, out_dir) -> dict[str, Path]:
                     atomic_write(dst, Path(src).read_bytes())
                 e["mosaic"] = dst.name
                 files[f"elements_{safe}"] = dst
-                mosaics.append((m["label"] if m["key"] == m["model"] else m["key"], cls, dst))
+                mosaics.append((display_name(m), cls, dst))
     files["json"] = atomic_write_json(out / "report.json", written, ensure_ascii=True)
     files["html"] = out / "report.html"
     atomic_write(files["html"], _html(written, files, mosaics))
@@ -320,7 +376,7 @@ def _html(report: dict, files: dict[str, Path], mosaics: list) -> str:
     for m in report["models"]:
         verdict = m.get("chance") or chance_from_metrics(m["accuracy"])
         if verdict and not verdict["above_chance"]:
-            parts.append(f"<p class='warn'><b>Warning - {html.escape(m['label'])}</b>: {html.escape(verdict['message'])} "
+            parts.append(f"<p class='warn'><b>Warning - {html.escape(display_name(m))}</b>: {html.escape(verdict['message'])} "
                          "Read its heat maps and measures below with that in mind.</p>")
     sections = [("accuracy", ["accuracy", "confusion"]), ("localisation", ["localisation"]), ("kinds", []),
                 ("faithfulness", ["faithfulness"]), ("sanity", ["sanity"]), ("agreement", ["agreement"]),

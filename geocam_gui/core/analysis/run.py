@@ -133,6 +133,11 @@ class _Ticker:
     def __init__(self, progress: Progress, total: int):
         self.progress, self.total, self.done = progress, max(1, total), 0
 
+    def say(self, text: str) -> None:
+        """Report ``text`` without advancing (a long step, e.g. decoding, is still going on)."""
+        if self.progress is not None:
+            self.progress(self.done, self.total, text)
+
     def tick(self, text: str, n: int = 1) -> None:
         self.done = min(self.total, self.done + n)
         if self.progress is not None:
@@ -191,7 +196,8 @@ def _analyse_model(m: _Model, index, samples, *, split, method, device, cancel, 
     from geocam_gui.core.data import cache
 
     classes = list(index.classes)
-    decoded = cache.decoded_split(samples, m.image_size, classes=classes, cancel=cancel)
+    decoded = cache.decoded_split(samples, m.image_size, classes=classes, cancel=cancel,
+                                  progress=lambda d, t: ticker.say(f"{m.key}: decoding images {d}/{t}"))
     ok = np.flatnonzero(np.asarray(decoded.ok, bool))
     if ok.size == 0:
         raise DataError(f"None of the {len(samples)} images of the {split!r} split could be decoded.")

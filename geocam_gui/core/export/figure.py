@@ -18,6 +18,9 @@ and one colour bar for the whole figure.
   carries its DPI.
 * **Same bytes every time.** The PDF has no creation date, the SVG no date and a fixed hash
   salt for its ids, so an export re-created from its sidecar is byte-identical.
+* **Wrong predictions marked**, as the viewer's panes mark them: a panel whose model predicts
+  another class than the photo's true label gets a red frame and its prediction line reads
+  "✗ pred. tokyo (0.93)" in red (``FigurePanel.wrong``; unknown without a true label).
 
 matplotlib's ``rcParams`` are global; the few this module needs are set with ``rc_context``
 under a lock, so two exports in two threads never see each other's settings.
@@ -42,6 +45,8 @@ MAX_WIDTH_IN = 40.0
 FIGURE_FORMATS: tuple[str, ...] = ("pdf", "svg", "png")
 FONT_FAMILY = "DejaVu Sans"
 MIN_CAPTION_PT = 5.0
+WRONG_COLOR = "#c62828"  # frame and caption of a wrong prediction
+WRONG_MARK = "✗ "
 
 _RC = {
     "pdf.fonttype": 42,
@@ -67,6 +72,7 @@ class FigurePanel:
     predicted: str = ""
     probability: float | None = None
     error: str = ""
+    wrong: bool | None = None  # the prediction differs from the true label (None: no label known)
 
 
 @dataclass
@@ -147,7 +153,8 @@ def _captions(row: FigureRow, level: int, show_predictions: bool, explains_predi
         if not per_row and not (explains_predicted and show_predictions):
             lines.append("CAM: " + _shorten(p.class_name, keep))
         if show_predictions and p.predicted:
-            lines.append(("pred. " if level < 1 else "") + _shorten(p.predicted, keep) + prob)
+            lines.append((WRONG_MARK if p.wrong else "") + ("pred. " if level < 1 else "")
+                         + _shorten(p.predicted, keep) + prob)
         out.append(lines)
     return out
 
@@ -268,8 +275,11 @@ def _build_figure(
         fig.text(x / W, (H - top - title_h * 0.45) / H, title, ha="center", va="center",
                  fontsize=title_pt, fontweight="bold")
     y = top + title_h
+    from matplotlib.patches import Rectangle
+
     for r, rc, (img_h, cap_h) in zip(rows, caps, heights):
         pictures = [r.image] + [p.overlay for p in r.panels]
+        wrong = [False] + [bool(p.wrong) for p in r.panels]
         for j, (pic, lines) in enumerate(zip(pictures, rc)):
             x = left + j * (cell + gap)
             ax = fig.add_axes(rect(x, y, cell, img_h))
@@ -281,9 +291,13 @@ def _build_figure(
                 ax.set_axis_on()
                 ax.set_xticks([])
                 ax.set_yticks([])
+            if wrong[j]:
+                ax.add_patch(Rectangle((0, 0), 1, 1, transform=ax.transAxes, fill=False, edgecolor=WRONG_COLOR,
+                                       linewidth=1.2, clip_on=False, gid="wrong-prediction"))
             for k, line in enumerate(lines):
                 fig.text((x + cell / 2) / W, (H - y - img_h - 0.02 - (k + 0.5) * line_in) / H, line,
-                         ha="center", va="center", fontsize=cap_pt)
+                         ha="center", va="center", fontsize=cap_pt,
+                         color=WRONG_COLOR if line.startswith(WRONG_MARK) else "black")
         y += img_h + cap_h
 
     # One colour bar beside the image rows.

@@ -249,11 +249,14 @@ def _run_figure(plan: ExportPlan, t: Target, summary: ExportSummary, progress: P
             for j, m in enumerate(plan.models):
                 p = exp.models[j]
                 pred = m.classes[p.predicted]
+                wrong = None if im.label not in m.classes else pred != im.label
                 if p.map01 is None:
-                    panels.append(FigurePanel(None, error="no such class", predicted=pred, probability=p.probability))
+                    panels.append(FigurePanel(None, error="no such class", predicted=pred, probability=p.probability,
+                                              wrong=wrong))
                 else:
                     panels.append(FigurePanel(overlay(exp.image, p.map01, opacity=float(o.opacity), cmap=o.cmap),
-                                              class_name=p.class_name, predicted=pred, probability=p.probability))
+                                              class_name=p.class_name, predicted=pred, probability=p.probability,
+                                              wrong=wrong))
                 results.append({"image_index": i, **model_result(j, p)})
             rows.append(FigureRow(exp.image, im.label, panels))
             sizes.append({"image_index": i, "width": int(exp.image.shape[1]), "height": int(exp.image.shape[0])})
