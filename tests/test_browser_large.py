@@ -145,3 +145,15 @@ def test_the_table_shows_file_names_with_the_path_as_tooltip(main_window, qtbot,
     pixels = [image.pixel(x, y) for x in range(image.width()) for y in range(image.height())]
     background = max(set(pixels), key=pixels.count)
     assert sum(p != background for p in pixels) > 20
+
+
+def test_another_index_opened_while_one_loads_wins(main_window, qtbot, tiny_index, tmp_path):
+    w, b = main_window, main_window.browser
+    w.set_index(synthetic_index(tmp_path / "nowhere"), run_dir=tmp_path / "runs")  # no columns built yet
+    assert b.is_loading() and not w.is_idle()  # the browser says so while it builds the columns
+    assert "Loading 100,000 images" in b.empty.text()
+    w.set_index(tiny_index, run_dir=tmp_path / "tiny-runs")  # small: taken at once
+    assert not b.is_loading()
+    qtbot.wait(200)  # a slice of the big index's columns, had one been left scheduled
+    assert b.index is tiny_index and b.model.rowCount() == len(tiny_index.samples)
+    assert b.current_view().currentIndex().data(SAMPLE_ROLE).split == "test"

@@ -2,12 +2,14 @@
 
 Thumbnails are made off the GUI thread (newest requests first) and cached on disk; the
 filters, the sorting and the counts are numpy expressions over the index's columns
-(``core.data.sample_table``), which a worker builds for a large index while the browser says
-"Loading…": taking a 100,000-image index never blocks the GUI thread.
+(``core.data.sample_table``). The indexing worker builds them; for an index that comes
+without them the browser builds them itself between events, a few ms at a time, and says
+"Loading…" meanwhile: taking a 100,000-image index never blocks the GUI thread.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from PySide6.QtCore import QModelIndex, Qt, QTimer, Signal
@@ -28,7 +30,7 @@ from PySide6.QtWidgets import (
 
 from geocam_gui.core.data.datasets import DatasetIndex
 from geocam_gui.core.data.demo import is_demo_dir
-from geocam_gui.core.data.sample_table import SampleTable, cached_table, table_for
+from geocam_gui.core.data.sample_table import SampleTable, TableBuilder, cached_table, remember, table_for
 from geocam_gui.core.models import MODEL_LABELS, MODEL_NAMES
 from geocam_gui.ui.dataset_model import (
     SAMPLE_ROLE,
@@ -36,11 +38,11 @@ from geocam_gui.ui.dataset_model import (
     ThumbnailLoader,
 )
 from geocam_gui.ui.thumb_delegate import ThumbDelegate
-from geocam_gui.ui.workers import TaskWorker
 
 #: Up to this many images the browser builds the index's columns at once (a few ms); above,
-#: a worker builds them while the browser says "Loading…".
+#: in slices between events while it says "Loading…".
 SYNC_ROWS = 5000
+SLICE_S = 0.005  # the longest the GUI thread builds columns before it serves events again
 
 
 def dataset_title(index: DatasetIndex) -> str:
@@ -65,7 +67,7 @@ class DatasetBrowser(QWidget):
         self.thumbs = ThumbnailLoader(parent=self)
         self.model = SampleModel(self.thumbs, self)
         self.proxy = self.model  # the rows shown: the model filters and sorts itself
-        self._loader: TaskWorker | None = None  # builds a large index's columns
+        self._builder: TableBuilder | None = None  # the columns of the index being loaded
         self._loading: DatasetIndex | None = None
         self._select_split: str | None = None  # select its first row once loaded
 
@@ -203,8 +205,7 @@ class DatasetBrowser(QWidget):
         self.title.setText(f"<b>{dataset_title(index)}</b> <span style='color:#5f6b7a'>({index.layout} layout)</span>")
         self.title.setToolTip("\n".join(index.roots))
         self._show_audit(index)
-        if self._loader is not None:
-            self._loader.cancel()  # an older index's columns: not needed any more
+        self._builder = self._loading = None  # an older index's columns: not needed any more
         table = cached_table(index)
         if table is None and len(index.samples) <= SYNC_ROWS:
             table = table_for(index)
@@ -216,12 +217,27 @@ class DatasetBrowser(QWidget):
         self.empty.setText(f"Loading {len(index.samples):,} images…")
         self.stack.setCurrentWidget(self.empty)
         self.counts.setText("Loading…")
-        worker = TaskWorker("dataset-table", lambda _progress, cancelled: table_for(index, cancelled), self)
-        worker.returned.connect(lambda table: self._take(index, table))
-        worker.errored.connect(lambda message: self._load_failed(index, message))
-        worker.finished.connect(lambda: self._loader_done(worker))
-        self._loader = worker
-        QTimer.singleShot(0, worker.start)  # after the rest of the window has taken the index
+        self._builder = TableBuilder(index.samples, index.classes)
+        QTimer.singleShot(0, lambda: self._build_slice(index))
+
+    def _build_slice(self, index: DatasetIndex) -> None:
+        """Build the columns of ``index`` for at most SLICE_S, then let events through."""
+        builder = self._builder
+        if index is not self._loading or builder is None:
+            return  # another index was opened meanwhile
+        end = time.perf_counter() + SLICE_S
+        try:
+            if builder.done >= len(builder.samples):  # all read: the arrays, then (next) the views
+                table = builder.table()
+                remember(index, table)
+                QTimer.singleShot(0, lambda: self._take(index, table))
+                return
+            while time.perf_counter() < end and not builder.step(1000):
+                pass
+        except Exception as exc:  # noqa: BLE001 - e.g. a sample without a path: say so, no traceback
+            self._load_failed(index, f"{type(exc).__name__}: {exc}")
+            return
+        QTimer.singleShot(0, lambda: self._build_slice(index))
 
     def is_loading(self) -> bool:
         """A worker is still building the open index's columns."""
@@ -230,7 +246,7 @@ class DatasetBrowser(QWidget):
     def _take(self, index: DatasetIndex, table: SampleTable) -> None:
         if index is not self.index:
             return  # another index was opened meanwhile
-        self._loading = None
+        self._loading = self._builder = None
         self.model.configure(**self._filter_values(), order=self.order.currentData())
         self.model.set_table(index.samples, table)
         self.stack.setCurrentWidget(self.table if self.view_toggle.isChecked() else self.grid)
@@ -241,14 +257,9 @@ class DatasetBrowser(QWidget):
 
     def _load_failed(self, index: DatasetIndex, message: str) -> None:
         if index is self.index:
-            self._loading = None
+            self._loading = self._builder = None
             self.empty.setText(f"The dataset could not be shown: {message}")
             self.counts.setText(" ")
-
-    def _loader_done(self, worker: TaskWorker) -> None:
-        worker.wait()
-        if self._loader is worker:
-            self._loader = None
 
     def _show_audit(self, index: DatasetIndex) -> None:
         audit = index.audit or {}
@@ -380,7 +391,5 @@ class DatasetBrowser(QWidget):
             self.dropped.emit(folders)
 
     def shutdown(self) -> None:
-        if self._loader is not None:
-            self._loader.cancel()
-            self._loader.wait()
+        self._builder = self._loading = None
         self.thumbs.stop()

@@ -1,10 +1,10 @@
 """A dataset index as columns: what a browser needs to filter, sort and count 100,000 rows
 with array operations instead of one Python call per row.
 
-``SampleTable.build`` walks the samples once (seconds' worth of work is a few hundred ms for
-100,000 rows: run it off the GUI thread, see ``table_for``); everything after that - a class or
-split mask, a file-name search, the file-name order, per-class and per-split counts, a model's
-right/wrong mask - is a numpy expression of a few milliseconds.
+``SampleTable.build`` walks the samples once (about 150 ms for 100,000 rows: a worker does it,
+``table_for``, or a GUI thread in slices of a few ms, ``TableBuilder``); everything after
+that - a class or split mask, a file-name search, the file-name order, per-class and
+per-split counts - is a numpy expression of a few milliseconds.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 from geocam_gui.core.data.split import SPLITS
 from geocam_gui.core.errors import Cancelled
 
-CHUNK = 10_000  # rows per step (and between two looks at ``cancelled``)
+CHUNK = 5_000  # rows per step: a few ms (and between two looks at ``cancelled``)
 
 
 @dataclass(frozen=True)
@@ -41,33 +41,11 @@ class SampleTable:
     def build(cls, samples: Sequence, classes: Sequence[str],
               cancelled: Callable[[], bool] | None = None) -> SampleTable:
         """Columns of ``samples`` (objects with ``path``, ``label`` and ``split``)."""
-        class_code = {c: i for i, c in enumerate(classes)}
-        split_code = {s: i for i, s in enumerate(SPLITS)}
-        labels, splits, names, row_of = [], [], [], {}
-        name_parts, lower_parts = [], []
-        # In chunks: each numpy call holds the GIL for its whole length, and the GUI thread
-        # waits for the GIL while this runs in a worker.
-        for start in range(0, len(samples), CHUNK):
+        builder = TableBuilder(samples, classes)
+        while not builder.step():
             if cancelled is not None and cancelled():
                 raise Cancelled("The dataset table was not needed any more.")
-            part = samples[start:start + CHUNK]
-            labels += [class_code.get(s.label, -1) for s in part]
-            splits += [split_code.get(s.split, -1) for s in part]
-            part_names = [_file_name(s.path) for s in part]
-            names += part_names
-            name_parts.append(np.array(part_names, dtype=str))
-            lower_parts.append(np.array([n.lower() for n in part_names], dtype=str))
-            row_of.update((s.path, start + i) for i, s in enumerate(part))
-        name_array = np.concatenate(name_parts) if name_parts else np.zeros(0, dtype="<U1")
-        return cls(
-            classes=list(classes),
-            labels=np.array(labels, dtype=np.int32),
-            splits=np.array(splits, dtype=np.int8),
-            names=names,
-            names_lower=np.concatenate(lower_parts) if lower_parts else np.zeros(0, dtype="<U1"),
-            name_order=np.argsort(name_array, kind="stable"),
-            row_of=row_of,
-        )
+        return builder.table()
 
     def mask(self, label: str | None = None, split: str | None = None, text: str = "") -> np.ndarray:
         """Rows of class ``label``, split ``split`` whose file name contains ``text`` (any case);
@@ -92,6 +70,55 @@ class SampleTable:
 
     def split_code(self, split: str) -> int:
         return SPLITS.index(split) if split in SPLITS else -2
+
+
+class TableBuilder:
+    """Builds a ``SampleTable`` a slice of rows at a time, so that a GUI thread can build one
+    between two events (``step`` of ``CHUNK`` rows: a few ms) instead of sharing the GIL with a
+    worker thread that builds it (every call from Qt into Python then waits its turn)."""
+
+    def __init__(self, samples: Sequence, classes: Sequence[str]):
+        self.samples = samples
+        self.classes = list(classes)
+        self.done = 0
+        self._class_code = {c: i for i, c in enumerate(self.classes)}
+        self._split_code = {s: i for i, s in enumerate(SPLITS)}
+        self._labels: list[int] = []
+        self._splits: list[int] = []
+        self._names: list[str] = []
+        self._name_parts: list[np.ndarray] = []
+        self._lower_parts: list[np.ndarray] = []
+        self._row_of: dict[str, int] = {}
+
+    def step(self, rows: int = CHUNK) -> bool:
+        """Read the next ``rows`` samples; True once every sample is read."""
+        start = self.done
+        part = self.samples[start:start + rows]
+        if part:
+            self._labels += [self._class_code.get(s.label, -1) for s in part]
+            self._splits += [self._split_code.get(s.split, -1) for s in part]
+            names = [_file_name(s.path) for s in part]
+            self._names += names
+            self._name_parts.append(np.array(names, dtype=str))
+            self._lower_parts.append(np.array([n.lower() for n in names], dtype=str))
+            self._row_of.update((s.path, start + i) for i, s in enumerate(part))
+            self.done += len(part)
+        return self.done >= len(self.samples)
+
+    def table(self) -> SampleTable:
+        """The table (every sample must be read: ``step`` returned True)."""
+        def joined(parts):
+            return np.concatenate(parts) if parts else np.zeros(0, dtype="<U1")
+
+        return SampleTable(
+            classes=self.classes,
+            labels=np.array(self._labels, dtype=np.int32),
+            splits=np.array(self._splits, dtype=np.int8),
+            names=self._names,
+            names_lower=joined(self._lower_parts),
+            name_order=np.argsort(joined(self._name_parts), kind="stable"),
+            row_of=self._row_of,
+        )
 
 
 def _file_name(path: str) -> str:
@@ -122,6 +149,12 @@ def table_for(index, cancelled: Callable[[], bool] | None = None) -> SampleTable
     if table is not None:
         return table
     table = SampleTable.build(index.samples, index.classes, cancelled)
+    remember(index, table)
+    return table
+
+
+def remember(index, table: SampleTable) -> None:
+    """Keep ``table`` as the table of ``index`` (for ``cached_table``)."""
     key = id(index)
     with _lock:
         for k in [k for k, v in _cache.items() if v[0]() is None]:
@@ -129,4 +162,3 @@ def table_for(index, cancelled: Callable[[], bool] | None = None) -> SampleTable
         while len(_cache) >= 4:
             del _cache[next(iter(_cache))]
         _cache[key] = (weakref.ref(index), id(index.samples), len(index.samples), table)
-    return table
