@@ -1,23 +1,18 @@
 """The dataset browser: a virtualised thumbnail grid and a table over one item model.
 
 Thumbnails are made off the GUI thread (newest requests first) and cached on disk; the
-filters, the sorting and the counts work on the in-memory index and the models' predictions.
+filters, the sorting and the counts are numpy expressions over the index's columns
+(``core.data.sample_table``). The indexing worker builds them; for an index that comes
+without them the browser builds them itself between events, a few ms at a time, and says
+"Loading…" meanwhile: taking a 100,000-image index never blocks the GUI thread.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
-import numpy as np
-from PySide6.QtCore import (
-    QModelIndex,
-    QObject,
-    QRect,
-    QSize,
-    Qt,
-    Signal,
-)
-from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen
+from PySide6.QtCore import QModelIndex, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -27,8 +22,6 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QListView,
     QStackedWidget,
-    QStyle,
-    QStyledItemDelegate,
     QTableView,
     QToolButton,
     QVBoxLayout,
@@ -37,16 +30,19 @@ from PySide6.QtWidgets import (
 
 from geocam_gui.core.data.datasets import DatasetIndex
 from geocam_gui.core.data.demo import is_demo_dir
+from geocam_gui.core.data.sample_table import SampleTable, TableBuilder, cached_table, remember, table_for
 from geocam_gui.core.models import MODEL_LABELS, MODEL_NAMES
 from geocam_gui.ui.dataset_model import (
-    CLASS_COLORS,
     SAMPLE_ROLE,
-    SPLIT_COLORS,
-    THUMB,
-    SampleFilter,
     SampleModel,
     ThumbnailLoader,
 )
+from geocam_gui.ui.thumb_delegate import ThumbDelegate
+
+#: Up to this many images the browser builds the index's columns at once (a few ms); above,
+#: in slices between events while it says "Loading…".
+SYNC_ROWS = 5000
+SLICE_S = 0.005  # the longest the GUI thread builds columns before it serves events again
 
 
 def dataset_title(index: DatasetIndex) -> str:
@@ -56,62 +52,6 @@ def dataset_title(index: DatasetIndex) -> str:
         p = Path(r)
         names.append("Demo: Pittsburgh vs Tokyo" if is_demo_dir(p) else (p.name or str(p)))
     return ", ".join(names)
-
-
-class ThumbDelegate(QStyledItemDelegate):
-    """Paints a thumbnail with its file name, a class badge and a split badge."""
-
-    def __init__(self, model: SampleModel, parent: QObject | None = None):
-        super().__init__(parent)
-        self._model = model
-
-    def sizeHint(self, option, index) -> QSize:  # noqa: N802
-        return QSize(THUMB + 12, THUMB + 30)
-
-    def paint(self, painter: QPainter, option, index) -> None:
-        painter.save()
-        r = option.rect.adjusted(3, 3, -3, -3)
-        if option.state & QStyle.StateFlag.State_Selected:
-            painter.fillRect(option.rect, option.palette.highlight())
-        img = index.data(Qt.ItemDataRole.DecorationRole)
-        box = QRect(r.x() + (r.width() - THUMB) // 2, r.y(), THUMB, THUMB)
-        if isinstance(img, QImage) and not img.isNull():
-            scaled = img.scaled(THUMB, THUMB, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
-            painter.drawImage(box.x() + (THUMB - scaled.width()) // 2, box.y() + (THUMB - scaled.height()) // 2, scaled)
-        else:
-            painter.fillRect(box, QColor("#e3e6ea"))
-        s = index.data(SAMPLE_ROLE)
-        if s is not None:
-            classes = self._model.classes
-            color = CLASS_COLORS[classes.index(s.label) % len(CLASS_COLORS)] if s.label in classes else "#7f8c8d"
-            f = QFont(option.font)
-            f.setPointSizeF(max(6.5, f.pointSizeF() * 0.8))
-            painter.setFont(f)
-            self._badge(painter, box.x() + 2, box.y() + 2, s.label, QColor(color))
-            if s.split:
-                self._badge(painter, box.x() + 2, box.bottom() - 15, s.split, QColor(SPLIT_COLORS.get(s.split, "#5f6b7a")))
-            wrong = [n for n in MODEL_NAMES if (p := self._model.prediction(index.row(), n)) is not None
-                     and classes[p[0]] != s.label]
-            if wrong:
-                self._badge(painter, box.right() - 16, box.y() + 2, "✗", QColor("#c0392b"))
-            painter.setPen(option.palette.color(option.palette.ColorRole.Text)
-                           if not option.state & QStyle.StateFlag.State_Selected
-                           else option.palette.color(option.palette.ColorRole.HighlightedText))
-            text_rect = QRect(r.x(), box.bottom() + 3, r.width(), 18)
-            name = painter.fontMetrics().elidedText(Path(s.path).name, Qt.TextElideMode.ElideMiddle, r.width())
-            painter.drawText(text_rect, Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop, name)
-        painter.restore()
-
-    @staticmethod
-    def _badge(painter: QPainter, x: int, y: int, text: str, color: QColor) -> None:
-        fm = painter.fontMetrics()
-        w = fm.horizontalAdvance(text) + 8
-        rect = QRect(x, y, w, fm.height() + 1)
-        painter.setPen(Qt.PenStyle.NoPen)
-        painter.setBrush(color)
-        painter.drawRoundedRect(rect, 4, 4)
-        painter.setPen(QPen(QColor("white")))
-        painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, text)
 
 
 class DatasetBrowser(QWidget):
@@ -126,8 +66,10 @@ class DatasetBrowser(QWidget):
         self.index = None
         self.thumbs = ThumbnailLoader(parent=self)
         self.model = SampleModel(self.thumbs, self)
-        self.proxy = SampleFilter(self)
-        self.proxy.setSourceModel(self.model)
+        self.proxy = self.model  # the rows shown: the model filters and sorts itself
+        self._builder: TableBuilder | None = None  # the columns of the index being loaded
+        self._loading: DatasetIndex | None = None
+        self._select_split: str | None = None  # select its first row once loaded
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
@@ -190,15 +132,23 @@ class DatasetBrowser(QWidget):
         self.grid.setBatchSize(200)
         self.grid.setSpacing(2)
         self.grid.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
-        self.grid.setModel(self.proxy)
+        self.grid.setModel(self.model)
         self.grid.setItemDelegate(ThumbDelegate(self.model, self.grid))
         self.table = QTableView()
-        self.table.setModel(self.proxy)
+        self.table.setModel(self.model)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.table.verticalHeader().setVisible(False)
+        self.table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
         self.table.verticalHeader().setDefaultSectionSize(22)
-        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        # Fixed widths the user may drag: a stretched File column got squeezed to nothing by
+        # the seven others in a narrow dock, and sizing to contents would read every row.
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        header.setStretchLastSection(False)
+        header.setDefaultSectionSize(84)
+        self.table.setColumnWidth(0, 210)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.table.setSortingEnabled(False)
         self.table.setWordWrap(False)
         self.stack.addWidget(self.grid)
@@ -232,7 +182,7 @@ class DatasetBrowser(QWidget):
         self.search.textChanged.connect(self._apply_filters)
         for combo in (self.class_filter, self.split_filter, self.verdict_filter):
             combo.currentIndexChanged.connect(self._apply_filters)
-        self.order.currentIndexChanged.connect(lambda _i: self.proxy.set_order(self.order.currentData()))
+        self.order.currentIndexChanged.connect(lambda _i: self.model.set_order(self.order.currentData()))
         for view in (self.grid, self.table):
             view.selectionModel().currentChanged.connect(self._on_current)
         self.setAcceptDrops(True)
@@ -243,9 +193,9 @@ class DatasetBrowser(QWidget):
         workspace.events.index.connect(lambda index, _run_dir: index is not None and self.set_index(index))
 
     def set_index(self, index: DatasetIndex) -> None:
+        """Show ``index``: at once when its columns are built (by the indexing worker) or it is
+        small, else once a worker has built them (the browser says "Loading…" meanwhile)."""
         self.index = index
-        self._summarise_index()
-        self.model.set_samples(index.samples, index.classes)
         self.class_filter.blockSignals(True)
         self.class_filter.clear()
         self.class_filter.addItem("All classes", None)
@@ -255,8 +205,61 @@ class DatasetBrowser(QWidget):
         self.title.setText(f"<b>{dataset_title(index)}</b> <span style='color:#5f6b7a'>({index.layout} layout)</span>")
         self.title.setToolTip("\n".join(index.roots))
         self._show_audit(index)
+        self._builder = self._loading = None  # an older index's columns: not needed any more
+        table = cached_table(index)
+        if table is None and len(index.samples) <= SYNC_ROWS:
+            table = table_for(index)
+        if table is not None:
+            self._take(index, table)
+            return
+        self._loading = index
+        self.model.clear()
+        self.empty.setText(f"Loading {len(index.samples):,} images…")
+        self.stack.setCurrentWidget(self.empty)
+        self.counts.setText("Loading…")
+        self._builder = TableBuilder(index.samples, index.classes)
+        QTimer.singleShot(0, lambda: self._build_slice(index))
+
+    def _build_slice(self, index: DatasetIndex) -> None:
+        """Build the columns of ``index`` for at most SLICE_S, then let events through."""
+        builder = self._builder
+        if index is not self._loading or builder is None:
+            return  # another index was opened meanwhile
+        end = time.perf_counter() + SLICE_S
+        try:
+            if builder.done >= len(builder.samples):  # all read: the arrays, then (next) the views
+                table = builder.table()
+                remember(index, table)
+                QTimer.singleShot(0, lambda: self._take(index, table))
+                return
+            while time.perf_counter() < end and not builder.step(1000):
+                pass
+        except Exception as exc:  # noqa: BLE001 - e.g. a sample without a path: say so, no traceback
+            self._load_failed(index, f"{type(exc).__name__}: {exc}")
+            return
+        QTimer.singleShot(0, lambda: self._build_slice(index))
+
+    def is_loading(self) -> bool:
+        """A worker is still building the open index's columns."""
+        return self._loading is not None
+
+    def _take(self, index: DatasetIndex, table: SampleTable) -> None:
+        if index is not self.index:
+            return  # another index was opened meanwhile
+        self._loading = self._builder = None
+        self.model.configure(**self._filter_values(), order=self.order.currentData())
+        self.model.set_table(index.samples, table)
         self.stack.setCurrentWidget(self.table if self.view_toggle.isChecked() else self.grid)
-        self._apply_filters()
+        self._update_counts()
+        if self._select_split is not None:
+            split, self._select_split = self._select_split, None
+            self.select_first_of_split(split)
+
+    def _load_failed(self, index: DatasetIndex, message: str) -> None:
+        if index is self.index:
+            self._loading = self._builder = None
+            self.empty.setText(f"The dataset could not be shown: {message}")
+            self.counts.setText(" ")
 
     def _show_audit(self, index: DatasetIndex) -> None:
         audit = index.audit or {}
@@ -274,49 +277,37 @@ class DatasetBrowser(QWidget):
 
     def set_predictions(self, model: str, probs) -> None:
         self.model.set_predictions(model, probs)
-        if self.proxy.verdict != "all" or self.proxy.order != "name":
-            self._apply_filters()
+        if self.model.verdict != "all" or self.model.order != "name":
+            self.model.set_filters(**self._filter_values())
         self._update_counts()
+
+    def _filter_values(self) -> dict:
+        return {"label": self.class_filter.currentData(), "split": self.split_filter.currentData(),
+                "verdict": self.verdict_filter.currentData() or "all", "text": self.search.text().replace("\0", "")}
 
     def _apply_filters(self) -> None:
-        self.proxy.set_filters(
-            label=self.class_filter.currentData(),
-            split=self.split_filter.currentData(),
-            verdict=self.verdict_filter.currentData() or "all",
-            text=self.search.text(),
-        )
-        if self.proxy.order != "name":
-            self.proxy.sort(0, Qt.SortOrder.AscendingOrder)
+        self.model.set_filters(**self._filter_values())
         self._update_counts()
 
-    def _summarise_index(self) -> None:
-        """Counts, labels and the test mask of the open index, computed once per dataset
-        (``_update_counts`` runs on every filter change, on the GUI thread)."""
-        per_class: dict[str, int] = {}
-        per_split: dict[str, int] = {}
-        for s in self.index.samples:
-            per_class[s.label] = per_class.get(s.label, 0) + 1
-            per_split[s.split] = per_split.get(s.split, 0) + 1
-        cls = " · ".join(f"{c} {per_class.get(c, 0)}" for c in self.index.classes)
-        spl = " · ".join(f"{k} {per_split[k]}" for k in ("train", "val", "test") if k in per_split)
-        self._counts_text = f"{cls}<br>{spl}"
-        self._labels = np.array([self.index.class_to_idx.get(s.label, -1) for s in self.index.samples])
-        self._is_test = np.array([s.split == "test" for s in self.index.samples], dtype=bool)
-
     def _update_counts(self) -> None:
-        if self.index is None:
-            self.counts.setText(" ")
+        table = self.model.table
+        if self.index is None or table is None:
+            self.counts.setText("Loading…" if self.is_loading() else " ")
             return
+        per_class, per_split = table.class_counts(), table.split_counts()
+        cls = " · ".join(f"{c} {per_class.get(c, 0)}" for c in table.classes)
+        spl = " · ".join(f"{k} {n}" for k, n in per_split.items() if n)
+        test = table.splits == table.split_code("test")
         acc = []
         for name in MODEL_NAMES:
-            probs = self.model.predictions.get(name)
-            if probs is None:
+            if name not in self.model.predictions:
                 continue
-            test = self._is_test & ~np.isnan(probs).any(axis=1)
-            if test.any():
-                a = float((probs[test].argmax(1) == self._labels[test]).mean())
+            pred, _conf = self.model._verdicts[name]
+            known = test & (pred >= 0)
+            if known.any():
+                a = float((pred[known] == table.labels[known]).mean())
                 acc.append(f"{MODEL_LABELS[name]} {a * 100:.1f} %")
-        text = f"{self._counts_text} — showing {self.proxy.rowCount()}"
+        text = f"{cls}<br>{spl} — showing {self.model.rowCount()}"
         if acc:
             text += "<br>test accuracy: " + " · ".join(acc)
         self.counts.setText(text)
@@ -326,10 +317,13 @@ class DatasetBrowser(QWidget):
         self.view_toggle.setText("Thumbnails" if table else "Table")
         if self.index is None:
             return
-        current = self.current_view().currentIndex()
+        current = (self.grid if table else self.table).currentIndex()  # the view left behind
+        if self.is_loading():
+            return
         self.stack.setCurrentWidget(self.table if table else self.grid)
         if current.isValid():
             self.current_view().setCurrentIndex(current)
+            self.current_view().scrollTo(current)
 
     def current_view(self) -> QAbstractItemView:
         return self.table if self.view_toggle.isChecked() else self.grid
@@ -340,24 +334,33 @@ class DatasetBrowser(QWidget):
         self.sampleSelected.emit(current.data(SAMPLE_ROLE) if current.isValid() else None)
 
     def select_row(self, row: int) -> None:
-        """Select the proxy row ``row`` (keyboard-like navigation for the app and tests)."""
+        """Select the shown row ``row`` (keyboard-like navigation for the app and tests)."""
         view = self.current_view()
-        idx = self.proxy.index(row, 0)
+        idx = self.model.index(row, 0)
         if idx.isValid():
             view.setCurrentIndex(idx)
             view.scrollTo(idx)
 
+    def select_first_of_split(self, split: str) -> None:
+        """Select the first shown image of ``split`` (else the first one), now or once loaded."""
+        if self.is_loading():
+            self._select_split = split
+            return
+        row = self.model.first_row_of_split(split)
+        self.select_row(row if row is not None else 0)
+
     def select_path(self, path: str) -> bool:
-        row = self.model._row_of.get(path)
-        if row is None:
+        source = self.model.row_of_path(path)
+        if source is None:
             return False
-        idx = self.proxy.mapFromSource(self.model.index(row, 0))
-        if not idx.isValid():
+        row = self.model.model_row(source)
+        if row < 0:
             self.search.clear()
             self.class_filter.setCurrentIndex(0)
             self.split_filter.setCurrentIndex(0)
             self.verdict_filter.setCurrentIndex(0)
-            idx = self.proxy.mapFromSource(self.model.index(row, 0))
+            row = self.model.model_row(source)
+        idx = self.model.index(row, 0)
         self.current_view().setCurrentIndex(idx)
         self.current_view().scrollTo(idx)
         return idx.isValid()
@@ -365,18 +368,15 @@ class DatasetBrowser(QWidget):
     def selected_samples(self) -> list:
         """The selected samples (Ctrl/Shift-click selects several, e.g. for a figure)."""
         rows = sorted({i.row() for i in self.current_view().selectionModel().selectedIndexes()})
-        return [self.proxy.index(r, 0).data(SAMPLE_ROLE) for r in rows]
+        return [self.model.samples[self.model.source_row(r)] for r in rows]
 
     def visible_samples(self) -> list:
         """The samples the browser shows now, after its filters, in its order."""
-        return [self.proxy.index(r, 0).data(SAMPLE_ROLE) for r in range(self.proxy.rowCount())]
+        samples = self.model.samples
+        return [samples[i] for i in self.model.rows.tolist()]
 
     def first_row_of_split(self, split: str) -> int | None:
-        for r in range(self.proxy.rowCount()):
-            s = self.proxy.index(r, 0).data(SAMPLE_ROLE)
-            if s is not None and s.split == split:
-                return r
-        return None
+        return self.model.first_row_of_split(split)
 
     # -- drag and drop ---------------------------------------------------------------------
     dropped = Signal(list)
@@ -391,4 +391,5 @@ class DatasetBrowser(QWidget):
             self.dropped.emit(folders)
 
     def shutdown(self) -> None:
+        self._builder = self._loading = None
         self.thumbs.stop()

@@ -1,5 +1,11 @@
-"""The dataset browser's item models: the samples table (``SampleModel``), its filter and sort
-proxy (``SampleFilter``) and the thumbnail maker they draw from (``ThumbnailLoader``)."""
+"""The dataset browser's item model (``SampleModel``: the rows the filters keep, in the chosen
+order) and the thumbnail maker it draws from (``ThumbnailLoader``).
+
+The model never asks a question per row in Python: it holds the index as columns
+(``core.data.sample_table.SampleTable``, built off the GUI thread for large sets) and the
+shown rows as one integer array; filtering, sorting and counting are numpy expressions, so a
+100,000-image index is taken and re-filtered in a few milliseconds.
+"""
 
 from __future__ import annotations
 
@@ -8,19 +14,19 @@ from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QSortFilterProxyModel, Qt, QTimer, Signal
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QImage
 
 from geocam_gui.core import paths
+from geocam_gui.core.data.sample_table import SampleTable
 from geocam_gui.core.models import MODEL_LABELS, MODEL_NAMES
 from geocam_gui.ui.workers import LatestWorker
 
 THUMB = 96
 SAMPLE_ROLE = Qt.ItemDataRole.UserRole + 1
-SORT_ROLE = Qt.ItemDataRole.UserRole + 2
+THUMB_ROLE = Qt.ItemDataRole.UserRole + 2  # the thumbnail (the grid draws it; the table does not)
 CLASS_COLORS = ["#2f6fde", "#d9482b", "#2e9e5b", "#9b59b6", "#e0a100", "#16a2b8", "#7f8c8d", "#c0392b"]
 SPLIT_COLORS = {"train": "#5f6b7a", "val": "#8e6fbf", "test": "#1c8a6a"}
-
 
 
 class ThumbnailLoader(QObject):
@@ -114,43 +120,162 @@ class ThumbnailLoader(QObject):
 
 
 class SampleModel(QAbstractTableModel):
-    """Rows are samples; columns file, class, split, size, then one per model's prediction."""
+    """The shown samples: one row per sample the filters keep, in the chosen order; columns
+    file, class, split, size, then one per model's prediction.
+
+    ``rows`` holds the index rows shown (``rows[r]`` is the index row of model row ``r``);
+    ``set_filters`` and ``set_order`` recompute it with numpy and reset the model.
+    """
 
     BASE_COLUMNS = ["File", "Class", "Split", "Size"]
+    MAX_IMAGES = 3000  # thumbnails kept in memory (the disk cache keeps the rest)
 
     def __init__(self, thumbs: ThumbnailLoader, parent: QObject | None = None):
         super().__init__(parent)
         self.samples: list = []
         self.classes: list[str] = []
+        self.table: SampleTable | None = None
         self.predictions: dict[str, np.ndarray] = {}  # model -> (N, C) probabilities
+        self._verdicts: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # model -> (class or -1, confidence)
+        self.rows = np.zeros(0, dtype=np.int64)
+        self._position = np.zeros(0, dtype=np.int64)  # index row -> model row (-1: filtered out)
+        self.label: str | None = None
+        self.split: str | None = None
+        self.verdict: str = "all"  # all | correct:<model> | wrong:<model> | disagree
+        self.text = ""
+        self.order = "name"  # name | conf:<model> | wrong:<model>
         self._thumbs = thumbs
-        self._images: dict[str, QImage] = {}
-        self._row_of: dict[str, int] = {}
+        self._images: OrderedDict[str, QImage] = OrderedDict()
         self._sizes: dict[int, int] = {}
         thumbs.ready.connect(self._on_thumb)
 
-    def set_samples(self, samples: list, classes: list[str]) -> None:
+    # -- data in ----------------------------------------------------------------------------
+    def set_table(self, samples: list, table: SampleTable) -> None:
+        """Show ``samples`` (whose columns ``table`` holds), filtered as set before."""
         self.beginResetModel()
-        self.samples = list(samples)
-        self.classes = list(classes)
+        self.samples = samples
+        self.table = table
+        self.classes = list(table.classes)
         self.predictions = {}
+        self._verdicts = {}
         self._images.clear()
         self._sizes.clear()
-        self._row_of = {s.path: i for i, s in enumerate(self.samples)}
         self._thumbs.clear()
+        self.rows, self._position = self._compute_rows()
+        self.endResetModel()
+
+    def clear(self) -> None:
+        self.beginResetModel()
+        self.samples, self.table, self.classes = [], None, []
+        self.predictions, self._verdicts = {}, {}
+        self._images.clear()
+        self._sizes.clear()
+        self.rows, self._position = self._compute_rows()
         self.endResetModel()
 
     def set_predictions(self, model: str, probs: np.ndarray | None) -> None:
         if probs is None:
             self.predictions.pop(model, None)
+            self._verdicts.pop(model, None)
         else:
             self.predictions[model] = probs
-        col = len(self.BASE_COLUMNS) + MODEL_NAMES.index(model)
-        if self.samples:
-            self.dataChanged.emit(self.index(0, 0), self.index(len(self.samples) - 1, col))
+            self._verdicts[model] = _verdicts(probs, len(self.samples))
+        if len(self.rows):
+            self.dataChanged.emit(self.index(0, 0), self.index(len(self.rows) - 1, self.columnCount() - 1))
 
+    def set_filters(self, *, label=None, split=None, verdict="all", text="") -> None:
+        self.label, self.split, self.verdict, self.text = label, split, verdict or "all", text.lower().strip()
+        self._refilter()
+
+    def set_order(self, order: str) -> None:
+        self.order = order or "name"
+        self._refilter()
+
+    def configure(self, *, label=None, split=None, verdict="all", text="", order="name") -> None:
+        """Set the filters and the order without recomputing the rows (``set_table`` will)."""
+        self.label, self.split, self.verdict, self.text = label, split, verdict or "all", text.lower().strip()
+        self.order = order or "name"
+
+    def _refilter(self) -> None:
+        """New rows as a layout change: the current and selected samples stay current and
+        selected where the filters keep them."""
+        rows, position = self._compute_rows()
+        if np.array_equal(rows, self.rows):
+            return
+        self.layoutAboutToBeChanged.emit()
+        old = self.persistentIndexList()
+        moved = []
+        for idx in old:
+            r = idx.row()
+            moved.append(int(position[self.rows[r]]) if 0 <= r < len(self.rows) else -1)
+        self.rows, self._position = rows, position
+        self.changePersistentIndexList(old, [self.index(r, idx.column()) if r >= 0 else QModelIndex()
+                                             for r, idx in zip(moved, old)])
+        self.layoutChanged.emit()
+
+    def _compute_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        t = self.table
+        if t is None or not len(t):
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        keep = t.mask(self.label, self.split, self.text)
+        if self.verdict != "all":
+            keep &= self._verdict_mask()
+        rows = t.name_order[keep[t.name_order]]  # file-name order, then the chosen key
+        if self.order != "name":
+            kind, model = self.order.split(":", 1)
+            rows = rows[np.argsort(self._order_key(kind, model)[rows], kind="stable")]
+        position = np.full(len(t), -1, dtype=np.int64)
+        position[rows] = np.arange(len(rows))
+        return rows.astype(np.int64), position
+
+    def _verdict_mask(self) -> np.ndarray:
+        labels = self.table.labels
+        if self.verdict == "disagree":
+            preds = [self._verdicts[m][0] for m in MODEL_NAMES if m in self._verdicts]
+            out = np.zeros(len(labels), dtype=bool)
+            for i, a in enumerate(preds):
+                for b in preds[i + 1:]:
+                    out |= (a >= 0) & (b >= 0) & (a != b)
+            return out
+        kind, model = self.verdict.split(":", 1)
+        if model not in self._verdicts:
+            return np.zeros(len(labels), dtype=bool)
+        pred = self._verdicts[model][0]
+        return (pred >= 0) & ((pred == labels) if kind == "correct" else (pred != labels))
+
+    def _order_key(self, kind: str, model: str) -> np.ndarray:
+        n = len(self.table)
+        if model not in self._verdicts:
+            return np.zeros(n)
+        pred, conf = self._verdicts[model]
+        if kind == "conf":
+            key = -conf  # most confident first
+        else:  # confidently wrong first, then least-sure right
+            key = np.where(pred != self.table.labels, -conf, 2.0 + conf)
+        return np.where(pred >= 0, key, np.inf)
+
+    # -- rows -------------------------------------------------------------------------------
+    def source_row(self, row: int) -> int:
+        """The index row of model row ``row``."""
+        return int(self.rows[row])
+
+    def row_of_path(self, path: str) -> int | None:
+        """The index row of ``path`` (None: not in the index)."""
+        return self.table.row_of.get(path) if self.table is not None else None
+
+    def model_row(self, source_row: int) -> int:
+        """The model row showing index row ``source_row`` (-1: filtered out)."""
+        return int(self._position[source_row]) if 0 <= source_row < len(self._position) else -1
+
+    def first_row_of_split(self, split: str) -> int | None:
+        if self.table is None:
+            return None
+        hits = np.flatnonzero(self.table.splits[self.rows] == self.table.split_code(split))
+        return int(hits[0]) if len(hits) else None
+
+    # -- Qt API -----------------------------------------------------------------------------
     def rowCount(self, parent=QModelIndex()) -> int:  # noqa: N802 - Qt API
-        return 0 if parent.isValid() else len(self.samples)
+        return 0 if parent.isValid() else len(self.rows)
 
     def columnCount(self, parent=QModelIndex()) -> int:  # noqa: N802
         return len(self.BASE_COLUMNS) + len(MODEL_NAMES)
@@ -162,53 +287,64 @@ class SampleModel(QAbstractTableModel):
             return MODEL_LABELS[MODEL_NAMES[section - len(self.BASE_COLUMNS)]]
         return None
 
-    def prediction(self, row: int, model: str) -> tuple[int, float] | None:
-        probs = self.predictions.get(model)
-        if probs is None or row >= len(probs) or np.isnan(probs[row]).any():
+    def prediction(self, source_row: int, model: str) -> tuple[int, float] | None:
+        """(class, confidence) of ``model`` for index row ``source_row``, None if unknown."""
+        v = self._verdicts.get(model)
+        if v is None or not 0 <= source_row < len(v[0]) or v[0][source_row] < 0:
             return None
-        k = int(np.argmax(probs[row]))
-        return k, float(probs[row][k])
+        return int(v[0][source_row]), float(v[1][source_row])
+
+    def wrong_models(self, source_row: int) -> list[str]:
+        """The models whose prediction for index row ``source_row`` is not its class."""
+        label = self.table.labels[source_row] if self.table is not None else -1
+        return [m for m in MODEL_NAMES if (p := self.prediction(source_row, m)) is not None and p[0] != label]
 
     def data(self, index: QModelIndex, role=Qt.ItemDataRole.DisplayRole):
-        if not index.isValid():
+        if not index.isValid() or index.row() >= len(self.rows):
             return None
-        row, col = index.row(), index.column()
-        s = self.samples[row]
+        row, col = int(self.rows[index.row()]), index.column()
+        if role == Qt.ItemDataRole.DisplayRole:
+            return self._display(row, col)
         if role == SAMPLE_ROLE:
-            return s
-        if role == Qt.ItemDataRole.DecorationRole and col == 0:
-            img = self._images.get(s.path)
-            if img is None:
-                self._thumbs.request(s.path)
-            return img
+            return self.samples[row]
+        if role == THUMB_ROLE:
+            return self.thumbnail(row)
         if role == Qt.ItemDataRole.ToolTipRole:
+            s = self.samples[row]
             return f"{s.path}\nclass: {s.label} · split: {s.split} · group: {s.group}"
-        if role in (Qt.ItemDataRole.DisplayRole, SORT_ROLE):
-            if col == 0:
-                return Path(s.path).name
-            if col == 1:
-                return s.label
-            if col == 2:
-                return s.split
-            if col == 3:
-                size = self._file_size(row)
-                return size if role == SORT_ROLE else f"{size / 1024:.0f} KB"
-            model = MODEL_NAMES[col - len(self.BASE_COLUMNS)]
-            pred = self.prediction(row, model)
-            if pred is None:
-                return -1.0 if role == SORT_ROLE else ""
-            k, conf = pred
-            if role == SORT_ROLE:
-                return conf
-            return f"{self.classes[k]} {conf * 100:.0f} %"
         if role == Qt.ItemDataRole.ForegroundRole and col >= len(self.BASE_COLUMNS):
             pred = self.prediction(row, MODEL_NAMES[col - len(self.BASE_COLUMNS)])
-            if pred is not None and self.classes[pred[0]] != s.label:
+            if pred is not None and pred[0] != self.table.labels[row]:
                 return QColor("#c0392b")
         return None
 
+    def thumbnail(self, source_row: int) -> QImage | None:
+        """The thumbnail of index row ``source_row``; None (and asked for) while not made yet."""
+        path = self.samples[source_row].path
+        img = self._images.get(path)
+        if img is None:
+            self._thumbs.request(path)
+        else:
+            self._images.move_to_end(path)  # on screen: kept longest
+        return img
+
+    def _display(self, row: int, col: int) -> str:
+        if col == 0:
+            return self.table.names[row]
+        if col == 1:
+            return self.samples[row].label
+        if col == 2:
+            return self.samples[row].split
+        if col == 3:
+            return f"{self._file_size(row) / 1024:.0f} KB"
+        pred = self.prediction(row, MODEL_NAMES[col - len(self.BASE_COLUMNS)])
+        if pred is None:
+            return ""
+        k, conf = pred
+        return f"{self.classes[k]} {conf * 100:.0f} %"
+
     def _file_size(self, row: int) -> int:
-        if row not in self._sizes:
+        if row not in self._sizes:  # only rows on screen are asked: a stat each, once
             try:
                 self._sizes[row] = Path(self.samples[row].path).stat().st_size
             except OSError:
@@ -216,84 +352,29 @@ class SampleModel(QAbstractTableModel):
         return self._sizes[row]
 
     def _on_thumb(self, path: str, image: QImage) -> None:
-        row = self._row_of.get(path)
+        row = self.row_of_path(path)
         if row is None:
             return
         self._images[path] = image
-        idx = self.index(row, 0)
-        self.dataChanged.emit(idx, idx, [Qt.ItemDataRole.DecorationRole])
+        while len(self._images) > self.MAX_IMAGES:
+            self._images.popitem(last=False)
+        shown = self.model_row(row)
+        if shown >= 0:
+            idx = self.index(shown, 0)
+            self.dataChanged.emit(idx, idx, [THUMB_ROLE])
 
 
-class SampleFilter(QSortFilterProxyModel):
-    """Class, split, correctness/disagreement and file-name filters; special sort orders."""
-
-    def __init__(self, parent: QObject | None = None):
-        super().__init__(parent)
-        self.label: str | None = None
-        self.split: str | None = None
-        self.verdict: str = "all"  # all | correct:<model> | wrong:<model> | disagree
-        self.text = ""
-        self.order = "name"  # name | conf:<model> | wrong:<model>
-        self.setSortRole(SORT_ROLE)
-        self.setDynamicSortFilter(False)
-
-    def set_filters(self, *, label=None, split=None, verdict="all", text="") -> None:
-        if hasattr(self, "beginFilterChange"):  # Qt >= 6.9: invalidateFilter is deprecated
-            self.beginFilterChange()
-        self.label, self.split, self.verdict, self.text = label, split, verdict, text.lower().strip()
-        if hasattr(self, "endFilterChange"):
-            self.endFilterChange()
-        else:
-            self.invalidateFilter()
-
-    def set_order(self, order: str) -> None:
-        self.order = order
-        self.invalidate()
-        self.sort(0, Qt.SortOrder.AscendingOrder)
-
-    def setSourceModel(self, model) -> None:  # noqa: N802 - Qt API
-        self._model = model  # a Python reference: filterAcceptsRow runs once per row
-        super().setSourceModel(model)
-
-    def _src(self) -> SampleModel:
-        return self._model
-
-    def filterAcceptsRow(self, row: int, parent: QModelIndex) -> bool:  # noqa: N802
-        m = self._src()
-        s = m.samples[row]
-        if self.label and s.label != self.label:
-            return False
-        if self.split and s.split != self.split:
-            return False
-        if self.text and self.text not in Path(s.path).name.lower():
-            return False
-        if self.verdict == "all":
-            return True
-        if self.verdict == "disagree":
-            preds = {p[0] for name in MODEL_NAMES if (p := m.prediction(row, name)) is not None}
-            return len(preds) > 1
-        kind, model = self.verdict.split(":", 1)
-        pred = m.prediction(row, model)
-        if pred is None:
-            return False
-        correct = m.classes[pred[0]] == s.label
-        return correct if kind == "correct" else not correct
-
-    def _key(self, row: int):
-        m = self._src()
-        if self.order == "name":
-            return Path(m.samples[row].path).name
-        kind, model = self.order.split(":", 1)
-        pred = m.prediction(row, model)
-        if pred is None:
-            return float("inf")
-        k, conf = pred
-        if kind == "conf":
-            return -conf  # most confident first
-        wrong = m.classes[k] != m.samples[row].label
-        return -conf if wrong else 2.0 + conf  # confidently wrong first, then least-sure right
-
-    def lessThan(self, left: QModelIndex, right: QModelIndex) -> bool:  # noqa: N802
-        if self.order == "name" and left.column() != 0:
-            return super().lessThan(left, right)
-        return self._key(left.row()) < self._key(right.row())
+def _verdicts(probs: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(class or -1, confidence) per index row from (N, C) probabilities (rows past N, or with
+    a NaN, are unknown)."""
+    pred = np.full(n, -1, dtype=np.int64)
+    conf = np.zeros(n, dtype=np.float64)
+    probs = np.asarray(probs, dtype=np.float64)
+    if probs.ndim != 2 or not probs.shape[1]:
+        return pred, conf
+    m = min(n, len(probs))
+    ok = ~np.isnan(probs[:m]).any(axis=1)
+    k = probs[:m].argmax(axis=1) if m else np.zeros(0, dtype=np.int64)
+    pred[:m] = np.where(ok, k, -1)
+    conf[:m] = np.where(ok, probs[:m].max(axis=1, initial=-np.inf), 0.0)
+    return pred, conf

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 
 from geocam_gui.core import paths, runs
 from geocam_gui.core.data.datasets import DatasetIndex, open_data
+from geocam_gui.core.data.sample_table import table_for
 from geocam_gui.core.device import describe_device, resolve_device
 from geocam_gui.core.models import MODEL_LABELS, MODEL_NAMES
 from geocam_gui.core.train.config import demo_config
@@ -228,7 +229,8 @@ class MainWindow(QMainWindow):
 
     def is_idle(self) -> bool:
         """No task, no training, no CAM computation pending (used by --screenshot and tests)."""
-        return not (self.tasks.busy() or self.training.is_running() or self.viewer.is_busy() or self.predictions.busy())
+        return not (self.tasks.busy() or self.training.is_running() or self.viewer.is_busy() or self.predictions.busy()
+                    or self.browser.is_loading())
 
     # -- datasets ---------------------------------------------------------------------------------
     def choose_dataset(self) -> None:
@@ -253,6 +255,7 @@ class MainWindow(QMainWindow):
 
         def work(progress, _cancelled):
             index = open_data(roots[0] if len(roots) == 1 else roots, progress=lambda d, t: progress(d, t))
+            table_for(index)  # the browser's columns, built here rather than on the GUI thread
             return index, default_run_dir(index, checkpoint_dir)  # the fingerprint stats every file
 
         self.show_message(f"Indexing {', '.join(roots)}…")
@@ -276,8 +279,7 @@ class MainWindow(QMainWindow):
             + (f"; {n_bad} unreadable file(s) skipped" if n_bad else "")
         )
         found = self.load_run_checkpoints(self.run_dir)
-        row = self.browser.first_row_of_split("test")
-        self.browser.select_row(row if row is not None else 0)
+        self.browser.select_first_of_split("test")  # once the browser has taken the index
         missing = [m for m in MODEL_NAMES if m not in found]
         if demo and self.auto_train_missing and missing:
             self.show_message(f"No demo models yet: training {', '.join(MODEL_LABELS[m] for m in missing)}…")
