@@ -29,7 +29,7 @@ from geocam_gui.core.explain.cam import METHOD_LABELS, METHODS
 from geocam_gui.core.explain.store import GROUND_TRUTH, PREDICTED, ImageExplanation, full_size_maps
 from geocam_gui.core.models import MODEL_LABELS, MODEL_NAMES
 from geocam_gui.core.workspace import Workspace
-from geocam_gui.ui.cam_pane import CamPane
+from geocam_gui.ui.cam_pane import CamPane, to_qimage  # noqa: F401 - units_panel imports it from here
 from geocam_gui.ui.cam_scale import PER_MAP, REFERENCE, SHARED, ColourBar, ReferenceScales, colour_bar_text, scale_chooser
 from geocam_gui.ui.compute import ComputeBridge, Reply, shared_bridge
 
