@@ -144,3 +144,18 @@ def test_lut_is_built_once():
     colormap_lut("turbo")
     info = render._lut.cache_info()
     assert info.misses == 1 and info.hits == 1
+
+
+def test_scale_ticks_label_the_values_the_colours_stand_for():
+    assert render.scale_ticks(1.0) == [(0.0, "0"), (0.5, "0.5"), (1.0, "1")]
+    assert [t for _f, t in render.scale_ticks(0.0123456)] == ["0", "0.00617", "0.0123"]
+    assert [t for _f, t in render.scale_ticks(12345.0, n=2)] == ["0", "1.23e+04"]
+    assert render.format_value(3.14159) == "3.14" and render.format_value(0) == "0"
+    # A value v on a scale topped by `top` is coloured like v / top: the tick's fraction.
+    bar = colorbar("jet", 256, 1)
+    for frac, _text in render.scale_ticks(40.0):
+        assert np.array_equal(bar[255 - min(int(frac * 256), 255), 0], colorize(np.array([[frac]]), "jet")[0, 0])
+    with pytest.raises(BadArgument):
+        render.scale_ticks(1.0, n=1)
+    with pytest.raises(BadArgument):
+        render.scale_ticks(float("nan"))

@@ -55,6 +55,10 @@ class CamPane(QFrame):
         self.graphics.ci.setContentsMargins(0, 0, 0, 0)
         self.view: pg.ViewBox = self.graphics.addViewBox(lockAspect=True, invertY=True, enableMenu=False)
         self.view.setDefaultPadding(0.0)
+        # Refit the image on every resize (a dock moved, View > Reset layout) until the user zooms;
+        # pyqtgraph's own auto-range is switched off by the panes' linked ranges, so it is done here.
+        self.follow_fit = True
+        self.view.sigResized.connect(lambda _v: self.refit() if self.follow_fit else None)
         self.image_item = pg.ImageItem(axisOrder="row-major")
         self.view.addItem(self.image_item)
         self.stack.addWidget(self.graphics)
@@ -114,10 +118,14 @@ class CamPane(QFrame):
         first = self.image_item.image is None or self.image_item.image.shape[:2] != rgb.shape[:2]
         self.rgb = rgb
         self.image_item.setImage(rgb, autoLevels=False, levels=(0, 255))
-        if first:
-            # Fit the whole image, and keep fitting on resizes until the user zooms or pans.
-            self.view.enableAutoRange()
         self.stack.setCurrentIndex(0)
+        if first or self.follow_fit:
+            self.refit()
+
+    def refit(self) -> None:
+        """Show the whole image, as large as the pane allows."""
+        if self.rgb is not None:
+            self.view.autoRange(padding=0.0)
 
     def set_checkpoint_text(self, text: str) -> None:
         self.checkpoint_label.setText(text)

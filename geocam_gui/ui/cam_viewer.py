@@ -2,7 +2,7 @@
 
 CAMs of every class are computed in the compute process (``ui.compute``, lane ``explain``: the
 newest selection wins); opacity, class, scale and colormap changes only re-blend the cached maps
-here.
+here. The scale modes, the colour bar and the models' reference scales live in ``ui.cam_scale``.
 """
 
 from __future__ import annotations
@@ -12,10 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import (
     QButtonGroup,
-    QCheckBox,
     QComboBox,
     QHBoxLayout,
     QLabel,
@@ -31,7 +29,8 @@ from geocam_gui.core.explain.cam import METHOD_LABELS, METHODS
 from geocam_gui.core.explain.store import GROUND_TRUTH, PREDICTED, ImageExplanation, full_size_maps
 from geocam_gui.core.models import MODEL_LABELS, MODEL_NAMES
 from geocam_gui.core.workspace import Workspace
-from geocam_gui.ui.cam_pane import CamPane, to_qimage
+from geocam_gui.ui.cam_pane import CamPane, to_qimage  # noqa: F401 - units_panel imports it from here
+from geocam_gui.ui.cam_scale import PER_MAP, REFERENCE, SHARED, ColourBar, ReferenceScales, colour_bar_text, scale_chooser
 from geocam_gui.ui.compute import ComputeBridge, Reply, shared_bridge
 
 LANE = "explain"  # the compute process serves this lane before any other
@@ -63,6 +62,8 @@ class CamViewer(QWidget):
         self.bridge = bridge if bridge is not None else shared_bridge(device)
         self.bridge.replied.connect(self._on_reply)
         self._request_id: int | None = None
+        self.references = ReferenceScales(self.bridge, self)
+        self.references.changed.connect(self._on_reference)
 
         outer = QVBoxLayout(self)
         outer.setContentsMargins(4, 4, 4, 4)
@@ -78,6 +79,7 @@ class CamViewer(QWidget):
             pane = CamPane(name)
             pane.trainRequested.connect(self.trainRequested)
             pane.cam_button.clicked.connect(lambda _c=False, n=name: self.show_cam(n))
+            pane.view.sigRangeChangedManually.connect(self._on_user_zoom)
             self.panes[name] = pane
             row.addWidget(pane, 1)
         # Zoom and pan are linked across the panes.
@@ -85,22 +87,10 @@ class CamViewer(QWidget):
         for name in MODEL_NAMES[1:]:
             self.panes[name].view.setXLink(first)
             self.panes[name].view.setYLink(first)
-        self.colorbar = QLabel()
-        self.colorbar.setObjectName("colorbar")
-        self.colorbar.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.colorbar.setToolTip("Colour scale: top = strongest evidence for the class shown")
-        bar_box = QVBoxLayout()
-        self.colorbar_top = QLabel("high")
-        self.colorbar_bottom = QLabel("low")
-        for lab in (self.colorbar_top, self.colorbar_bottom):
-            lab.setObjectName("colorbarLabel")
-            lab.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        bar_box.addWidget(self.colorbar_top)
-        bar_box.addWidget(self.colorbar, 1)
-        bar_box.addWidget(self.colorbar_bottom)
-        row.addLayout(bar_box)
+        self.colorbar = ColourBar()
+        row.addWidget(self.colorbar)
         outer.addLayout(row, 1)
-        self._update_colorbar()
+        self.colorbar.set_scale(*colour_bar_text(PER_MAP, 1.0))
         for name in MODEL_NAMES:
             self._refresh_empty(name)
         self.workspace.events.checkpoint.connect(self._on_checkpoint)
@@ -154,13 +144,13 @@ class CamViewer(QWidget):
         for c in render.COLORMAPS:
             self.cmap.addItem(c, c)
         self.cmap.setToolTip("Colormap (jet as in the paper: red = high, blue = low)")
-        self.cmap.currentIndexChanged.connect(lambda _i: (self._update_colorbar(), self.rerender()))
+        self.cmap.currentIndexChanged.connect(lambda _i: (self.colorbar.set_cmap(self.cmap.currentData()), self.rerender()))
         bar.addWidget(self.cmap)
 
-        self.shared = QCheckBox("Shared scale")
-        self.shared.setToolTip("One colour scale across the three panes and the classes")
-        self.shared.toggled.connect(lambda _b: self.rerender())
-        bar.addWidget(self.shared)
+        bar.addWidget(QLabel("Scale"))
+        self.scale = scale_chooser()
+        self.scale.currentIndexChanged.connect(lambda _i: self.rerender())
+        bar.addWidget(self.scale)
 
         self.fit_button = QToolButton()
         self.fit_button.setText("Fit")
@@ -205,13 +195,21 @@ class CamViewer(QWidget):
         raise ValueError(f"no class toggle {choice!r}")
 
     def fit(self) -> None:
+        """Fit the whole image again, and keep fitting on every resize until the user zooms."""
         for pane in self.panes.values():
-            if pane.rgb is not None:
-                pane.view.enableAutoRange()
+            pane.follow_fit = True
+            pane.refit()
 
-    def _update_colorbar(self) -> None:
-        bar = render.colorbar(self.cmap.currentData() or "jet", 200, 14, vertical=True)
-        self.colorbar.setPixmap(QPixmap.fromImage(to_qimage(bar)))
+    def _on_user_zoom(self, *_args) -> None:
+        for pane in self.panes.values():  # the panes are linked: none refits over the user's zoom
+            pane.follow_fit = False
+
+    def scale_mode(self) -> str:
+        return self.scale.currentData() or PER_MAP
+
+    def _on_reference(self) -> None:
+        if self.scale_mode() == REFERENCE:
+            self.rerender()
 
     # -- inputs ---------------------------------------------------------------------------
     def set_classes(self, classes: list[str]) -> None:
@@ -339,8 +337,8 @@ class CamViewer(QWidget):
         self.statusMessage.emit(message)
 
     def is_busy(self) -> bool:
-        """True while the CAMs on screen are not those of the latest request."""
-        return self._requested_key is not None and self._requested_key != self._shown_key
+        """True while the latest request's CAMs, or a reference scale, are still being computed."""
+        return self.references.busy() or (self._requested_key is not None and self._requested_key != self._shown_key)
 
     # -- re-blending (GUI thread, cached maps only) ----------------------------------------
     def rerender(self) -> None:
@@ -348,7 +346,7 @@ class CamViewer(QWidget):
         if exp is None:
             return
         choice = self.class_choice()
-        maps = self._full_size_maps(exp, choice, self.shared.isChecked())
+        maps = self._scaled_maps(exp, choice)
         opacity = self.opacity.value() / 100.0
         cmap = self.cmap.currentData() or "jet"
         label = f" (ground truth: {exp.label})" if exp.label else ""
@@ -368,19 +366,24 @@ class CamViewer(QWidget):
             pane.show_rgb(render.overlay(exp.image, m, opacity=opacity, cmap=cmap))
             shown = override[2] if pane.cam_button.isVisible() else result.classes[idx]
             pane.set_prediction(result.classes, result.probs, exp.label, shown)
-        if self.shared.isChecked():
-            self.colorbar_top.setText("max")
-            self.colorbar_bottom.setText("0")
-        else:
-            self.colorbar_top.setText("high")
-            self.colorbar_bottom.setText("low")
 
-    def _full_size_maps(self, exp: ImageExplanation, choice: str, shared: bool) -> dict:
+    def _scaled_maps(self, exp: ImageExplanation, choice: str) -> dict:
+        """The maps on the chosen scale (per map until the reference one is ready); the colour
+        bar shows the values they stand for."""
+        mode, refs, note = self.scale_mode(), None, None
+        if mode == REFERENCE:
+            refs, note = self.references.lookup(exp.models, self.workspace.index)
+        maps = self._full_size_maps(exp, choice, PER_MAP if mode == REFERENCE and refs is None else mode, refs)
+        peak = next(iter(maps.values()))[2] if maps and mode == SHARED else 1.0
+        self.colorbar.set_scale(*colour_bar_text(mode, peak, note, ready=refs is not None))
+        return maps
+
+    def _full_size_maps(self, exp: ImageExplanation, choice: str, mode: str, refs: dict | None = None) -> dict:
         """Normalised maps resized to the photo, cached per (image, class, scale): an opacity or
         colormap change then only blends."""
-        key = (id(exp), choice, shared)
+        key = (id(exp), choice, mode, tuple((k, id(r)) for k, r in (refs or {}).items()))
         if self._map_cache_key != key:
-            self._map_cache = full_size_maps(exp, choice, shared=shared)
+            self._map_cache = full_size_maps(exp, choice, shared=mode == SHARED, reference=refs)
             self._map_cache_key = key
         return self._map_cache
 
@@ -390,6 +393,7 @@ class CamViewer(QWidget):
     def shutdown(self) -> None:
         if self._request_id is not None and self._requested_key != self._shown_key:
             self.bridge.cancel(LANE)
+        self.references.cancel_all()
         self.bridge.replied.disconnect(self._on_reply)
 
 

@@ -198,6 +198,7 @@ class MainWindow(QMainWindow):
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.training_dock)
         self.resizeDocks([self.browser_dock], [360], Qt.Orientation.Horizontal)
         self.resizeDocks([self.training_dock], [300], Qt.Orientation.Vertical)
+        self.viewer.fit()  # the whole images again, refitted on the resizes that follow
 
     def _remember_recent(self, spec: list[str]) -> None:
         window_settings.remember_recent(spec)

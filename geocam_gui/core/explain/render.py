@@ -172,3 +172,21 @@ def colorbar(cmap: str = "jet", length: int = 256, thickness: int = 16, vertical
     if vertical:
         return np.ascontiguousarray(np.broadcast_to(row[::-1, None, :], (int(length), int(thickness), 3)))
     return np.ascontiguousarray(np.broadcast_to(row[None, :, :], (int(thickness), int(length), 3)))
+
+
+def format_value(value: float) -> str:
+    """A colour-bar value with 3 significant digits ("0", "0.5", "1", "0.0123", "1.23e+04")."""
+    v = float(value)
+    return "0" if v == 0 else f"{v:.3g}"
+
+
+def scale_ticks(top: float, n: int = 3) -> list[tuple[float, str]]:
+    """``n`` evenly spaced ticks of a colour bar whose top stands for ``top`` (its bottom for 0):
+    (fraction of the bar from the bottom, label). A map value ``v`` on that scale is drawn at
+    ``v / top`` of the bar, so the labels are the values the colours stand for."""
+    if int(n) < 2:
+        raise BadArgument(f"A colour bar needs at least 2 ticks, got {n}.")
+    top = float(top)
+    if not np.isfinite(top) or top < 0:
+        raise BadArgument(f"A colour-bar top must be a finite value >= 0, got {top}.")
+    return [(float(f), format_value(f * top)) for f in np.linspace(0.0, 1.0, int(n))]

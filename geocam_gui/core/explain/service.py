@@ -19,8 +19,10 @@ Protocol (pickled tuples over one ``multiprocessing`` pipe; contract-tested):
   ``("error", id, sentence)``, ``("superseded", id)``, ``("ready", pid)`` (once, at start)
 
 Kinds: ``explain`` (``explain_image``'s arguments without the store -> ``ImageExplanation``),
-``predict`` (checkpoint, samples -> (N, C) probabilities), ``stats`` (how many jobs of each
-kind were computed, for tests and benchmarks), ``sleep`` (seconds; a cancellable job for tests).
+``predict`` (checkpoint, samples -> (N, C) probabilities), ``reference`` (checkpoint, paths,
+method, q -> ``reference.cam_percentiles``' dict: each class's percentile of the raw maps),
+``stats`` (how many jobs of each kind were computed, for tests and benchmarks), ``sleep``
+(seconds; a cancellable job for tests).
 
 When the parent dies the child sees the pipe's end within a fraction of a second and exits.
 When the child dies, ``poll`` reports ``Reply(status="crashed")`` for each lane with a request
@@ -334,6 +336,14 @@ def _predict(server: _Server, job_id: int, *, checkpoint, samples, batch_size: i
                            progress=progress, cancel=cancelled)
 
 
+def _reference(server: _Server, job_id: int, *, checkpoint, paths, method: str = "gradcam", q: float = 99.0):
+    from geocam_gui.core.explain.reference import cam_percentiles
+
+    lane = next(lane for i, lane in server.running if i == job_id)
+    return cam_percentiles(checkpoint, paths, server.store, method=method, q=q,
+                           cancel=lambda: server.check(job_id, lane))  # serves explanations between batches
+
+
 def _stats(server: _Server, job_id: int):
     return dict(server.counts)
 
@@ -347,7 +357,8 @@ def _sleep(server: _Server, job_id: int, *, seconds: float):
     return seconds
 
 
-HANDLERS: dict[str, Callable[..., Any]] = {"explain": _explain, "predict": _predict, "stats": _stats, "sleep": _sleep}
+HANDLERS: dict[str, Callable[..., Any]] = {"explain": _explain, "predict": _predict, "reference": _reference,
+                                           "stats": _stats, "sleep": _sleep}
 
 
 def serve(conn, device: str = "cpu", nice: int = 5, threads: int | None = None) -> None:

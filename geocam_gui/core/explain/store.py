@@ -187,14 +187,17 @@ def class_index(model: ModelExplanation, choice: str, label: str | None) -> int 
 
 
 def display_maps(
-    explanation: ImageExplanation, choice: str, *, shared: bool = False
+    explanation: ImageExplanation, choice: str, *, shared: bool = False,
+    reference: Mapping[str, Sequence[float]] | None = None,
 ) -> dict[str, tuple[int, np.ndarray, float]]:
     """For each model: (class index, map in [0, 1] at the layer resolution, scale).
 
     Per map (default): ReLU, then min-max of that map, as grad-cam does; a constant map is
     all zeros. Shared: ReLU, then every map is divided by the largest value of all models and
-    all classes, so heat is comparable across the models and the class toggles. A model whose
-    classes lack the choice (e.g. the ground truth) is left out.
+    all classes, so heat is comparable across the models and the class toggles. ``reference``
+    (key -> one value per class, e.g. ``reference.cam_percentiles``): ReLU, then each map is
+    divided by its model's value for the class shown and clipped at 1 (every model present
+    must have one). A model whose classes lack the choice (e.g. the ground truth) is left out.
     """
     out: dict[str, tuple[int, np.ndarray, float]] = {}
     chosen: dict[str, tuple[int, np.ndarray]] = {}
@@ -203,6 +206,12 @@ def display_maps(
         if idx is None:
             continue
         chosen[key] = (idx, np.maximum(model.raw[idx], 0.0))
+    if reference is not None:
+        for key, (idx, m) in chosen.items():
+            ref = float(reference[key][idx])
+            scaled = np.minimum(m / ref, 1.0) if ref > 0 else np.zeros_like(m)
+            out[key] = (idx, scaled.astype(np.float32), ref)
+        return out
     if shared:
         peak = max((float(np.maximum(m.raw, 0).max()) for m in explanation.models.values()), default=0.0)
         for key, (idx, m) in chosen.items():
@@ -217,7 +226,8 @@ def display_maps(
 
 
 def full_size_maps(
-    explanation: ImageExplanation, choice: str, *, shared: bool = False
+    explanation: ImageExplanation, choice: str, *, shared: bool = False,
+    reference: Mapping[str, Sequence[float]] | None = None,
 ) -> dict[str, tuple[int, np.ndarray, float]]:
     """``display_maps`` resized bilinearly onto ``explanation.image`` (clipped to [0, 1]): what
     the viewer blends and the export writes, through ``render.overlay``."""
@@ -225,7 +235,7 @@ def full_size_maps(
 
     h, w = explanation.image.shape[:2]
     return {key: (idx, np.clip(resize_map(m, (h, w)), 0.0, 1.0), scale)
-            for key, (idx, m, scale) in display_maps(explanation, choice, shared=shared).items()}
+            for key, (idx, m, scale) in display_maps(explanation, choice, shared=shared, reference=reference).items()}
 
 
 def predict_samples(
