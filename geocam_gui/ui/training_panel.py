@@ -269,13 +269,8 @@ class TrainingPanel(QWidget):
         from geocam_gui.core.train import events as ev
 
         notes = self.run.on_event(name, event) if self.run is not None else False
-        if self.run is not None and self.run.state != "running":  # cancelling: only the log goes on
-            if isinstance(event, ev.Log):
-                self._log(f"{MODEL_LABELS[name]}: {event.message}")
-            if notes:
-                self.paneNotesChanged.emit()
-            return
-        if isinstance(event, ev.Batch):
+        running = self.run is None or self.run.state == "running"  # else cancelling: "Cancelling…" stays
+        if isinstance(event, ev.Batch) and running:
             total = max(1, event.batches)
             done = event.batch
             self.epoch_bar.setValue(int(100 * done / total))
@@ -294,8 +289,9 @@ class TrainingPanel(QWidget):
             self.curves.add(name, "loss", "val", ep, event.val_loss)
             self.curves.add(name, "acc", "train", ep, event.train_acc)
             self.curves.add(name, "acc", "val", ep, event.val_acc)
-            self.status.setText(f"{MODEL_LABELS[name]} · epoch {event.epoch} of {event.epochs} done · "
-                                f"val accuracy {event.val_acc * 100:.0f} %")
+            if running:
+                self.status.setText(f"{MODEL_LABELS[name]} · epoch {event.epoch} of {event.epochs} done · "
+                                    f"val accuracy {event.val_acc * 100:.0f} %")
             self.epoch_bar.setValue(100)
             self._log(
                 f"{MODEL_LABELS[name]} epoch {event.epoch}: train_loss {event.train_loss:.4f}, "
@@ -309,7 +305,7 @@ class TrainingPanel(QWidget):
                 self.checkpointReady.emit(name, event.path)
         elif isinstance(event, ev.Log):
             self._log(f"{MODEL_LABELS[name]}: {event.message}")
-            if "paused" in event.extra and self.run is not None:
+            if "paused" in event.extra and self.run is not None and running:
                 self.run.paused = bool(event.extra["paused"])
                 self.status.setText("Paused." if self.run.paused else "Resumed.")
         elif isinstance(event, ev.Failed):
