@@ -48,6 +48,11 @@ class CamPane(QFrame):
         self.title = QLabel(f"<b>{MODEL_LABELS[name]}</b>")
         self.title.setObjectName("paneTitle")
         layout.addWidget(self.title)
+        self.training_label = QLabel()  # "<Model> is training — epoch k/N ..." over an epoch's CAM
+        self.training_label.setObjectName("trainingNote")
+        self.training_label.setWordWrap(True)
+        self.training_label.setVisible(False)
+        layout.addWidget(self.training_label)
 
         self.stack = QStackedWidget()
         self.graphics = pg.GraphicsLayoutWidget()
@@ -113,6 +118,18 @@ class CamPane(QFrame):
         self.rgb = None
         self.prediction.setText(" ")
         self._set_bars([], None)
+
+    def show_training(self, text: str | None, has_model: bool) -> bool:
+        """While the model trains or waits in a run, ``text`` says so: under the title over the
+        latest epoch's CAM (``has_model``), else instead of the "train one" offer (then True:
+        nothing else to show). None: the line goes."""
+        self.training_label.setText(f"<span style='color:#2f6fde'>{text}</span>" if text and has_model else "")
+        self.training_label.setVisible(bool(text and has_model))
+        if text and not has_model:
+            self.show_empty(text)
+            self.set_checkpoint_text(" ")
+            return True
+        return False
 
     def show_rgb(self, rgb: np.ndarray) -> None:
         first = self.image_item.image is None or self.image_item.image.shape[:2] != rgb.shape[:2]

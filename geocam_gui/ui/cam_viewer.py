@@ -58,6 +58,7 @@ class CamViewer(QWidget):
         self._map_cache: dict = {}
         self._map_cache_key: tuple | None = None
         self._overrides: dict[str, tuple[str, np.ndarray, str]] = {}  # pane -> (image path, map01, caption)
+        self._training: dict[str, str] = {}  # pane -> what its model's training run is doing
         # Models live in the compute process: this one never loads a checkpoint or runs torch.
         self.bridge = bridge if bridge is not None else shared_bridge(device)
         self.bridge.replied.connect(self._on_reply)
@@ -262,10 +263,18 @@ class CamViewer(QWidget):
         """(path, true label) of the image the viewer shows, or None."""
         return self._sample
 
+    def set_training_note(self, name: str, text: str | None) -> None:
+        """While ``name`` trains or waits in a run, ``text`` says so in its pane (None: the truth)."""
+        if self._training.get(name) != (text or None):
+            self._training[name] = text or None
+            self._refresh_empty(name)
+
     def _refresh_empty(self, name: str) -> None:
         pane = self.panes[name]
         ckpt = self.workspace.checkpoints.get(name)
         error = self._error_of(name)
+        if pane.show_training(self._training.get(name), bool(ckpt) and not error):
+            return
         if error:
             pane.show_empty(f"The {MODEL_LABELS[name]} checkpoint could not be loaded:\n{error}",
                             offer_training=True)

@@ -87,7 +87,9 @@ class MainWindow(QMainWindow):
 
         self.status_label = QLabel()
         self.device_label = QLabel()
+        self.training_label = self.training.state_label  # the run's state while one goes on
         self.statusBar().addWidget(self.status_label, 1)
+        self.statusBar().addPermanentWidget(self.training_label)
         self.statusBar().addPermanentWidget(self.device_label)
         self.device_label.setText(f"device: {describe_device(self.device)}")
 
@@ -167,6 +169,10 @@ class MainWindow(QMainWindow):
         self.training.epochCheckpoint.connect(self._on_epoch_checkpoint)
         self.training.checkpointReady.connect(self._on_checkpoint_ready)
         self.training.runFinished.connect(self._on_run_finished)
+        self.training.runStarted.connect(lambda: self.show_message(self.training.status.text()))
+        self.training.runEnded.connect(lambda _state, outcome: self.show_message(outcome))
+        self.training.paneNotesChanged.connect(  # panes of models in the run say so
+            lambda: [self.viewer.set_training_note(n, self.training.pane_note(n)) for n in MODEL_NAMES])
         self.analysis.sampleRequested.connect(self._show_sample_path)
         self.analysis.statusMessage.connect(self.show_message)
         self.units.sample_provider = self.viewer.current_sample
@@ -363,7 +369,6 @@ class MainWindow(QMainWindow):
             self.workspace.set_checkpoint(name, str(path))
             self.update_predictions(name, str(path))
         self._trained_in_run.clear()
-        self.show_message("Training finished." if ok else "Training stopped.")
         self.idleChanged.emit()
 
     # -- export ----------------------------------------------------------------------------

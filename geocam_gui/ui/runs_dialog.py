@@ -1,5 +1,7 @@
 """File > Manage runs: the runs on disk per dataset (size, date, models, best accuracy), pruned to
-their best checkpoints or deleted after a question. The work is ``core.run_storage``'s."""
+their best checkpoints or deleted after a question, or compared: select two runs (or one with
+several models) and Compare overlays their curves and sets their settings side by side
+(``ui.run_compare``). The work is ``core.run_storage``'s and ``core.run_compare``'s."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
+from geocam_gui.core import run_compare as rc
 from geocam_gui.core import run_storage as rs
 from geocam_gui.core.errors import GeoCamError
 
@@ -40,7 +43,7 @@ class RunsDialog(QDialog):
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().hide()
         header = self.table.horizontalHeader()
@@ -52,6 +55,10 @@ class RunsDialog(QDialog):
         self.keep_best_button.setToolTip("Remove the resume state (last checkpoint and optimiser moments); "
                                          "the viewer still opens best, the run can no longer be resumed")
         self.delete_button = QPushButton("&Delete…")
+        self.compare_button = QPushButton("&Compare")
+        self.compare_button.setToolTip("The selected runs' curves overlaid and their settings side by side "
+                                       "(Ctrl+click to select several runs)")
+        self.compare_button.clicked.connect(self.compare)
         refresh = QPushButton("&Refresh")
         close = QPushButton("Close")
         self.keep_best_button.clicked.connect(self.keep_best)
@@ -59,7 +66,7 @@ class RunsDialog(QDialog):
         refresh.clicked.connect(self.refresh)
         close.clicked.connect(self.accept)
         buttons = QHBoxLayout()
-        for b in (self.keep_best_button, self.delete_button, refresh):
+        for b in (self.compare_button, self.keep_best_button, self.delete_button, refresh):
             buttons.addWidget(b)
         buttons.addStretch(1)
         buttons.addWidget(close)
@@ -91,22 +98,48 @@ class RunsDialog(QDialog):
         self._update_buttons()
 
     def selected(self) -> rs.RunSummary | None:
-        rows = self.table.selectionModel().selectedRows()
-        return self.summaries[rows[0].row()] if rows else None
+        """The selected run when exactly one is (what Keep best and Delete act on)."""
+        rows = self.selected_all()
+        return rows[0] if len(rows) == 1 else None
 
-    def select_run(self, path: str | Path) -> bool:
+    def selected_all(self) -> list[rs.RunSummary]:
+        rows = sorted(i.row() for i in self.table.selectionModel().selectedRows())
+        return [self.summaries[r] for r in rows]
+
+    def select_run(self, path: str | Path, *, add: bool = False) -> bool:
+        """Select the run at ``path`` (``add``: besides those selected)."""
+        from PySide6.QtCore import QItemSelectionModel
+
         for row, s in enumerate(self.summaries):
             if s.path == Path(path):
-                self.table.selectRow(row)
+                if add:
+                    flags = QItemSelectionModel.SelectionFlag.Select | QItemSelectionModel.SelectionFlag.Rows
+                    self.table.selectionModel().select(self.table.model().index(row, 0), flags)
+                else:
+                    self.table.selectRow(row)
                 return True
         return False
 
     def _update_buttons(self) -> None:
         s = self.selected()
+        chosen = self.selected_all()
+        self.compare_button.setEnabled(len(chosen) > 1 or sum(len(r.models) for r in chosen) > 1)
         self.delete_button.setEnabled(s is not None)
         self.keep_best_button.setEnabled(s is not None and any(m.resumable for m in s.models))
 
     # ---------------------------------------------------------------- actions
+    def compare(self) -> None:
+        """Open the comparison of every model of the selected runs."""
+        from geocam_gui.ui.run_compare import CompareDialog
+
+        series = [m for run in self.selected_all() for m in rc.series_of_run(run.path)]
+        if len(series) < 2:
+            QMessageBox.information(self, "Compare runs", "Select two runs (Ctrl+click), or a run with "
+                                    "several models, to compare them.")
+            return
+        self.compare_dialog = CompareDialog(series, self)
+        self.compare_dialog.exec()
+
     def _refuse_if_busy(self, s: rs.RunSummary) -> bool:
         if self.busy(s.path):
             QMessageBox.information(self, "Manage runs", f"{s.path.name} is being trained; cancel the run first.")

@@ -11,19 +11,12 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QDoubleSpinBox,
-    QFormLayout,
-    QGridLayout,
-    QGroupBox,
     QHBoxLayout,
     QLabel,
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
     QScrollArea,
-    QSpinBox,
     QSplitter,
     QTabWidget,
     QVBoxLayout,
@@ -31,9 +24,10 @@ from PySide6.QtWidgets import (
 )
 
 from geocam_gui.core.data.datasets import DatasetIndex
-from geocam_gui.core.device import available_devices, resolve_device
-from geocam_gui.core.models import MODEL_LABELS, MODEL_NAMES
+from geocam_gui.core.models import MODEL_LABELS
 from geocam_gui.ui import dialogs
+from geocam_gui.ui.training_run import RunTracker
+from geocam_gui.ui.training_settings import TrainingSettings
 from geocam_gui.ui.training_views import Curves, ResultsTable, fmt_duration
 from geocam_gui.ui.workers import TrainingWorker
 
@@ -45,6 +39,8 @@ class TrainingPanel(QWidget):
     epochCheckpoint = Signal(str, str)  # model name, checkpoint path (after each epoch)
     runFinished = Signal(bool)  # True when all queued models finished
     runStarted = Signal()
+    runEnded = Signal(str, str)  # "finished" | "cancelled" | "failed", the outcome sentence
+    paneNotesChanged = Signal()  # ``pane_note`` changed for some model
     statusMessage = Signal(str)
 
     def __init__(self, parent: QWidget | None = None):
@@ -57,6 +53,9 @@ class TrainingPanel(QWidget):
         self._model_pos = 0
         self._epochs_total = 1
         self._torch_threads = 1
+        self.run: RunTracker | None = None  # the run going on (or the last one, once ended)
+        self._stopped: tuple | None = None
+        self._user_fields: tuple | None = None
         self._build()
         self.set_dataset(None, None)
 
@@ -65,60 +64,11 @@ class TrainingPanel(QWidget):
         root = QHBoxLayout(self)
         root.setContentsMargins(4, 4, 4, 4)
         left = QVBoxLayout()
-        box = QGroupBox("Models")
-        bl = QHBoxLayout(box)
-        self.model_checks: dict[str, QCheckBox] = {}
-        for name in MODEL_NAMES:
-            cb = QCheckBox(MODEL_LABELS[name])
-            cb.setChecked(True)
-            self.model_checks[name] = cb
-            bl.addWidget(cb)
-        left.addWidget(box)
-
-        form = QFormLayout()
-        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
-        self.device = QComboBox()
-        for dev, label in available_devices():
-            self.device.addItem(label, dev)
-        self.device.currentIndexChanged.connect(self._apply_device_defaults)
-        self.epochs = QSpinBox()
-        self.epochs.setRange(1, 1000)
-        self.batch = QSpinBox()
-        self.batch.setRange(1, 4096)
-        self.lr = QDoubleSpinBox()
-        self.lr.setDecimals(5)
-        self.lr.setRange(1e-5, 1.0)
-        self.lr.setSingleStep(1e-4)
-        tip = ("A value you change applies to every model trained; unchanged values keep each "
-               "model's own default (VGG11 trains at 1e-4).")
-        for w in (self.epochs, self.batch, self.lr):
-            w.setToolTip(tip)
-        self.size = QSpinBox()
-        self.size.setRange(32, 1024)
-        self.size.setSingleStep(16)
-        self.size.setSuffix(" px")
-        self.size.setToolTip(tip)
-        self.augment = QCheckBox("Random resized crop + horizontal flip")
-        self.augment.setChecked(True)
-        self.pretrained = QCheckBox("Start VGG11 and ResNet18 from ImageNet weights")
-        self.pretrained.setToolTip(
-            "torchvision's ImageNet weights (VGG11_Weights / ResNet18_Weights.IMAGENET1K_V1), read from torch's "
-            "hub cache or downloaded there once with a checksum. Helps with a few dozen photos per class. "
-            "The shallow CNN has none and trains from scratch; off, all models train from scratch as in the paper.")
-        grid = QGridLayout()
-        grid.addWidget(QLabel("Device"), 0, 0)
-        grid.addWidget(self.device, 0, 1, 1, 3)
-        grid.addWidget(QLabel("Epochs"), 1, 0)
-        grid.addWidget(self.epochs, 1, 1)
-        grid.addWidget(QLabel("Batch"), 1, 2)
-        grid.addWidget(self.batch, 1, 3)
-        grid.addWidget(QLabel("LR"), 2, 0)
-        grid.addWidget(self.lr, 2, 1)
-        grid.addWidget(QLabel("Image"), 2, 2)
-        grid.addWidget(self.size, 2, 3)
-        grid.addWidget(self.augment, 3, 0, 1, 4)
-        grid.addWidget(self.pretrained, 4, 0, 1, 4)
-        left.addLayout(grid)
+        self.settings = TrainingSettings()
+        # the fields, by the names the window and the tests use
+        for attr in ("model_checks", "device", "epochs", "batch", "lr", "size", "augment", "pretrained"):
+            setattr(self, attr, getattr(self.settings, attr))
+        left.addWidget(self.settings)
 
         buttons = QHBoxLayout()
         self.start_button = QPushButton("Start training")
@@ -135,6 +85,9 @@ class TrainingPanel(QWidget):
         self.status = QLabel("Open a dataset to train models on it.")
         self.status.setWordWrap(True)
         left.addWidget(self.status)
+        self.state_label = QLabel()  # one line of the run's state, for the window's status bar
+        self.state_label.setObjectName("trainingState")
+        self.state_label.setVisible(False)
         self.epoch_bar = QProgressBar()
         self.epoch_bar.setFormat("epoch %p %")
         self.total_bar = QProgressBar()
@@ -166,41 +119,15 @@ class TrainingPanel(QWidget):
         split.addWidget(settings)
         split.addWidget(self.tabs)
         split.setStretchFactor(1, 1)
+        split.setChildrenCollapsible(False)  # a dragged splitter never hides the settings or the curves
         root.addWidget(split)
-        self._apply_device_defaults()
         self._set_running(False)
-
-    def _apply_device_defaults(self) -> None:
-        """Show the device's defaults (the shallow net's); a field the user then changes is an
-        override for every model trained, an unchanged one keeps each model's own default."""
-        from geocam_gui.core.train.config import default_config
-
-        try:
-            dev = resolve_device(self.device.currentData() or "auto")
-        except Exception:  # noqa: BLE001
-            dev = resolve_device("cpu")
-        cfg = default_config("shallow", str(dev))
-        self.epochs.setValue(cfg.epochs)
-        self.batch.setValue(cfg.batch_size)
-        self.lr.setValue(cfg.lr)
-        self.size.setValue(cfg.image_size)
-        self._shown = self._field_values()
-
-    def _field_values(self) -> dict:
-        return {"epochs": self.epochs.value(), "batch_size": self.batch.value(), "lr": self.lr.value(),
-                "image_size": self.size.value()}
-
-    def overrides(self) -> dict:
-        """The settings the user changed from the defaults shown (``config_for``'s overrides)."""
-        out = {k: v for k, v in self._field_values().items() if v != self._shown.get(k)}
-        if not self.augment.isChecked():
-            out["augment"] = False
-        if self.pretrained.isChecked():
-            out["pretrained"] = "imagenet"
-        return out
 
     # -- state -------------------------------------------------------------------------------
     def set_dataset(self, index: DatasetIndex | None, out_dir: Path | None) -> None:
+        if index is not self.index and not self.is_running():  # another dataset's runs are not these
+            self.curves.clear()
+            self.results.setRowCount(0)
         self.index = index
         self.out_dir = Path(out_dir) if out_dir else None
         if index is None:
@@ -217,28 +144,23 @@ class TrainingPanel(QWidget):
         self.start_button.setEnabled(not running and self.index is not None)
         self.pause_button.setEnabled(running)
         self.cancel_button.setEnabled(running)
-        for w in (*self.model_checks.values(), self.device, self.epochs, self.batch, self.lr, self.size, self.augment,
-                  self.pretrained):
-            w.setEnabled(not running)
+        self.settings.set_editable(not running)
         if not running:
             self.pause_button.setChecked(False)
 
-    def config_for(self, name: str):
-        """The run for ``name``: its defaults on the chosen device with the user's changes
-        applied (``core.train.config.config_for``, the rule ``geocam train`` follows too)."""
-        from geocam_gui.core.train.config import config_for
+    def overrides(self) -> dict:
+        """The settings the user changed from the defaults shown (``config_for``'s overrides)."""
+        return self.settings.overrides()
 
-        overrides = self.overrides()
-        if name == "shallow":  # the paper's net has no ImageNet weights: it trains from scratch
-            overrides.pop("pretrained", None)
-        return config_for(name, self.device.currentData() or "auto", overrides)
+    def config_for(self, name: str):
+        """The run for ``name`` (``TrainingSettings.config_for``)."""
+        return self.settings.config_for(name)
 
     def selected_models(self) -> list[str]:
-        return [n for n, cb in self.model_checks.items() if cb.isChecked()]
+        return self.settings.selected_models()
 
     def select_models(self, names: list[str]) -> None:
-        for n, cb in self.model_checks.items():
-            cb.setChecked(n in names)
+        self.settings.select_models(names)
 
     # -- run control ---------------------------------------------------------------------------
     def start(self, models: list[str] | None = None, configs: list | None = None) -> bool:
@@ -254,6 +176,7 @@ class TrainingPanel(QWidget):
         if not self._may_replace([c.model for c in configs]):
             return False
         self._queue = [c.model for c in configs]
+        self.run, self._stopped = RunTracker(configs), None
         self._epochs_total = max(1, sum(int(c.epochs) for c in configs))
         self._epochs_done = 0
         self._t0 = time.monotonic()
@@ -267,8 +190,11 @@ class TrainingPanel(QWidget):
         self.worker.modelStarted.connect(self._on_model_started)
         self.worker.modelReturned.connect(self._on_model_finished)
         self.worker.errored.connect(self._on_failed)
+        self.worker.stopped.connect(lambda *args: setattr(self, "_stopped", args))
         self.worker.finished.connect(self._on_done)
         self._set_running(True)
+        self._user_fields = self.settings.snapshot()
+        self.settings.show_config(configs[0])
         # The child process trains with every core; this process's CAM and prediction workers
         # use one torch thread meanwhile, so they do not crowd out the GUI thread.
         import torch
@@ -276,8 +202,22 @@ class TrainingPanel(QWidget):
         self._torch_threads = torch.get_num_threads()
         torch.set_num_threads(1)
         self.worker.start()
+        self.status.setText(f"Training {', '.join(MODEL_LABELS[m] for m in self._queue)}…")
         self.runStarted.emit()
+        self._progress_changed(notes=True)
         return True
+
+    # -- what the settings show during a run: the recipe running, then the user's own again -----
+    def pane_note(self, name: str) -> str | None:
+        """What ``name``'s pane says while a run trains or queues it (None otherwise)."""
+        return self.run.pane_note(name) if self.run is not None and self.is_running() else None
+
+    def _progress_changed(self, notes: bool = False) -> None:
+        if self.run is not None and self.is_running():
+            self.state_label.setText(self.run.status_text())
+            self.state_label.setVisible(True)
+        if notes:
+            self.paneNotesChanged.emit()
 
     def _may_replace(self, models: list[str]) -> bool:
         """Ask before training from scratch over runs already in the output folder."""
@@ -291,19 +231,25 @@ class TrainingPanel(QWidget):
             return
         self.worker.set_paused(paused)
         self.pause_button.setText("Resume" if paused else "Pause")
-        self.status.setText("Paused." if paused else "Resumed.")
+        self.status.setText("Pausing after the current batch…" if paused else "Resumed.")
 
     def cancel(self) -> None:
-        if self.worker is not None:
+        if self.worker is not None and self.run is not None and self.run.state == "running":
             self._log("Cancelling…")
-            self.status.setText("Cancelling after the current batch…")
+            self.status.setText("Cancelling…")
+            self.cancel_button.setEnabled(False)
+            self.pause_button.setEnabled(False)
+            self.run.cancelling()
             self.worker.cancel()
+            self._progress_changed(notes=True)
 
     def stop_and_wait(self, ms: int = 60000) -> bool:
         """Cancel a run and wait for its thread (used when the window closes)."""
         if self.worker is None:
             return True
         self.worker.set_paused(False)
+        if self.run is not None:
+            self.run.cancelling()
         self.worker.cancel()
         ok = self.worker.wait(ms)
         self._on_done(False)
@@ -312,13 +258,19 @@ class TrainingPanel(QWidget):
     # -- events (GUI thread) ------------------------------------------------------------------
     def _on_model_started(self, name: str, i: int, total: int) -> None:
         self._model_pos = i
-        self.status.setText(f"Training {MODEL_LABELS[name]} ({i + 1} of {total})…")
+        if self.run is not None and self.run.state == "running":
+            self.run.model_started(name)
+            self.settings.show_config(self.run.configs.get(name))
+            self.status.setText(f"Training {MODEL_LABELS[name]} ({i + 1} of {total})…")
+        self._progress_changed(notes=True)
 
     def _on_event(self, name: str, event) -> None:
         """One engine event (``core.train.events``) of model ``name``."""
         from geocam_gui.core.train import events as ev
 
-        if isinstance(event, ev.Batch):
+        notes = self.run.on_event(name, event) if self.run is not None else False
+        running = self.run is None or self.run.state == "running"  # else cancelling: "Cancelling…" stays
+        if isinstance(event, ev.Batch) and running:
             total = max(1, event.batches)
             done = event.batch
             self.epoch_bar.setValue(int(100 * done / total))
@@ -337,6 +289,9 @@ class TrainingPanel(QWidget):
             self.curves.add(name, "loss", "val", ep, event.val_loss)
             self.curves.add(name, "acc", "train", ep, event.train_acc)
             self.curves.add(name, "acc", "val", ep, event.val_acc)
+            if running:
+                self.status.setText(f"{MODEL_LABELS[name]} · epoch {event.epoch} of {event.epochs} done · "
+                                    f"val accuracy {event.val_acc * 100:.0f} %")
             self.epoch_bar.setValue(100)
             self._log(
                 f"{MODEL_LABELS[name]} epoch {event.epoch}: train_loss {event.train_loss:.4f}, "
@@ -350,10 +305,17 @@ class TrainingPanel(QWidget):
                 self.checkpointReady.emit(name, event.path)
         elif isinstance(event, ev.Log):
             self._log(f"{MODEL_LABELS[name]}: {event.message}")
+            if "paused" in event.extra and self.run is not None and running:
+                self.run.paused = bool(event.extra["paused"])
+                self.status.setText("Paused." if self.run.paused else "Resumed.")
         elif isinstance(event, ev.Failed):
             self._log(f"{MODEL_LABELS[name]} failed: {event.message}")
+        if isinstance(event, (ev.Batch, ev.Epoch, ev.Start, ev.Log)):
+            self._progress_changed(notes)
 
     def _on_model_finished(self, name: str, result) -> None:
+        if self.run is not None:
+            self.run.model_finished(name)
         metrics = result.test or {}
         best = result.best_checkpoint
         self._add_result_row(name, metrics, best)
@@ -361,6 +323,7 @@ class TrainingPanel(QWidget):
             self.checkpointReady.emit(name, str(best))
         acc = metrics.get("accuracy")
         self._log(f"{MODEL_LABELS[name]} finished" + (f": test accuracy {acc * 100:.1f} %" if acc is not None else ""))
+        self._progress_changed(notes=True)
 
     def _add_result_row(self, name: str, metrics: dict, checkpoint) -> None:
         classes = self.index.classes if self.index is not None else []
@@ -383,8 +346,11 @@ class TrainingPanel(QWidget):
                 self.curves.add(name, metric, "val", ep, rec.get(f"val_{metric}"))
 
     def _on_failed(self, name: str, message: str) -> None:
+        if self.run is not None:
+            self.run.model_failed(name, message)
         self._log(f"{MODEL_LABELS[name]} failed: {message}")
         self.statusMessage.emit(f"Training {MODEL_LABELS[name]} failed: {message}")
+        self._progress_changed(notes=True)
 
     def _on_done(self, ok: bool) -> None:
         if self.worker is None:
@@ -397,13 +363,20 @@ class TrainingPanel(QWidget):
         worker.thread.deleteLater()
         worker.deleteLater()
         self._set_running(False)
+        if self._user_fields is not None:
+            self.settings.restore(self._user_fields)
+            self._user_fields = None
         self.pause_button.setText("Pause")
         elapsed = fmt_duration(time.monotonic() - self._t0)
-        self.status.setText(("Finished" if ok else "Stopped") + f" after {elapsed}.")
-        if ok:
+        outcome = self.run.end(ok, self._stopped, elapsed) if self.run is not None else "Training ended."
+        self.status.setText(outcome)
+        if self.run is not None and self.run.state == "finished":
             self.total_bar.setValue(100)
             self.tabs.setCurrentWidget(self.results)
-        self._log(("Run finished" if ok else "Run stopped") + f" after {elapsed}.")
+        self._log(outcome + ("" if self.run is not None and self.run.state == "finished" else f" ({elapsed})"))
+        self.state_label.setVisible(False)
+        self.paneNotesChanged.emit()
+        self.runEnded.emit(self.run.state if self.run is not None else "failed", outcome)
         self.runFinished.emit(ok)
 
     def _log(self, text: str) -> None:

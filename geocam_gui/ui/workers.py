@@ -132,13 +132,23 @@ class TrainingWorker(QObject):
     thread never waits for the training's Python work. This thread only relays the child's
     messages (the protocol in ``core.train.child``) as signals: ``event(model, TrainEvent)`` for
     every engine event, ``modelStarted(model, position, total)``, ``modelReturned(model,
-    TrainResult)``, ``errored(model, message)`` and, always last, ``finished(all_finished)``.
+    TrainResult)``, ``errored(model, message)``, ``stopped(model, epoch, forced)`` when the run
+    was cancelled and, always last, ``finished(all_finished)``.
+
+    Cancel: the child stops between batches and says so at once (a ``Log`` with ``cancelling``,
+    or ``Cancelled``/``RunCancelled``/``Done``). A batch can take a minute (VGG11 on a loaded
+    CPU), so when no such word comes within ``GRACE_S`` the process is stopped (terminate, then
+    kill): the saver writes every file whole and renames it, so the last complete epoch stays
+    resumable. ``stopped`` then says ``forced`` and the epoch it interrupted.
     """
+
+    GRACE_S = 1.5
 
     event = Signal(str, object)
     modelStarted = Signal(str, int, int)
     modelReturned = Signal(str, object)
     errored = Signal(str, str)
+    stopped = Signal(str, object, bool)  # model, 1-based epoch interrupted (or None), forced
     finished = Signal(bool)  # always last; True when every queued model finished
 
     def __init__(self, configs: list, index: DatasetIndex, out_dir, parent: QObject | None = None):
@@ -151,12 +161,18 @@ class TrainingWorker(QObject):
         self._ctx = multiprocessing.get_context("spawn")  # never fork a process that runs Qt
         self._cancel = self._ctx.Event()
         self._pause = self._ctx.Event()
+        self._cancel_at: float | None = None
+        self.pid: int | None = None  # the child's, once started
         self.thread = ManagedThread("training", parent, target=self._run)
 
     def start(self) -> None:
         self.thread.start()
 
     def cancel(self) -> None:
+        import time
+
+        if self._cancel_at is None:
+            self._cancel_at = time.monotonic()
         self._cancel.set()
 
     def set_paused(self, paused: bool) -> None:
@@ -167,29 +183,49 @@ class TrainingWorker(QObject):
 
     def _run(self) -> None:  # worker thread
         import queue
+        import time
 
         from geocam_gui.core.train import child
+        from geocam_gui.core.train import events as ev
 
         events = self._ctx.Queue()
         proc = self._ctx.Process(target=child.run_queue, name="geocam-training", daemon=True,
                                  args=(self._configs, self._index, str(self._out_dir), events, self._cancel, self._pause))
         all_ok = True
+        acknowledged = forced = False
+        model = self._configs[0].model if self._configs else "?"
+        epoch: int | None = None  # the 1-based epoch in progress of ``model``
         try:
             proc.start()
+            self.pid = proc.pid
             while True:
+                if (self._cancel_at is not None and not acknowledged
+                        and time.monotonic() - self._cancel_at > self.GRACE_S):
+                    forced = True  # the step in progress does not end soon: stop the process
+                    break
                 try:
-                    msg = events.get(timeout=0.2)
+                    msg = events.get(timeout=0.1)
                 except queue.Empty:
                     if not proc.is_alive():
-                        code = proc.exitcode
-                        self.errored.emit(self._configs[0].model if self._configs else "?",
-                                          f"The training process ended unexpectedly (exit code {code}).")
+                        if self._cancel_at is not None:
+                            break  # it ended on the cancel (e.g. before it could say so)
+                        self.errored.emit(model, f"The training process ended unexpectedly (exit code {proc.exitcode}).")
                         all_ok = False
                         break
                     continue
                 if isinstance(msg, child.ModelEvent):
-                    self.event.emit(msg.model, msg.event)
+                    e = msg.event
+                    if isinstance(e, ev.Start):
+                        epoch = e.start_epoch + 1
+                    elif isinstance(e, ev.Batch):
+                        epoch = e.epoch
+                    elif isinstance(e, ev.Epoch):
+                        epoch = e.epoch + 1 if e.epoch < e.epochs else e.epoch
+                    elif isinstance(e, ev.Cancelled) or (isinstance(e, ev.Log) and e.extra.get("cancelling")):
+                        acknowledged = True
+                    self.event.emit(msg.model, e)
                 elif isinstance(msg, child.ModelStarted):
+                    model, epoch = msg.model, None
                     self.modelStarted.emit(msg.model, msg.position, msg.total)
                 elif isinstance(msg, child.ModelFinished):
                     self.modelReturned.emit(msg.model, msg.result)
@@ -198,20 +234,36 @@ class TrainingWorker(QObject):
                     self.errored.emit(msg.model, msg.message)
                     all_ok = False
                 elif isinstance(msg, child.RunCancelled):
+                    acknowledged = True
                     all_ok = False
                 elif isinstance(msg, child.Done):
+                    acknowledged = True
                     break
         except Exception as exc:  # noqa: BLE001 - e.g. the child could not be started
             log.error("Training process failed:\n%s", traceback.format_exc())
-            self.errored.emit(self._configs[0].model if self._configs else "?", error_text(exc))
+            self.errored.emit(model, error_text(exc))
             all_ok = False
         finally:
-            proc.join(30)
-            if proc.is_alive():  # it did not stop within a batch: stop it the hard way
-                proc.terminate()
-                proc.join(10)
+            if forced:
+                _stop_process(proc)
+            else:
+                proc.join(30)
+                if proc.is_alive():  # it did not stop within a batch: stop it the hard way
+                    _stop_process(proc)
             events.close()
+            events.cancel_join_thread()
+        if self._cancel_at is not None:
+            self.stopped.emit(model, epoch, forced)
         self.finished.emit(all_ok and not self._cancel.is_set())
+
+
+def _stop_process(proc) -> None:
+    """Terminate ``proc``, kill it if it is still there a second later, and reap it."""
+    proc.terminate()
+    proc.join(1.0)
+    if proc.is_alive():
+        proc.kill()
+        proc.join(5.0)
 
 
 class LatestWorker(QObject):

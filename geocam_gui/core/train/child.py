@@ -143,9 +143,13 @@ def run_queue(configs: list, index: DatasetIndex, out_dir, events, cancel, pause
 
 
 def _relay_controls(trainer, cancel, pause, stop: threading.Event, orphaned: threading.Event) -> None:
-    """Pass the parent's cancel/pause flags on to the trainer (polled every 50 ms)."""
+    """Pass the parent's cancel/pause flags on to the trainer (polled every 50 ms), and announce
+    the checkpoints its background saver has finished (``Trainer.flush_saved``)."""
     paused = False
+    flush = getattr(trainer, "flush_saved", None)
     while not stop.wait(0.05):
+        if flush is not None:
+            flush()
         if cancel.is_set() or orphaned.is_set():
             trainer.cancel()  # also ends a pause: the run stops after the current batch
             return

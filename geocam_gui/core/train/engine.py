@@ -60,6 +60,7 @@ class Trainer:
         self._unpaused = threading.Event()
         self._unpaused.set()
         self.rank, self.world = 0, 1
+        self._loop = None
 
     # ---------------------------------------------------------------- control (any thread)
     def cancel(self) -> None:
@@ -74,6 +75,14 @@ class Trainer:
     def resume(self) -> None:
         """Continue after ``pause()`` (this is not resuming a killed run: see ``resume=``)."""
         self._unpaused.set()
+
+    def flush_saved(self) -> None:
+        """Emit the checkpoint events of the epoch saves finished in the background so far (the
+        training child calls it from its control thread, so a checkpoint is announced when it is
+        on disk, not only after the next batch, which may take a minute)."""
+        loop = self._loop
+        if loop is not None:
+            loop._flush()
 
     @property
     def paused(self) -> bool:
@@ -120,7 +129,8 @@ class Trainer:
         restore_det = torch.are_deterministic_algorithms_enabled()
         restore_bench = torch.backends.cudnn.benchmark
         try:
-            result = tl.TrainingLoop(self).run(started)
+            self._loop = tl.TrainingLoop(self)
+            result = self._loop.run(started)
         except Cancelled as exc:
             self.emit(ev.Cancelled(str(exc) or "Training was cancelled."))
             result = TrainResult("cancelled", self.config.model, self.run_dir, None, None, None, 0, [], None,

@@ -47,6 +47,25 @@ _EVENT_INTERVAL_S = 0.5
 INJECT_OOM: set[tuple] = set()
 _eval_batches = [0]
 
+#: Test hook (the GUI's cancel test): ``GEOCAM_TEST_SLOW_STEP="SECONDS[@EPOCH]"`` makes every
+#: training step of 1-based epoch EPOCH (default 1) and later sleep SECONDS inside the step, after
+#: the forward pass, as a minute-long VGG11 batch on a loaded CPU would. It is read from the
+#: environment when a run starts, so it reaches the training child process too. Never set it
+#: outside tests.
+SLOW_STEP_ENV = "GEOCAM_TEST_SLOW_STEP"
+
+
+def slow_step_hook() -> tuple[float, int]:
+    """(seconds, first epoch) of ``GEOCAM_TEST_SLOW_STEP``; (0, 0) when unset or unreadable."""
+    raw = os.environ.get(SLOW_STEP_ENV, "").strip()
+    if not raw:
+        return 0.0, 0
+    seconds, _, epoch = raw.partition("@")
+    try:
+        return max(0.0, float(seconds)), int(epoch or 1)
+    except ValueError:
+        return 0.0, 0
+
 
 def _maybe_inject_oom(key: tuple) -> None:
     if key in INJECT_OOM:
@@ -327,8 +346,9 @@ class TrainingLoop:
 
     def _flush(self) -> None:
         """Emit the checkpoint events of finished background saves (``wait``: after flushing)."""
-        if self.writer is not None:
-            for event in self.writer.drain():
+        writer = getattr(self, "writer", None)  # also called from the child's control thread
+        if writer is not None:
+            for event in writer.drain():
                 self.t.emit(ev.Checkpoint(event["kind"], event["path"], event["epoch"]))
 
     def _close_writer(self) -> None:
@@ -439,12 +459,17 @@ class TrainingLoop:
         total = self._n_batches(len(order))
         model.train()
         check_each_batch = not gpu_path(feeder.device)  # a host sync is free off the GPU
+        slow_s, slow_from = slow_step_hook()
+        slow_s = slow_s if slow_s and epoch + 1 >= slow_from else 0.0
         while True:
             try:
                 for p, idx, staged in feeder.iterate(order, self.batch_size, start=pos, workers=cfg.workers,
                                                      min_size=2):
                     paused += t.wait_if_paused()
                     if t.is_cancelled():
+                        # Said at once: the GUI waits for this before it stops the process harder.
+                        t.log(f"Cancelling during epoch {epoch + 1}; the last complete epoch's checkpoint is kept.",
+                              cancelling=True, epoch=epoch + 1)
                         return None
                     if cfg.max_batches_per_epoch and batch_no >= cfg.max_batches_per_epoch:
                         break
@@ -458,6 +483,9 @@ class TrainingLoop:
                     with _autocast(feeder.device, amp):
                         logits = model(x)
                         loss = F.cross_entropy(logits.float(), y, weight=class_w)
+                    if slow_s:
+                        t.log(f"Test hook: this step sleeps {slow_s:g} s.", test_slow_step=True, epoch=epoch + 1)
+                        time.sleep(slow_s)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     if check_each_batch and not math.isfinite(loss.item()):
