@@ -35,6 +35,11 @@ def qt_settings(tmp_path):
     QSettings.setDefaultFormat(QSettings.Format.IniFormat)
     for scope in (QSettings.Scope.UserScope, QSettings.Scope.SystemScope):
         QSettings.setPath(QSettings.Format.IniFormat, scope, str(tmp_path / "settings"))
+    # Qt reads its configuration folder once per process, so an earlier test's saved layout
+    # could still be found: every test starts from empty settings.
+    from geocam_gui.ui import window_settings
+
+    window_settings.reset()
     return tmp_path / "settings"
 
 

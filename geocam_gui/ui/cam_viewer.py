@@ -29,7 +29,7 @@ from geocam_gui.core.explain.cam import METHOD_LABELS, METHODS
 from geocam_gui.core.explain.store import GROUND_TRUTH, PREDICTED, ImageExplanation, full_size_maps
 from geocam_gui.core.models import MODEL_LABELS, MODEL_NAMES
 from geocam_gui.core.workspace import Workspace
-from geocam_gui.ui.cam_pane import CamPane, to_qimage  # noqa: F401 - units_panel imports it from here
+from geocam_gui.ui.cam_pane import CamPane
 from geocam_gui.ui.cam_scale import PER_MAP, REFERENCE, SHARED, ColourBar, ReferenceScales, colour_bar_text, scale_chooser
 from geocam_gui.ui.compute import ComputeBridge, Reply, shared_bridge
 
@@ -112,8 +112,7 @@ class CamViewer(QWidget):
         self._set_class_buttons([])
         self.class_group.buttonToggled.connect(self._on_class_toggled)
         bar.addStretch(1)
-        self.export_button = QPushButton("Export…")
-        self.export_button.setToolTip("Export the overlays and a figure for a publication")
+        self.export_button = QPushButton("Export…", toolTip="Export the overlays and a figure for a publication")
         self.export_button.clicked.connect(self.exportRequested)
         bar.addWidget(self.export_button)
 
@@ -132,19 +131,17 @@ class CamViewer(QWidget):
         bar.addWidget(self.opacity)
         bar.addWidget(self.opacity_label)
 
-        self.method = QComboBox()
+        self.method = QComboBox(toolTip="CAM method")
         bar.addWidget(QLabel("Method"))
         for m in METHODS:
             self.method.addItem(METHOD_LABELS.get(m, m), m)
-        self.method.setToolTip("CAM method")
         self.method.currentIndexChanged.connect(lambda _i: self.recompute())
         bar.addWidget(self.method)
 
-        self.cmap = QComboBox()
+        self.cmap = QComboBox(toolTip="Colormap (jet as in the paper: red = high, blue = low)")
         bar.addWidget(QLabel("Colormap"))
         for c in render.COLORMAPS:
             self.cmap.addItem(c, c)
-        self.cmap.setToolTip("Colormap (jet as in the paper: red = high, blue = low)")
         self.cmap.currentIndexChanged.connect(lambda _i: (self.colorbar.set_cmap(self.cmap.currentData()), self.rerender()))
         bar.addWidget(self.cmap)
 
@@ -153,9 +150,7 @@ class CamViewer(QWidget):
         self.scale.currentIndexChanged.connect(lambda _i: self.rerender())
         bar.addWidget(self.scale)
 
-        self.fit_button = QToolButton()
-        self.fit_button.setText("Fit")
-        self.fit_button.setToolTip("Reset zoom and pan (linked across panes)")
+        self.fit_button = QToolButton(text="Fit", toolTip="Reset zoom and pan (linked across panes)")
         self.fit_button.clicked.connect(self.fit)
         bar.addWidget(self.fit_button)
         bar.addStretch(1)

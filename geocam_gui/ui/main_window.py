@@ -72,21 +72,19 @@ class MainWindow(QMainWindow):
         self.browser.attach(self.workspace)
         self.browser_dock = self._dock("Dataset", "datasetDock", self.browser, Qt.DockWidgetArea.LeftDockWidgetArea)
         self.training = TrainingPanel()
-        self.bottom_tabs = QTabWidget()
-        self.bottom_tabs.addTab(self.training, "Training")
         self.analysis = AnalysisPanel()
         self.analysis.attach(self.workspace)
-        self.bottom_tabs.addTab(self.analysis, "Analysis")
         self.units = UnitsPanel()
         self.units.attach(self.workspace)
-        self.bottom_tabs.addTab(self.units, "Units")
+        self.bottom_tabs = QTabWidget()
+        for panel, title in ((self.training, "Training"), (self.analysis, "Analysis"), (self.units, "Units")):
+            self.bottom_tabs.addTab(panel, title)
         self.training_dock = self._dock("Training", "trainingDock", self.bottom_tabs,
                                         Qt.DockWidgetArea.BottomDockWidgetArea)
         self.resizeDocks([self.browser_dock], [360], Qt.Orientation.Horizontal)
         self.resizeDocks([self.training_dock], [300], Qt.Orientation.Vertical)
 
-        self.status_label = QLabel()
-        self.device_label = QLabel()
+        self.status_label, self.device_label = QLabel(), QLabel()
         self.training_label = self.training.state_label  # the run's state while one goes on
         self.statusBar().addWidget(self.status_label, 1)
         self.statusBar().addPermanentWidget(self.training_label)

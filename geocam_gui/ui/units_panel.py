@@ -249,7 +249,7 @@ class UnitsPanel(QWidget):
 
     # ------------------------------------------------------------------ showing
     def show_result(self, result: dict, grids: dict | None = None) -> None:
-        from geocam_gui.ui.cam_viewer import to_qimage
+        from geocam_gui.ui.cam_pane import to_qimage
 
         self.result = result
         for name, lab in self.filter_labels.items():
