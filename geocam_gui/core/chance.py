@@ -145,6 +145,18 @@ def chance_of_checkpoint(meta: dict | None) -> dict | None:
     return chance_from_metrics(metrics)
 
 
+def chance_of_file(path: str) -> dict | None:
+    """:func:`chance_of_checkpoint` of the checkpoint at ``path`` (None when it has no test
+    metrics or cannot be read)."""
+    from geocam_gui.core.checkpoints import read_meta
+    from geocam_gui.core.errors import GeoCamError
+
+    try:
+        return chance_of_checkpoint(read_meta(path))
+    except (GeoCamError, OSError, ValueError):
+        return None
+
+
 def short_line(result: dict | None) -> str:
     """A caption-sized line: ``"above chance (p = 0.001)"`` or ``"AT CHANCE (p = 0.4)"``."""
     if not result:

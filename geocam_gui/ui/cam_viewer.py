@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from geocam_gui.core.chance import chance_of_file
 from geocam_gui.core.explain import render
 from geocam_gui.core.explain.cam import METHOD_LABELS, METHODS
 from geocam_gui.core.explain.store import GROUND_TRUTH, PREDICTED, ImageExplanation, full_size_maps
@@ -221,7 +222,7 @@ class CamViewer(QWidget):
         """The workspace's checkpoint of ``name`` changed: show it and re-explain the image."""
         self._load_errors.pop(name, None)
         self._refresh_empty(name)
-        self.panes[name].set_chance(None if error or not path else _chance_of(str(path)))
+        self.panes[name].set_chance(None if error or not path else chance_of_file(str(path)))
         self.recompute()
 
     def checkpoints(self) -> dict[str, str | None]:
@@ -290,7 +291,10 @@ class CamViewer(QWidget):
         if self._sample is None:
             return
         active = self.workspace.active_checkpoints()
-        if not active:
+        if not active:  # nothing to explain with: what is on screen must not stay
+            self._explanation = self._shown_key = None
+            for name in self.panes:
+                self._refresh_empty(name)
             self.heading.setText(f"{Path(self._sample[0]).name} - no trained model yet.")
             return
         method = self.method.currentData() or "gradcam"
@@ -347,8 +351,8 @@ class CamViewer(QWidget):
     # -- re-blending (GUI thread, cached maps only) ----------------------------------------
     def rerender(self) -> None:
         exp = self._explanation
-        if exp is None:
-            return
+        if exp is None or self._sample is None or exp.path != self._sample[0]:
+            return  # not the image selected now: its answer is on its way
         choice = self.class_choice()
         maps = self._scaled_maps(exp, choice)
         opacity = self.opacity.value() / 100.0
@@ -356,7 +360,7 @@ class CamViewer(QWidget):
         label = f" (ground truth: {exp.label})" if exp.label else ""
         self.heading.setText(f"<b>{Path(exp.path).name}</b>{label}")
         for name, pane in self.panes.items():
-            result = exp.models.get(name)
+            result = exp.models.get(name) if self.workspace.checkpoints.get(name) else None
             if result is None or name not in maps:
                 if result is not None:  # e.g. ground truth not among this model's classes
                     pane.show_rgb(exp.image)
@@ -399,18 +403,6 @@ class CamViewer(QWidget):
             self.bridge.cancel(LANE)
         self.references.cancel_all()
         self.bridge.replied.disconnect(self._on_reply)
-
-
-def _chance_of(path: str) -> dict | None:
-    """The chance verdict of a checkpoint's stored test metrics (None when it has none or is unreadable)."""
-    from geocam_gui.core.chance import chance_of_checkpoint
-    from geocam_gui.core.checkpoints import read_meta
-    from geocam_gui.core.errors import GeoCamError
-
-    try:
-        return chance_of_checkpoint(read_meta(path))
-    except (GeoCamError, OSError, ValueError):
-        return None
 
 
 def _short_ckpt(path: str) -> str:

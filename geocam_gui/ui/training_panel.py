@@ -128,6 +128,8 @@ class TrainingPanel(QWidget):
         if index is not self.index and not self.is_running():  # another dataset's runs are not these
             self.curves.clear()
             self.results.setRowCount(0)
+            self.epoch_bar.setValue(0)
+            self.total_bar.setValue(0)
         self.index = index
         self.out_dir = Path(out_dir) if out_dir else None
         if index is None:
