@@ -112,6 +112,8 @@ def test_the_reference_waits_for_a_dataset(qtbot, qt_settings):
     exp.models["shallow"] = ModelExplanation("shallow", "/c/shallow", ["pittsburgh", "tokyo"],
                                              rng.random((2, 4, 4)).astype(np.float32),
                                              np.array([0.4, 0.6], np.float32), 32, "gradcam")
+    v._sample = (exp.path, exp.label)  # the image selected, and its model active
+    v.workspace._checkpoints["shallow"] = "/c/shallow"
     v._requested_key = ("k",)
     v._on_result(("k",), exp)
     _choose(v, "p99")

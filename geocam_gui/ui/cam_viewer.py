@@ -292,7 +292,9 @@ class CamViewer(QWidget):
             return
         active = self.workspace.active_checkpoints()
         if not active:  # nothing to explain with: what is on screen must not stay
-            self._explanation = self._shown_key = None
+            if self._requested_key != self._shown_key:
+                self.bridge.cancel(LANE)
+            self._explanation = self._requested_key = self._shown_key = None
             for name in self.panes:
                 self._refresh_empty(name)
             self.heading.setText(f"{Path(self._sample[0]).name} - no trained model yet.")
