@@ -21,7 +21,7 @@ from PySide6.QtWidgets import QComboBox, QSizePolicy, QWidget
 from geocam_gui.core.explain import render
 from geocam_gui.core.explain.reference import REFERENCE_IMAGES, REFERENCE_Q, reference_samples
 from geocam_gui.ui.cam_pane import to_qimage
-from geocam_gui.ui.compute import ComputeBridge, Reply
+from geocam_gui.ui.compute import ComputeBridge, LaneRequests, Reply
 
 PER_MAP, SHARED, REFERENCE = "per_map", "shared", "p99"
 
@@ -133,20 +133,17 @@ class ColourBar(QWidget):
         p.end()
 
 
-class ReferenceScales(QObject):
+class ReferenceScales(LaneRequests):
     """The models' reference percentiles, computed once per checkpoint file, method and image
     sample in the compute process. ``changed`` fires when one arrives or fails."""
 
     changed = Signal()
 
     def __init__(self, bridge: ComputeBridge, parent: QObject | None = None):
-        super().__init__(parent)
-        self.bridge = bridge
+        super().__init__(bridge, parent)
         self._samples: tuple[int, str, list[str]] | None = None  # (id of the index, split, paths)
         self._done: dict[tuple, dict] = {}
         self._failed: dict[tuple, str] = {}
-        self._pending: dict[str, tuple[int, tuple]] = {}  # lane -> (request id, key)
-        bridge.replied.connect(self._on_reply)
 
     def sample(self, index) -> tuple[str, list[str]]:
         """(split, paths) of the images a reference is computed on for ``index`` (cached)."""
@@ -187,29 +184,14 @@ class ReferenceScales(QObject):
         pending = self._pending.get(lane)
         if pending is not None and pending[1] == ref_key:
             return  # already on its way
-        job = self.bridge.submit(lane, "reference", checkpoint=checkpoint, paths=paths, method=method,
-                                 q=REFERENCE_Q)
-        self._pending[lane] = (job, ref_key)
+        self._submit(lane, "reference", ref_key, checkpoint=checkpoint, paths=paths, method=method, q=REFERENCE_Q)
 
-    def _on_reply(self, reply: Reply) -> None:
-        pending = self._pending.get(reply.lane)
-        if pending is None or pending[0] != reply.id or reply.status == "progress":
-            return
-        del self._pending[reply.lane]
+    def _finished(self, ref_key: tuple, reply: Reply) -> None:
         if reply.status == "result":
-            self._done[pending[1]] = reply.payload
-            self._done[pending[1]]["percentiles"] = np.asarray(reply.payload["percentiles"], np.float64)
+            self._done[ref_key] = {**reply.payload, "percentiles": np.asarray(reply.payload["percentiles"], np.float64)}
         else:
-            self._failed[pending[1]] = str(reply.payload)
+            self._failed[ref_key] = str(reply.payload)
         self.changed.emit()
-
-    def busy(self) -> bool:
-        return bool(self._pending)
-
-    def cancel_all(self) -> None:
-        for lane in list(self._pending):
-            self.bridge.cancel(lane)
-        self._pending.clear()
 
 
 def _stamp(path: str) -> int:

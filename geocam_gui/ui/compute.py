@@ -74,26 +74,19 @@ class ComputeBridge(QObject):
         self.service.close(timeout=2.0)
 
 
-class Predictions(QObject):
-    """The browser's predictions, one lane per model (``predict-<model>``): a newer request for a
-    model replaces one still running. ``ready(model, index, probs)`` names the index the
-    probabilities belong to, so a view can drop those of a dataset it no longer shows."""
-
-    ready = Signal(str, object, object)
-    failed = Signal(str, str)
-    busyChanged = Signal()
+class LaneRequests(QObject):
+    """Requests on named lanes of a bridge, the newest per lane winning: ``_pending`` maps a lane
+    to (request id, context); a reply to the latest request of its lane goes to
+    ``_finished(context, reply)``, older ones and progress are dropped."""
 
     def __init__(self, bridge: ComputeBridge, parent: QObject | None = None):
         super().__init__(parent)
         self.bridge = bridge
-        self._pending: dict[str, tuple[int, str, object]] = {}  # lane -> (request id, model, index)
+        self._pending: dict[str, tuple[int, object]] = {}
         bridge.replied.connect(self._on_reply)
 
-    def request(self, model: str, checkpoint: str, index) -> None:
-        lane = f"predict-{model}"
-        job = self.bridge.submit(lane, "predict", checkpoint=str(checkpoint), samples=list(index.samples))
-        self._pending[lane] = (job, model, index)
-        self.busyChanged.emit()
+    def _submit(self, lane: str, kind: str, context, **params) -> None:
+        self._pending[lane] = (self.bridge.submit(lane, kind, **params), context)
 
     def busy(self) -> bool:
         return bool(self._pending)
@@ -102,14 +95,38 @@ class Predictions(QObject):
         for lane in list(self._pending):
             self.bridge.cancel(lane)
         self._pending.clear()
-        self.busyChanged.emit()
 
     def _on_reply(self, reply: Reply) -> None:
         pending = self._pending.get(reply.lane)
         if pending is None or pending[0] != reply.id or reply.status == "progress":
             return
         del self._pending[reply.lane]
-        _job, model, index = pending
+        self._finished(pending[1], reply)
+
+    def _finished(self, context, reply: Reply) -> None:
+        raise NotImplementedError
+
+
+class Predictions(LaneRequests):
+    """The browser's predictions, one lane per model (``predict-<model>``): a newer request for a
+    model replaces one still running. ``ready(model, index, probs)`` names the index the
+    probabilities belong to, so a view can drop those of a dataset it no longer shows."""
+
+    ready = Signal(str, object, object)
+    failed = Signal(str, str)
+    busyChanged = Signal()
+
+    def request(self, model: str, checkpoint: str, index) -> None:
+        self._submit(f"predict-{model}", "predict", (model, index), checkpoint=str(checkpoint),
+                     samples=list(index.samples))
+        self.busyChanged.emit()
+
+    def cancel_all(self) -> None:
+        super().cancel_all()
+        self.busyChanged.emit()
+
+    def _finished(self, context, reply: Reply) -> None:
+        model, index = context
         if reply.status == "result":
             self.ready.emit(model, index, reply.payload)
         else:
