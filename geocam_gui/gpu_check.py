@@ -304,9 +304,15 @@ class GpuCheck:
         launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", f"--nproc_per_node={n}"]
         t = time.perf_counter()
         smoke = self._run([*launch, "-m", "geocam_gui.gpu_check", "--nccl-smoke", "--device", dev], left)
+        first_failure = None
+        if smoke.returncode != 0:  # a rank aborted once under load in CI (2026-12-01): keep its words, retry once
+            first_failure = f"exit {smoke.returncode}: {smoke.stderr[:1500]} ... {smoke.stderr[-800:]}"
+            smoke = self._run([*launch, "-m", "geocam_gui.gpu_check", "--nccl-smoke", "--device", dev],
+                              left - (time.perf_counter() - t))
         lines = [ln for ln in smoke.stdout.splitlines() if ln.startswith("{")]
         if smoke.returncode != 0 or not lines:
-            raise StepFailed(f"the torchrun collective failed (exit {smoke.returncode}): {smoke.stderr[-800:]}")
+            raise StepFailed(f"the torchrun collective failed (exit {smoke.returncode}): {smoke.stderr[-800:]}"
+                             + (f"; the first try too ({first_failure[:400]})" if first_failure else ""))
         collective = json.loads(lines[-1])
         smoke_s = time.perf_counter() - t
         out = self.out / "ddp"
@@ -324,7 +330,7 @@ class GpuCheck:
             raise StepFailed(f"DDP run: world size {world} (expected {n}), test images {test.get('n')}")
         return {"nproc": n, "backend": collective["backend"], "collective_ok": collective["ok"],
                 "collective_seconds": round(smoke_s, 2), "train_seconds": round(time.perf_counter() - t, 2),
-                "world_size": world, "test_acc": test.get("accuracy")}
+                "world_size": world, "test_acc": test.get("accuracy"), "collective_failed_first_try": first_failure}
 
     def gui(self, left: float) -> dict:
         result_path = self.out / "gui.json"
