@@ -174,19 +174,30 @@ class AnalysisPanel(QWidget):
         self._index = index
         self._checkpoints = dict(checkpoints)
         self.models.blockSignals(True)
-        self.models.clear()
         order = [n for n in MODEL_NAMES if n in checkpoints] + [n for n in checkpoints if n not in MODEL_NAMES]
-        for name in order:
+        items = [self.models.item(i) for i in range(self.models.count())]
+        if [it.data(Qt.ItemDataRole.UserRole) for it in items] != order:
+            # Items are updated in place when the models are the same (the usual case, several
+            # times per dataset change): clear() while Qt still paints the list crashed once
+            # (SIGSEGV in CI, 2026-12-01).
+            while self.models.count():
+                self.models.takeItem(0)
+            items = []
+            for name in order:
+                items.append(QListWidgetItem())
+                items[-1].setData(Qt.ItemDataRole.UserRole, name)
+                self.models.addItem(items[-1])
+        for item, name in zip(items, order):
             path = checkpoints[name]
-            item = QListWidgetItem(MODEL_LABELS.get(name, name) + ("" if path else " (not trained)"))
-            item.setData(Qt.ItemDataRole.UserRole, name)
+            item.setText(MODEL_LABELS.get(name, name) + ("" if path else " (not trained)"))
             if path:
                 item.setFlags(Qt.ItemFlag.ItemIsUserCheckable | Qt.ItemFlag.ItemIsEnabled)
                 item.setCheckState(Qt.CheckState.Unchecked if name in unticked else Qt.CheckState.Checked)
                 item.setToolTip(str(path))
             else:
                 item.setFlags(Qt.ItemFlag.NoItemFlags)
-            self.models.addItem(item)
+                item.setData(Qt.ItemDataRole.CheckStateRole, None)
+                item.setToolTip("")
         self.models.blockSignals(False)
         self._update_buttons()
 
