@@ -24,7 +24,9 @@ set is generated, indexed and the three missing models are trained (the GUI's de
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -161,6 +163,7 @@ def main() -> int:
     from PySide6.QtWidgets import QApplication
 
     home = tempfile.mkdtemp(prefix="geocam-bench-")
+    atexit.register(shutil.rmtree, home, True)  # 100,000 images: ~2 GB per run otherwise left in /tmp
     os.environ["GEOCAM_HOME"] = home
     app = QApplication.instance() or QApplication(sys.argv[:1])
     from geocam_gui.core.data.datasets import index_dataset

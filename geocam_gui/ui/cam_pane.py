@@ -98,6 +98,7 @@ class CamPane(QFrame):
         self.bars_box.setSpacing(2)
         layout.addLayout(self.bars_box)
         self._bars: list[tuple[QLabel, QProgressBar]] = []
+        self._add_bars(2)  # now, not at the first prediction: creating them costs ~8 ms per pane
         self.checkpoint_label = QLabel(" ")
         self.checkpoint_label.setObjectName("checkpointLabel")
         self.checkpoint_label.setWordWrap(True)
@@ -180,8 +181,8 @@ class CamPane(QFrame):
         )
         self._set_bars(classes, probs)
 
-    def _set_bars(self, classes: list[str], probs: np.ndarray | None) -> None:
-        while len(self._bars) < len(classes):
+    def _add_bars(self, n: int) -> None:
+        while len(self._bars) < n:
             row = QHBoxLayout()
             name = QLabel()
             name.setMinimumWidth(70)
@@ -193,6 +194,9 @@ class CamPane(QFrame):
             row.addWidget(bar, 1)
             self.bars_box.addLayout(row)
             self._bars.append((name, bar))
+
+    def _set_bars(self, classes: list[str], probs: np.ndarray | None) -> None:
+        self._add_bars(len(classes))
         for i, (name, bar) in enumerate(self._bars):
             visible = i < len(classes)
             name.setVisible(visible)
