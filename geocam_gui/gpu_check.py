@@ -351,7 +351,11 @@ class GpuCheck:
         result = json.loads(result_path.read_text(encoding="utf-8"))
         if proc.returncode != 0:
             raise StepFailed(f"the GUI's first demo run did not finish with three models: {result}")
-        return {**{k: result[k] for k in ("seconds", "training_seconds", "worst_stall_ms", "trained")},
+        if result.get("gui_cuda_initialized"):
+            raise StepFailed("the GUI process initialised CUDA during its first demo run (only the compute "
+                             "process and the training child may)")
+        return {**{k: result[k] for k in ("seconds", "training_seconds", "worst_stall_ms", "trained",
+                                          "gui_cuda_initialized")},
                 "crashed_first_try": crash}
 
     def analyze(self, left: float) -> dict:

@@ -106,6 +106,7 @@ def test_dry_run_cpu_runs_every_step_and_writes_the_schema(tmp_path):
     assert steps["ddp"]["backend"] == "gloo" and steps["ddp"]["world_size"] == 2 and steps["ddp"]["collective_ok"]
     assert sorted(steps["gui"]["trained"]) == ["resnet18", "shallow", "vgg11"]
     assert isinstance(steps["gui"]["worst_stall_ms"], float)  # the figure is recorded; its size is a benchmark's
+    assert steps["gui"]["gui_cuda_initialized"] is False  # the window's process never starts CUDA
     for step, key in (("gui", "crashed_first_try"), ("ddp", "collective_failed_first_try")):
         if steps[step][key]:  # a rare failure under load: retried, and said here, not hidden
             import warnings

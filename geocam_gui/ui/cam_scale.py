@@ -144,6 +144,7 @@ class ReferenceScales(LaneRequests):
         self._samples: tuple[int, str, list[str]] | None = None  # (id of the index, split, paths)
         self._done: dict[tuple, dict] = {}
         self._failed: dict[tuple, str] = {}
+        self._crashes: dict[tuple, int] = {}  # a crash of the compute process is retried once
 
     def sample(self, index) -> tuple[str, list[str]]:
         """(split, paths) of the images a reference is computed on for ``index`` (cached)."""
@@ -189,7 +190,9 @@ class ReferenceScales(LaneRequests):
     def _finished(self, ref_key: tuple, reply: Reply) -> None:
         if reply.status == "result":
             self._done[ref_key] = {**reply.payload, "percentiles": np.asarray(reply.payload["percentiles"], np.float64)}
-        else:
+        elif reply.status == "crashed" and self._crashes.get(ref_key, 0) == 0:
+            self._crashes[ref_key] = 1  # the process died (it restarts): asked again at the next look-up
+        else:  # an error is the same every time; a second crash too, most likely
             self._failed[ref_key] = str(reply.payload)
         self.changed.emit()
 
