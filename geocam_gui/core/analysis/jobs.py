@@ -85,9 +85,8 @@ _UNIT_MODELS: dict[tuple[str, str], object] = {}  # the unit maps' models, on th
 
 def _unitmap(server, job_id: int, *, checkpoint, layer: str, path: str, size: int, unit: int, scale: float):
     from geocam_gui.core.analysis.units import unit_map
-    from geocam_gui.core.data.images import load_resized
-
     from geocam_gui.core.checkpoints import checkpoint_stamp, load_checkpoint
+    from geocam_gui.core.data.images import load_resized
 
     key = (str(checkpoint), checkpoint_stamp(Path(checkpoint)))  # a checkpoint rewritten in place is reloaded
     model = _UNIT_MODELS.get(key)
