@@ -42,8 +42,9 @@ def assets(tmp_path_factory, torch_threads):
 
 @pytest.fixture(scope="module")
 def service():
-    """One process for the module (each start imports torch: seconds on a busy 2-core machine)."""
-    s = svc.ComputeService("cpu", threads=1).start()
+    """One process for the module (each start imports torch: seconds on a busy 2-core machine),
+    with the analysis room's kinds as the window's process has them."""
+    s = svc.ComputeService("cpu", threads=1, jobs=("geocam_gui.core.analysis.jobs",)).start()
     yield s
     s.close()
 
@@ -156,10 +157,61 @@ def test_protocol_messages_round_trip_through_pickle(assets):
     import pickle
 
     for message in [("job", 1, "explain", "explain", {"path": "a.png", "checkpoints": {"shallow": "x.json"}}),
-                    ("cancel", "predict"), ("stop",), ("progress", 3, 10, 20), ("result", 3, np.zeros((2, 2))),
+                    ("cancel", "predict"), ("stop",), ("progress", 3, 10, 20, "a step"), ("result", 3, np.zeros((2, 2))),
                     ("error", 4, "A sentence."), ("superseded", 5), ("ready", 123)]:
         back = pickle.loads(pickle.dumps(message))
         assert back[0] == message[0] and len(back) == len(message)
+
+
+def test_layer_lists_come_from_the_architecture_alone(service):
+    import torch
+
+    from geocam_gui.core.analysis.units import layer_choices
+    from geocam_gui.core.models import build_model
+
+    for name in ("shallow", "vgg11"):
+        with torch.device("meta"):
+            local = layer_choices(build_model(name, 2), name)
+        assert service.request("layers", "layers", model=name) == local
+
+
+def test_an_analysis_lets_explanations_through_and_stops_when_cancelled(assets, service, tmp_path):
+    """The Analysis tab's pass (kind ``analyze``) checks between batches: a waiting explanation is
+    served before the pass ends, and a cancel stops it (no result, no count)."""
+    from geocam_gui.core.checkpoints import base_meta, save_checkpoint
+    from geocam_gui.core.data.datasets import open_data
+    from geocam_gui.core.data.demo import generate_demo
+    from geocam_gui.core.models import build_model
+
+    index = open_data(generate_demo(tmp_path / "demo", per_class=16, size=40, views_per_place=2, seed=2))
+    ckpt = str(save_checkpoint(tmp_path / "ck" / "shallow" / "best", build_model("shallow", 2),
+                               base_meta("shallow", list(index.classes), 40)))
+    before = service.request("explain", "stats")
+    service.submit("analysis", "analyze", checkpoints=[ckpt], index=index, split="test", method="scorecam",
+                   limit=None, home=str(tmp_path / "home"))
+    deadline = time.monotonic() + 60
+    steps = []
+    while not steps:
+        steps = [r.payload for r in service.poll(0.5) if r.lane == "analysis" and r.status == "progress"]
+        assert time.monotonic() < deadline, "the analysis never reported progress"
+    done, total, text = steps[0]
+    assert 0 <= done <= total and isinstance(text, str)
+    service.submit("explain", "explain", path=assets["photos"][0], checkpoints={"shallow": assets["ckpt"]})
+    finished = []
+    deadline = time.monotonic() + 60
+    while True:
+        replies = service.poll(0.5)
+        finished += [r for r in replies if r.lane == "analysis" and r.status != "progress"]
+        explained = [r for r in replies if r.lane == "explain"]
+        if explained:
+            break
+        assert time.monotonic() < deadline, "the explanation waited for the whole analysis"
+    assert explained[0].status == "result" and not finished  # served between two batches of the pass
+    service.cancel("analysis")
+    after = service.request("explain", "stats")
+    assert after.get("analyze", 0) == before.get("analyze", 0)  # stopped, never finished
+    assert after.get("explain", 0) == before.get("explain", 0) + 1
+    assert not (tmp_path / "home" / "cache" / "analysis" / "reports").exists()
 
 
 def _gone(pid: int) -> bool:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -104,3 +106,90 @@ def test_closing_the_application_leaves_no_compute_process(main_window, qtbot, d
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _alive(pid), "the compute process outlived the application"
+
+
+# ---------------------------------------------------------------- the Analysis and Units tabs (issue 17)
+@pytest.fixture(scope="module")
+def shallow_ckpt(tmp_path_factory, demo_set):
+    import torch
+
+    from geocam_gui.core.checkpoints import base_meta, save_checkpoint
+    from geocam_gui.core.models import build_model
+
+    torch.manual_seed(0)
+    return str(save_checkpoint(tmp_path_factory.mktemp("ck") / "shallow" / "best", build_model("shallow", 2),
+                               base_meta("shallow", ["pittsburgh", "tokyo"], 32)))
+
+
+def test_a_killed_compute_process_fails_the_analysis_with_a_sentence_and_the_next_run_works(
+        qtbot, qt_settings, demo_set, shallow_ckpt):
+    from geocam_gui.core.data.datasets import open_data
+    from geocam_gui.ui.analysis_panel import AnalysisPanel
+
+    panel = AnalysisPanel()
+    qtbot.addWidget(panel)
+    panel.set_context(open_data(demo_set), {"shallow": shallow_ckpt})
+    panel.method.setCurrentIndex(panel.method.findData("scorecam"))  # long enough to be killed in
+    assert panel.start()
+    qtbot.waitUntil(lambda: panel.progress.maximum() > 1, timeout=60000)  # the pass reports its batches
+    os.kill(panel._job.bridge.pid, signal.SIGKILL)
+    qtbot.waitUntil(lambda: not panel.is_running(), timeout=30000)
+    assert "Analysis failed" in panel.status.text() and "compute process" in panel.status.text()
+    assert panel.run_button.isEnabled()
+    panel.method.setCurrentIndex(panel.method.findData("gradcam"))
+    panel.limit.setValue(4)
+    with qtbot.waitSignal(panel.analysisFinished, timeout=120000) as blocker:  # a fresh process answers
+        assert panel.start()
+    assert blocker.args[0]["data"]["images"] == 4 and panel.table_widgets
+
+
+FRESH = "GEOCAM_TEST_FRESH_WINDOW"
+
+
+def test_the_window_process_builds_no_model_for_the_analysis_and_units_tabs(tmp_path, demo_set, shallow_ckpt):
+    """Run through the real window in a fresh interpreter (other tests import torchvision here)."""
+    import subprocess
+
+    env = dict(os.environ, **{FRESH: json.dumps({"data": str(demo_set), "ckpt": shallow_ckpt})})
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+                           f"{__file__}::test_in_a_fresh_window_process"], env=env, cwd=Path(__file__).parents[1],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "1 passed" in done.stdout, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+@pytest.mark.skipif(FRESH not in os.environ, reason="run by the test above in a fresh interpreter")
+def test_in_a_fresh_window_process(main_window, qtbot):
+    from geocam_gui.core.data.datasets import open_data
+
+    model_code = ("torchvision", "geocam_gui.core.analysis.run", "geocam_gui.core.analysis.units",
+                  "geocam_gui.core.analysis.units_run")
+    assert not [m for m in model_code if m in sys.modules]
+    given = json.loads(os.environ[FRESH])
+    w = main_window
+    index = open_data(given["data"])
+    w.set_index(index)
+    w.workspace.set_checkpoint("shallow", given["ckpt"])
+    analysis, units = w.analysis, w.units
+    analysis.limit.setValue(4)
+    with qtbot.waitSignal(analysis.analysisFinished, timeout=120000):
+        assert analysis.start()
+    assert analysis.table_widgets
+    qtbot.waitUntil(lambda: units.layer.currentText() == "features.10", timeout=60000)
+    units.top.setValue(2)
+    units.limit.setValue(4)
+    units.random_check.setChecked(False)
+    with qtbot.waitSignal(units.unitsFinished, timeout=120000):
+        assert units.start()
+    sample = index.split("test")[0]
+    w.viewer.set_sample(sample.path, sample.label)
+    with qtbot.waitSignal(units.unitMapReady, timeout=60000):
+        assert units.show_unit(0)
+    # A VGG11 checkpoint: its layer list needs torchvision's model, built in the compute process.
+    w.workspace.set_checkpoint("vgg11", str(Path(given["ckpt"]).parent / "vgg11.json"))
+    units.model.setCurrentIndex(units.model.findData("vgg11"))
+    qtbot.waitUntil(lambda: units.layer.count() > 0 and units.layer.currentText().startswith("features."),
+                    timeout=60000)
+    assert not [m for m in model_code if m in sys.modules]
+    stats = w.viewer.bridge.service.request("stats", "stats", timeout=60)
+    assert stats.get("analyze") == 1 and stats.get("units") == 1 and stats.get("unitmap") == 1
+    assert stats.get("layers") == 2  # shallow, then vgg11: once per architecture

@@ -1,4 +1,4 @@
-"""The Units tab (pytest-qt): dissects in a worker, shows unit mosaics with concepts, filters and
+"""The Units tab (pytest-qt): dissects in the compute process, shows unit mosaics with concepts, filters and
 sorts them, shows a unit's map in the viewer's pane and goes back to the CAM, leaves no thread."""
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ def test_units_tab_dissects_filters_and_shows_a_unit_map(main_window, context, q
     w.viewer.set_checkpoint("shallow", ck)  # the units panel follows the workspace
     panel = w.units
     assert w.bottom_tabs.tabText(w.bottom_tabs.indexOf(panel)) == "Units"
-    assert panel.model.count() == 1 and panel.layer.currentText() == "features.10"
+    assert panel.model.count() == 1
+    qtbot.waitUntil(lambda: panel.layer.currentText() == "features.10", timeout=60000)  # from the compute process
     sample = index.split("test")[0]
     with qtbot.waitSignal(w.viewer.camsShown, timeout=60000):
         w.viewer.set_sample(sample.path, sample.label)
@@ -84,6 +85,7 @@ def test_units_panel_without_label_maps_shows_top_patches_and_why(qtbot, qt_sett
     panel = UnitsPanel()
     qtbot.addWidget(panel)
     panel.set_context(open_data(data), {"shallow": _checkpoint(tmp_path), "vgg11": None, "resnet18": None})
+    qtbot.waitUntil(lambda: panel.layer.count() > 0, timeout=60000)
     panel.layer.setCurrentText("features.6")
     panel.top.setValue(2)
     with qtbot.waitSignal(panel.unitsFinished, timeout=240000) as blocker:

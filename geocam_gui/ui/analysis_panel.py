@@ -1,16 +1,16 @@
 """The Analysis tab: measured interpretability of the loaded models, side by side.
 
-Thin by design: ``core.analysis.run_analysis`` computes everything in a ``TaskWorker`` thread
-(progress bar, Cancel), ``core.analysis.report.write_report`` draws the plots into the cache,
-and this panel shows the report's tables (``QTableWidget``), the plot PNGs and the mosaics of
+Thin by design: ``core.analysis.run_analysis`` computes everything in the compute process (kind
+``analyze`` of ``core.analysis.jobs``, on the ``analysis`` lane: progress bar, Cancel; the window's
+process builds no model), ``core.analysis.report.write_report`` draws the plots into the cache
+there, and this panel shows the report's tables (``QTableWidget``), the plot PNGs and the mosaics of
 discriminative elements. Clicking a patch of a mosaic emits ``sampleRequested(image_path)``,
 which the window connects to the dataset browser.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
+import os
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
@@ -40,7 +40,7 @@ from geocam_gui.core.data.datasets import DatasetIndex
 from geocam_gui.core.explain.cam import METHOD_LABELS, METHODS
 from geocam_gui.core.models import MODEL_LABELS, MODEL_NAMES
 from geocam_gui.ui.analysis_views import MosaicView, PlotView, scroll as _scroll
-from geocam_gui.ui.workers import TaskWorker
+from geocam_gui.ui.compute import ComputeBridge, LaneJob, shared_bridge
 
 SPLITS = ("test", "val", "train")
 RESULTS_SHARE = 0.55  # of the window's height the Analysis dock takes when results arrive
@@ -58,12 +58,16 @@ class AnalysisPanel(QWidget):
     analysisFinished = Signal(object)
     statusMessage = Signal(str)
 
-    def __init__(self, parent: QWidget | None = None):
+    def __init__(self, parent: QWidget | None = None, bridge: ComputeBridge | None = None):
         super().__init__(parent)
         self._index = None
         self._checkpoints: dict[str, str | None] = {}
-        self._worker: TaskWorker | None = None
-        self._running = False
+        self._job = LaneJob(bridge if bridge is not None else shared_bridge("cpu"), "analysis", self)
+        self._job.progress.connect(self._on_progress)
+        self._job.returned.connect(self._on_finished)
+        self._job.errored.connect(self._on_failed)
+        self._job.cancelled.connect(lambda: None if self._stale else self._set_status("Analysis cancelled."))
+        self._job.finished.connect(self._on_done)
         self._stale = False  # the running analysis is of a dataset no longer open
         self.report: dict | None = None
         self.files: dict[str, Path] = {}
@@ -159,9 +163,9 @@ class AnalysisPanel(QWidget):
         A model the user unticked stays unticked while the dataset stays the same."""
         unticked = set()
         if index is not self._index:  # another dataset: the old results say nothing about it
-            if self._running:
-                self.cancel()
+            if self.is_running():
                 self._stale = True
+                self.cancel()
             if self.report is not None:
                 self.clear_results()
                 self._set_status("Dataset changed: run the analysis again for its results."
@@ -212,7 +216,7 @@ class AnalysisPanel(QWidget):
         return out
 
     def is_running(self) -> bool:
-        return self._running
+        return self._job.busy()
 
     def _update_buttons(self) -> None:
         running = self.is_running()
@@ -237,43 +241,22 @@ class AnalysisPanel(QWidget):
             self._set_status(f"The {split} split of this data has no images.")
             return False
 
-        def work(progress, cancelled):
-            from geocam_gui.core import paths
-            from geocam_gui.core.analysis.report import write_report
-            from geocam_gui.core.analysis.run import run_analysis
-
-            report = run_analysis(checkpoints, index, split=split, method=method, limit=limit,
-                                  progress=progress, cancel=cancelled)
-            key = hashlib.sha256(json.dumps([checkpoints, index.fingerprint(), split, method, limit]).encode())
-            files = write_report(report, paths.cache_dir() / "analysis" / "reports" / key.hexdigest()[:20])
-            return report, files
-
-        self._worker = TaskWorker("analysis", work, self)
-        self._worker.progress.connect(self._on_progress)
-        self._worker.returned.connect(self._on_finished)
-        self._worker.errored.connect(self._on_failed)
-        self._worker.cancelled.connect(lambda: None if self._stale else self._set_status("Analysis cancelled."))
-        self._worker.finished.connect(self._on_done)
         self.progress.setRange(0, 0)
         self._set_status(f"Analysing {len(checkpoints)} model(s) on the {split} split…")
-        self._running = True
         self._stale = False
-        self._worker.start()
+        self._job.start("analyze", checkpoints=checkpoints, index=index, split=split, method=method, limit=limit,
+                        home=os.environ.get("GEOCAM_HOME"))
         self._update_buttons()
         return True
 
     def cancel(self) -> None:
-        if self._worker is not None and self._running:
-            self._worker.cancel()
-            self._set_status("Cancelling…")
+        """Stop the running analysis (the compute process stops it at its next batch)."""
+        self._job.cancel()
 
     def shutdown(self, ms: int = 60000) -> bool:
-        """Cancel a running analysis and wait for its thread (the window calls this on close)."""
-        worker = self._worker
-        if worker is None:
-            return True
-        worker.cancel()
-        return worker.wait(ms)
+        """Cancel a running analysis (the window calls this on close); nothing to wait for here."""
+        self._job.cancel()
+        return True
 
     def _on_progress(self, done: int, total: int, text: str) -> None:
         self.progress.setRange(0, max(1, total))
@@ -296,9 +279,6 @@ class AnalysisPanel(QWidget):
         self._set_status(f"Analysis failed: {message}")
 
     def _on_done(self) -> None:
-        # The worker object stays referenced until the next run: its thread may still be
-        # returning from the task when this slot runs.
-        self._running = False
         self.progress.setRange(0, 1)
         self.progress.setValue(1 if self.report else 0)
         self._update_buttons()

@@ -6,7 +6,9 @@ reading it costs only the unpickling of a few numpy arrays. When the process die
 
 One bridge per device serves every view of the application (``shared_bridge``); it is started on
 the first request and stopped when the application quits (``shutdown_all``; the process also
-exits by itself when this one dies).
+exits by itself when this one dies). Its process also runs the analysis room's kinds (``JOBS``:
+the Analysis tab's pass, the Units tab's scans, unit maps and layer lists), which ``LaneJob``
+drives like a ``TaskWorker``: progress, Cancel, one result or a sentence.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from geocam_gui.core.explain.service import ComputeService, Reply
 
 log = logging.getLogger(__name__)
 
+#: Modules whose job kinds the window's compute process adds (see ``service.serve``).
+JOBS = ("geocam_gui.core.analysis.jobs",)
+
 
 class ComputeBridge(QObject):
     """Owns the compute process; ``replied(Reply)`` carries each lane's latest answer."""
@@ -28,7 +33,7 @@ class ComputeBridge(QObject):
 
     def __init__(self, device: str = "cpu", parent: QObject | None = None):
         super().__init__(parent)
-        self.service = ComputeService(device)
+        self.service = ComputeService(device, jobs=JOBS)
         self._notifier: QSocketNotifier | None = None
 
     def _ensure(self) -> None:
@@ -134,6 +139,48 @@ class Predictions(LaneRequests):
         self.busyChanged.emit()
 
 
+class LaneJob(LaneRequests):
+    """One job at a time on one lane, with a ``TaskWorker``'s signals: ``progress(done, total,
+    text)``, then exactly one of ``returned(result)``, ``errored(sentence)`` (a failure, or the
+    compute process's crash) or ``cancelled()``, then ``finished()``; ``busy()`` while a job runs.
+    A new ``start`` replaces the running job (whose reply is dropped); ``cancel`` is answered at
+    once, while the compute process stops the job at its next check."""
+
+    progress = Signal(int, int, str)
+    returned = Signal(object)
+    errored = Signal(str)
+    cancelled = Signal()
+    finished = Signal()
+
+    def __init__(self, bridge: ComputeBridge, lane: str, parent: QObject | None = None):
+        super().__init__(bridge, parent)
+        self.lane = lane
+
+    def start(self, kind: str, **params) -> None:
+        self._submit(self.lane, kind, None, **params)
+
+    def cancel(self) -> None:
+        if self.busy():
+            self.cancel_all()
+            self.cancelled.emit()
+            self.finished.emit()
+
+    def _on_reply(self, reply: Reply) -> None:
+        pending = self._pending.get(reply.lane)
+        if reply.status == "progress" and pending is not None and pending[0] == reply.id:
+            done, total, *text = reply.payload
+            self.progress.emit(int(done), int(total), str(text[0]) if text else "")
+            return
+        super()._on_reply(reply)
+
+    def _finished(self, _context, reply: Reply) -> None:
+        if reply.status == "result":
+            self.returned.emit(reply.payload)
+        else:
+            self.errored.emit(str(reply.payload))
+        self.finished.emit()
+
+
 _SHARED: dict[str, ComputeBridge] = {}
 
 
@@ -159,4 +206,4 @@ def shutdown_all() -> None:
         bridge.shutdown()
 
 
-__all__ = ["ComputeBridge", "Predictions", "Reply", "shared_bridge", "shutdown_all"]
+__all__ = ["ComputeBridge", "LaneJob", "Predictions", "Reply", "shared_bridge", "shutdown_all"]

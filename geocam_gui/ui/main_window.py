@@ -72,9 +72,9 @@ class MainWindow(QMainWindow):
         self.browser.attach(self.workspace)
         self.browser_dock = self._dock("Dataset", "datasetDock", self.browser, Qt.DockWidgetArea.LeftDockWidgetArea)
         self.training = TrainingPanel()
-        self.analysis = AnalysisPanel()
+        self.analysis = AnalysisPanel(bridge=self.viewer.bridge)  # its model work runs in the viewer's compute process
         self.analysis.attach(self.workspace)
-        self.units = UnitsPanel()
+        self.units = UnitsPanel(bridge=self.viewer.bridge)
         self.units.attach(self.workspace)
         self.bottom_tabs = QTabWidget()
         for panel, title in ((self.training, "Training"), (self.analysis, "Analysis"), (self.units, "Units")):

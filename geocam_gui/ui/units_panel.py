@@ -1,15 +1,18 @@
 """The Units tab: what a layer's units detect, and the first-layer filters of the three models.
 
 Thin by design: ``core.analysis.units_run.run_units`` scans (and on labelled data dissects) the
-chosen model's layer in a ``TaskWorker`` (progress bar, Cancel); this panel shows each unit's
-mosaic with its concept and IoU in a scrollable icon grid (filter by concept, sort by IoU), and
-the filter grids side by side. Clicking a unit computes its activation map on the image the
-viewer shows (another worker) and emits ``unitMapReady(model, path, map01, caption)``; the
-window hands it to ``CamViewer.show_map`` (its panes have a "Back to CAM" button).
+chosen model's layer in the compute process (kind ``units`` of ``core.analysis.jobs``: progress
+bar, Cancel); this panel shows each unit's mosaic with its concept and IoU in a scrollable icon
+grid (filter by concept, sort by IoU), and the filter grids side by side. Clicking a unit computes
+its activation map on the image the viewer shows (kind ``unitmap``) and emits
+``unitMapReady(model, path, map01, caption)``; the window hands it to ``CamViewer.show_map`` (its
+panes have a "Back to CAM" button). The layer list comes from there too (kind ``layers``, once
+per architecture): the window's process builds no model and never imports torchvision for it.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from PySide6.QtCore import QSize, Qt, Signal
@@ -31,7 +34,7 @@ from PySide6.QtWidgets import (
 )
 
 from geocam_gui.core.models import MODEL_LABELS, MODEL_NAMES
-from geocam_gui.ui.workers import TaskWorker
+from geocam_gui.ui.compute import ComputeBridge, LaneJob, shared_bridge
 
 SPLITS = ("test", "val", "train")
 ALL, DETECTORS, NONE = "All units", "Detectors only", "No concept"
@@ -45,13 +48,26 @@ class UnitsPanel(QWidget):
     statusMessage = Signal(str)
     unitsFinished = Signal(object)
 
-    def __init__(self, parent: QWidget | None = None):
+    def __init__(self, parent: QWidget | None = None, bridge: ComputeBridge | None = None):
         super().__init__(parent)
         self._index = None
         self._checkpoints: dict[str, str | None] = {}
-        self._worker: TaskWorker | None = None
-        self._map_worker: TaskWorker | None = None
-        self._models: dict[str, object] = {}  # checkpoint -> loaded model (GUI keeps one per file)
+        bridge = bridge if bridge is not None else shared_bridge("cpu")
+        self._job = LaneJob(bridge, "units", self)
+        self._job.progress.connect(self._on_progress)
+        self._job.returned.connect(self._on_finished)
+        self._job.errored.connect(lambda msg: self._status(f"Dissection failed: {msg}"))
+        self._job.cancelled.connect(lambda: self._status("Dissection cancelled."))
+        self._job.finished.connect(self._update_buttons)
+        self._map_job = LaneJob(bridge, "unit-map", self)
+        self._map_job.returned.connect(self._on_map)
+        self._map_job.errored.connect(lambda msg: self._status(f"Cannot show unit {self._map_context[0]}: {msg}"))
+        self._map_context: tuple = ()  # unit, model, image path, caption of the map asked for
+        self._layers_job = LaneJob(bridge, "layers", self)
+        self._layers_job.returned.connect(self._on_layers)
+        self._layers_job.errored.connect(lambda msg: self._status(f"Cannot list the layers: {msg}"))
+        self._layers: dict[str, list[str]] = {}  # architecture -> layer names, from the compute process
+        self._layers_for: str | None = None  # the architecture asked for
         self.sample_provider = lambda: None
         self.result: dict | None = None
         self._build()
@@ -159,20 +175,32 @@ class UnitsPanel(QWidget):
         self._update_buttons()
 
     def _fill_layers(self) -> None:
-        """Layer names need the architecture only: built on the meta device (no memory, no time)."""
-        import torch
-
-        from geocam_gui.core.analysis.units import layer_choices
-        from geocam_gui.core.models import build_model
-
+        """The chosen architecture's layers: from the cache, else asked of the compute process (it
+        builds the model on the meta device) and filled in when the answer arrives. A layer still
+        offered stays chosen (the list is refilled at every checkpoint change, e.g. each epoch)."""
         name = self.model.currentData()
+        if name and name not in self._layers:
+            if self._layers_for != name or not self._layers_job.busy():
+                self._layers_for = name
+                self._layers_job.start("layers", model=name)
+            self.layer.clear()
+            return
+        chosen = self.layer.currentText()
+        self.layer.blockSignals(True)
         self.layer.clear()
         if name:
-            with torch.device("meta"):
-                self.layer.addItems(layer_choices(build_model(name, 2), name))
+            self.layer.addItems(self._layers[name])
+            if chosen in self._layers[name]:
+                self.layer.setCurrentText(chosen)
+        self.layer.blockSignals(False)
+
+    def _on_layers(self, names: list) -> None:
+        if self._layers_for is not None:
+            self._layers[self._layers_for] = list(names)
+            self._fill_layers()
 
     def is_running(self) -> bool:
-        return self._worker is not None
+        return self._job.busy()
 
     def _update_buttons(self) -> None:
         running = self.is_running()
@@ -191,52 +219,26 @@ class UnitsPanel(QWidget):
         layer, split, top = self.layer.currentText() or None, self.split.currentText(), self.top.value()
         limit = self.limit.value() or None
         random_check = self.random_check.isChecked()
-        others = dict(self._checkpoints)
-
-        def work(progress, cancelled):
-            from geocam_gui.core.analysis.units import filter_grid
-            from geocam_gui.core.analysis.units_run import run_units
-            from geocam_gui.core.checkpoints import load_checkpoint
-
-            result = run_units(ckpt, index, split=split, layer=layer, top=top, limit=limit, device="cpu",
-                               random_check=random_check, progress=progress, cancel=cancelled)
-            grids = {}
-            for n, path in others.items():  # filter grids of every loaded model, side by side
-                grids[n] = filter_grid(load_checkpoint(path, device="cpu").model)
-            return result, grids
-
-        self._worker = TaskWorker("units", work, self)
-        self._worker.progress.connect(self._on_progress)
-        self._worker.returned.connect(self._on_finished)
-        self._worker.errored.connect(lambda msg: self._status(f"Dissection failed: {msg}"))
-        self._worker.cancelled.connect(lambda: self._status("Dissection cancelled."))
-        self._worker.finished.connect(self._on_done)
         self._status(f"Dissecting {MODEL_LABELS[name]} {layer}…")
-        self._worker.start()
+        self._job.start("units", checkpoint=ckpt, index=index, split=split, layer=layer, top=top, limit=limit,
+                        random_check=random_check, others=dict(self._checkpoints), home=os.environ.get("GEOCAM_HOME"))
         self._update_buttons()
         return True
 
     def cancel(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
+        self._job.cancel()
 
     def shutdown(self, ms: int = 60000) -> bool:
-        ok = True
-        for w in (self._worker, self._map_worker):
-            if w is not None:
-                w.cancel()
-                ok = w.wait(ms) and ok
-        return ok
+        """Cancel the scan and a unit map still computing (the window calls this on close)."""
+        for job in (self._job, self._map_job, self._layers_job):
+            job.cancel()
+        return True
 
     def _on_progress(self, done: int, total: int, text: str) -> None:
         self.progress.setRange(0, max(1, total))
         self.progress.setValue(done)
         self.progress.setFormat("%p %")
         self.progress.setToolTip(text)
-
-    def _on_done(self) -> None:
-        self._worker = None
-        self._update_buttons()
 
     def _status(self, text: str) -> None:
         self.summary.setText(text)
@@ -320,33 +322,18 @@ class UnitsPanel(QWidget):
         if self.result is None or not sample:
             self._status("Select an image in the dataset browser to see this unit's map on it.")
             return False
-        if self._map_worker is not None:
-            self._map_worker.cancel()
         r = self.result
-        ckpt, layer, size, name = r["checkpoint"], r["layer"], r["image_size"], r["model"]
         u = r["units"][unit]
         scale = u["top"][0]["score"] if u["top"] else 1.0
         path = sample[0]
-        models = self._models
-
-        def work(_progress, _cancelled):
-            from geocam_gui.core.analysis.units import unit_map
-            from geocam_gui.core.checkpoints import load_checkpoint
-            from geocam_gui.core.data.images import load_resized
-
-            model = models.get(ckpt)
-            if model is None:
-                model = models[ckpt] = load_checkpoint(ckpt, device="cpu").model
-            return unit_map(model, layer, load_resized(path, size), unit, scale)
-
-        caption = f"unit {unit} of {layer}: {_caption(u)}"
-        worker = TaskWorker("unit-map", work, self)
-        worker.returned.connect(lambda m: self.unitMapReady.emit(name, path, m, caption))
-        worker.errored.connect(lambda msg: self._status(f"Cannot show unit {unit}: {msg}"))
-        worker.finished.connect(lambda w=worker: setattr(self, "_map_worker", None) if self._map_worker is w else None)
-        self._map_worker = worker
-        worker.start()
+        self._map_context = (unit, r["model"], path, f"unit {unit} of {r['layer']}: {_caption(u)}")
+        self._map_job.start("unitmap", checkpoint=r["checkpoint"], layer=r["layer"], path=path,
+                            size=r["image_size"], unit=unit, scale=scale)  # replaces a map still computing
         return True
+
+    def _on_map(self, map01) -> None:
+        _unit, name, path, caption = self._map_context
+        self.unitMapReady.emit(name, path, map01, caption)
 
     # ------------------------------------------------------------------ export
     def _export(self, kind: str) -> None:

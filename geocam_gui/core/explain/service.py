@@ -9,20 +9,23 @@ initialises CUDA) and answers requests with plain numpy data.
 Requests travel in *lanes* (``"explain"`` for the viewer, ``"predict"`` for the browser, any other
 name for other views). In each lane the latest request wins: a new request replaces one that is
 waiting and stops one that is running at its next check, and the parent drops any reply that is
-not the lane's latest. The ``explain`` lane goes first: a long prediction pass serves a waiting
-explanation between two of its batches.
+not the lane's latest. The interactive lanes (``PRIORITY``: the viewer's explanations, the Units
+tab's unit maps and layer lists) go first: a long pass (predictions, reference scales, an analysis,
+a units scan) serves a waiting one between two of its batches.
 
 Protocol (pickled tuples over one ``multiprocessing`` pipe; contract-tested):
 
 * parent -> child: ``("job", id, lane, kind, kwargs)``, ``("cancel", lane)``, ``("stop",)``
-* child -> parent: ``("progress", id, done, total)``, ``("result", id, payload)``,
+* child -> parent: ``("progress", id, done, total, text)``, ``("result", id, payload)``,
   ``("error", id, sentence)``, ``("superseded", id)``, ``("ready", pid)`` (once, at start)
 
 Kinds: ``explain`` (``explain_image``'s arguments without the store -> ``ImageExplanation``),
 ``predict`` (checkpoint, samples -> (N, C) probabilities), ``reference`` (checkpoint, paths,
 method, q -> ``reference.cam_percentiles``' dict: each class's percentile of the raw maps),
 ``stats`` (how many jobs of each kind were computed, for tests and benchmarks), ``sleep``
-(seconds; a cancellable job for tests).
+(seconds; a cancellable job for tests). Rooms above ``explain`` add kinds through ``jobs``: module
+names the child imports at its start, each with a ``HANDLERS`` dict of the same form (the
+window's bridge adds ``core.analysis.jobs``: ``analyze``, ``units``, ``unitmap``, ``layers``).
 
 When the parent dies the child sees the pipe's end within a fraction of a second and exits.
 When the child dies, ``poll`` reports ``Reply(status="crashed")`` for each lane with a request
@@ -31,6 +34,7 @@ in flight, and ``restart()`` starts a fresh process.
 
 from __future__ import annotations
 
+import importlib
 import multiprocessing as mp
 import os
 import time
@@ -39,8 +43,9 @@ from typing import Any, Callable
 
 from geocam_gui.core.errors import GeoCamError
 
-#: Lanes served first when several wait.
-PRIORITY = ("explain",)
+#: Lanes served first when several wait, and between two batches of a long job on another lane:
+#: the viewer's explanations, then the Units tab's unit maps and layer lists (each a click away).
+PRIORITY = ("explain", "unit-map", "layers")
 
 
 @dataclass(frozen=True)
@@ -56,10 +61,12 @@ class Reply:
 class ComputeService:
     """The parent's handle on the compute process (no Qt; the ui wraps ``fileno()`` in a notifier)."""
 
-    def __init__(self, device: str = "cpu", *, nice: int = 5, threads: int | None = None):
+    def __init__(self, device: str = "cpu", *, nice: int = 5, threads: int | None = None,
+                 jobs: tuple[str, ...] = ()):
         self.device = device
         self.nice = nice
         self.threads = threads
+        self.jobs = tuple(jobs)  # modules whose HANDLERS the child adds to its own
         self._ctx = mp.get_context("spawn")
         self._conn = None
         self._proc = None
@@ -71,7 +78,7 @@ class ComputeService:
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> "ComputeService":
         parent, child = self._ctx.Pipe(duplex=True)
-        self._proc = self._ctx.Process(target=serve, args=(child, self.device, self.nice, self.threads),
+        self._proc = self._ctx.Process(target=serve, args=(child, self.device, self.nice, self.threads, self.jobs),
                                        name="geocam-compute", daemon=True)
         self._proc.start()
         child.close()  # only the child holds its end: its death is our EOF and vice versa
@@ -183,7 +190,7 @@ class ComputeService:
         if self._latest.get(lane) != job_id or tag == "superseded":
             return None  # an older request of the lane: nobody shows it any more
         if tag == "progress":
-            return Reply(job_id, lane, "progress", (message[2], message[3]))
+            return Reply(job_id, lane, "progress", tuple(message[2:]))  # (done, total, text)
         if tag == "result":
             return Reply(job_id, lane, "result", message[2])
         return Reply(job_id, lane, "error", message[2])
@@ -213,11 +220,13 @@ class _Superseded(Exception):
 class _Server:
     """The child's loop: pending jobs per lane, latest wins, the explain lane first."""
 
-    def __init__(self, conn, device: str):
+    def __init__(self, conn, device: str, handlers: dict[str, Callable[..., Any]] | None = None):
         from geocam_gui.core.explain.store import ModelStore
 
         self.conn = conn
+        self.device = device
         self.store = ModelStore(device)
+        self.handlers = dict(HANDLERS if handlers is None else handlers)
         self.pending: dict[str, tuple] = {}
         self.running: list[tuple[int, str]] = []  # (id, lane) stack: a prediction may serve an explanation
         self.counts: dict[str, int] = {}
@@ -274,7 +283,7 @@ class _Server:
         job_id, lane, kind, kwargs = job
         self.running.append((job_id, lane))
         try:
-            handler = HANDLERS.get(kind)
+            handler = self.handlers.get(kind)
             if handler is None:
                 raise GeoCamError(f"The compute process has no job {kind!r}.")
             result = handler(self, job_id, **kwargs)
@@ -306,6 +315,28 @@ class _Server:
         if job_id in self.cancelled_ids:
             raise _Superseded()
 
+    # Helpers for handlers: a job's lane, its progress callback, its cancel callback.
+    def lane_of(self, job_id: int) -> str:
+        return next(lane for i, lane in self.running if i == job_id)
+
+    def reporter(self, job_id: int) -> Callable[..., None]:
+        """``progress(done, total, text="")`` sending the job's progress replies."""
+        def progress(done: int, total: int, text: str = "") -> None:
+            self.send(("progress", job_id, int(done), int(total), str(text)))
+
+        return progress
+
+    def canceller(self, job_id: int) -> Callable[[], bool]:
+        """A core pass's ``cancel()``: serves waiting interactive jobs and raises ``_Superseded``
+        when the job was replaced or cancelled (never returns True)."""
+        lane = self.lane_of(job_id)
+
+        def cancelled() -> bool:
+            self.check(job_id, lane)
+            return False
+
+        return cancelled
+
     def send(self, message: tuple) -> None:
         try:
             self.conn.send(message)
@@ -323,25 +354,15 @@ def _explain(server: _Server, job_id: int, **kwargs):
 def _predict(server: _Server, job_id: int, *, checkpoint, samples, batch_size: int = 64):
     from geocam_gui.core.explain.store import predict_samples
 
-    lane = next(lane for i, lane in server.running if i == job_id)
-
-    def progress(done: int, total: int) -> None:
-        server.send(("progress", job_id, done, total))
-
-    def cancelled() -> bool:
-        server.check(job_id, lane)  # raises _Superseded when replaced
-        return False
-
     return predict_samples(checkpoint, samples, store=server.store, batch_size=batch_size,
-                           progress=progress, cancel=cancelled)
+                           progress=server.reporter(job_id), cancel=server.canceller(job_id))
 
 
 def _reference(server: _Server, job_id: int, *, checkpoint, paths, method: str = "gradcam", q: float = 99.0):
     from geocam_gui.core.explain.reference import cam_percentiles
 
-    lane = next(lane for i, lane in server.running if i == job_id)
     return cam_percentiles(checkpoint, paths, server.store, method=method, q=q,
-                           cancel=lambda: server.check(job_id, lane))  # serves explanations between batches
+                           cancel=server.canceller(job_id))  # serves explanations between batches
 
 
 def _stats(server: _Server, job_id: int):
@@ -349,11 +370,11 @@ def _stats(server: _Server, job_id: int):
 
 
 def _sleep(server: _Server, job_id: int, *, seconds: float):
-    lane = next(lane for i, lane in server.running if i == job_id)
+    cancelled = server.canceller(job_id)
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         time.sleep(0.02)
-        server.check(job_id, lane)
+        cancelled()
     return seconds
 
 
@@ -361,8 +382,8 @@ HANDLERS: dict[str, Callable[..., Any]] = {"explain": _explain, "predict": _pred
                                            "stats": _stats, "sleep": _sleep}
 
 
-def serve(conn, device: str = "cpu", nice: int = 5, threads: int | None = None) -> None:
-    """The child process's entry point."""
+def serve(conn, device: str = "cpu", nice: int = 5, threads: int | None = None, jobs: tuple[str, ...] = ()) -> None:
+    """The child process's entry point; ``jobs``: modules whose ``HANDLERS`` add kinds."""
     if nice and device == "cpu":
         try:  # below the window: on a busy CPU the GUI thread wins
             os.nice(nice)
@@ -372,7 +393,10 @@ def serve(conn, device: str = "cpu", nice: int = 5, threads: int | None = None) 
 
     if threads:
         torch.set_num_threads(threads)
-    server = _Server(conn, device)
+    handlers = dict(HANDLERS)
+    for name in jobs:
+        handlers.update(importlib.import_module(name).HANDLERS)
+    server = _Server(conn, device, handlers)
     server.send(("ready", os.getpid()))
     try:
         server.run()
