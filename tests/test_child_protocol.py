@@ -94,7 +94,8 @@ def _run(monkeypatch, models, script):
     from geocam_gui.core.train import engine
 
     monkeypatch.setattr(engine, "Trainer", _FakeTrainer)
-    monkeypatch.setattr("os.nice", lambda n: 0)  # the child lowers its priority; this process must not
+    # the child lowers its priority; this process must not
+    monkeypatch.setattr("geocam_gui.core.background.run_in_background", lambda *a, **k: "unchanged")
     monkeypatch.setattr(_FakeTrainer, "script", script)
     q: queue.Queue = queue.Queue()
     configs = [TrainConfig(model=m) for m in models]

@@ -255,3 +255,14 @@ def test_the_child_exits_when_its_parent_is_killed(tmp_path):
         assert _gone(child), "the compute process outlived its parent by 5 s"
     finally:
         parent.kill()
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux's")
+def test_the_compute_process_runs_below_the_window(assets, service):
+    """On a CPU the compute process gets only what the window leaves idle (core/background.py),
+    every thread of it, torch's included."""
+    service.submit("stats", "stats")
+    _wait(service, "stats")
+    tids = os.listdir(f"/proc/{service.pid}/task")
+    assert tids and all(os.sched_getscheduler(int(t)) == os.SCHED_IDLE for t in tids)
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the window's process keeps its priority

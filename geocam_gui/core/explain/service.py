@@ -384,11 +384,10 @@ HANDLERS: dict[str, Callable[..., Any]] = {"explain": _explain, "predict": _pred
 
 def serve(conn, device: str = "cpu", nice: int = 5, threads: int | None = None, jobs: tuple[str, ...] = ()) -> None:
     """The child process's entry point; ``jobs``: modules whose ``HANDLERS`` add kinds."""
-    if nice and device == "cpu":
-        try:  # below the window: on a busy CPU the GUI thread wins
-            os.nice(nice)
-        except (AttributeError, OSError):
-            pass
+    if nice and device == "cpu":  # below the window: on a busy CPU the GUI thread wins
+        from geocam_gui.core.background import run_in_background
+
+        run_in_background(nice)
     import torch
 
     if threads:

@@ -18,11 +18,13 @@ complete epoch stays resumable and no orphan goes on writing checkpoints.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass
 from typing import Callable
 
+from geocam_gui.core.errors import GeoCamError
 from geocam_gui.core.data.datasets import DatasetIndex
 from geocam_gui.core.train.events import TrainEvent, TrainResult
 
@@ -71,21 +73,27 @@ class Done:
 MESSAGE_TYPES = (ModelStarted, ModelEvent, ModelFinished, ModelFailed, RunCancelled, Done)
 
 
+def _on_gpu(device: str) -> bool:
+    from geocam_gui.core.device import gpu_path, resolve_device
+
+    try:
+        return gpu_path(resolve_device(device))
+    except GeoCamError:  # an unusable device: the trainer says so; priority does not matter then
+        return False
+
+
 def run_queue(configs: list, index: DatasetIndex, out_dir, events, cancel, pause) -> None:
     """Train ``configs`` one after the other (child-process entry point).
 
     ``cancel`` and ``pause`` are ``multiprocessing.Event`` objects set by the parent; they act
     within one batch, as ``Trainer.cancel()`` / ``pause()`` do.
     """
-    import os
-
-    from geocam_gui.core.errors import GeoCamError
+    from geocam_gui.core.background import run_in_background
     from geocam_gui.core.train.engine import Trainer
 
-    try:  # below the GUI's priority: the window stays responsive while training fills the CPU
-        os.nice(5)
-    except (AttributeError, OSError):
-        pass
+    # Below the GUI: the window stays responsive while training fills the CPU. A process that
+    # feeds a GPU is only reniced, so that other programs cannot starve it.
+    run_in_background(5, idle=not any(_on_gpu(c.device) for c in configs))
     orphaned = threading.Event()
 
     def parent_died() -> None:
@@ -169,7 +177,6 @@ def watch_parent(on_death: Callable[[], None], stop: threading.Event | None = No
     ``poll_s`` seconds.
     """
     import multiprocessing
-    import os
 
     stop = stop or threading.Event()
     parent = multiprocessing.parent_process()
