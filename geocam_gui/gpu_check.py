@@ -334,17 +334,20 @@ class GpuCheck:
 
     def gui(self, left: float) -> dict:
         result_path = self.out / "gui.json"
-        cmd = [sys.executable, str(ROOT / "benchmarks" / "gui_responsiveness.py"), "--first-demo-run",
-               "--device", self.plan.device, "--json", str(result_path), "--timeout", str(max(5, int(left - 15)))]
         env = {"GEOCAM_HOME": str(self.out / "gui_home"), "QT_QPA_PLATFORM": "offscreen", "PYTHONFAULTHANDLER": "1"}
+
+        def attempt(budget: float) -> subprocess.CompletedProcess:  # its own deadline inside the budget
+            cmd = [sys.executable, str(ROOT / "benchmarks" / "gui_responsiveness.py"), "--first-demo-run",
+                   "--device", self.plan.device, "--json", str(result_path), "--timeout", str(max(5, int(budget - 15)))]
+            return self._run(cmd + (["--tiny"] if self.plan.gui_tiny else []), budget, env=env)
+
         started, crash = time.perf_counter(), None
-        proc = self._run(cmd + (["--tiny"] if self.plan.gui_tiny else []), left, env=env)
+        proc = attempt(left)
         if proc.returncode < 0 and not result_path.is_file():
             # Killed by a signal (a rare SIGSEGV seen once under load, 2026-12-01): keep its
             # trace in the report and try once more, so one crash is recorded, not hidden.
             crash = f"exit {proc.returncode}: {proc.stderr[-1500:]}"
-            proc = self._run(cmd + (["--tiny"] if self.plan.gui_tiny else []),
-                             left - (time.perf_counter() - started), env=env)
+            proc = attempt(left - (time.perf_counter() - started))
         if not result_path.is_file():
             raise StepFailed(f"the GUI run wrote no result (exit {proc.returncode}): {proc.stderr[-800:]}"
                              + (f"; an earlier try crashed ({crash[:400]})" if crash else ""))

@@ -31,13 +31,31 @@ def test_idle_moves_every_thread_and_threads_started_later_inherit_it():
     assert out.splitlines() == ["idle", "3 True"]
 
 
-def test_a_gpu_feeder_is_only_reniced():
+@pytest.mark.skipif(not hasattr(os, "SCHED_BATCH") or not hasattr(os, "setpriority"), reason="Linux scheduling")
+def test_batch_and_nice_renice_every_thread():
+    """"batch" (the compute process) keeps a share of a busy CPU at +5 without pre-empting the
+    window; "nice" (a GPU feeder) is only reniced. Either way every thread moves, not just the
+    caller (on Linux a nice value is a thread's)."""
     out = _child("""
-        import os
+        import os, threading
         from geocam_gui.core.background import run_in_background
-        print(run_in_background(5, idle=False), os.nice(0), os.sched_getscheduler(0) == os.SCHED_OTHER)
+        threading.Thread(target=threading.Event().wait, args=(5,), daemon=True).start()
+        tids = [int(t) for t in os.listdir("/proc/self/task")]
+        start = [os.getpriority(os.PRIO_PROCESS, t) for t in tids]
+        def moved(by):
+            return [os.getpriority(os.PRIO_PROCESS, t) for t in tids] == [min(19, s + by) for s in start]
+        print(run_in_background(5, policy="batch"), all(os.sched_getscheduler(t) == os.SCHED_BATCH for t in tids),
+              moved(5))
+        print(run_in_background(2, policy="nice"), moved(7))
     """)
-    assert out == "nice 5 True"
+    assert out.splitlines() == ["batch True True", "nice True"]
+
+
+def test_an_unknown_policy_is_refused():
+    from geocam_gui.core.background import run_in_background
+
+    with pytest.raises(ValueError, match="policy"):
+        run_in_background(5, policy="realtime")
 
 
 @LINUX_IDLE

@@ -104,6 +104,20 @@ def test_explanations_overtake_a_long_prediction(assets, service):
     assert service.request("explain", "stats").get("sleep", 0) == before.get("sleep", 0)
 
 
+def test_a_whole_dataset_pass_lets_predictions_through_but_not_another_pass(assets, service):
+    service.request("explain", "stats")  # the process is up and idle
+    service.submit("analysis", "sleep", seconds=30.0)  # stands for a long analysis
+    time.sleep(0.3)
+    prediction = service.submit("predict-shallow", "sleep", seconds=0.1)
+    reply = _wait(service, "predict-shallow", timeout=20)
+    assert (reply.id, reply.status) == (prediction, "result")  # answered while the analysis runs
+    service.submit("units", "sleep", seconds=0.1)  # another pass waits for the first to end
+    time.sleep(1.0)
+    assert not [r for r in service.poll() if r.lane == "units"]
+    service.cancel("analysis")
+    assert _wait(service, "units", timeout=20).status == "result"
+
+
 def test_an_explanation_served_inside_a_real_prediction_still_has_gradients(assets, service, tmp_path):
     """The prediction pass runs under ``torch.inference_mode``; an explanation served between two
     of its batches must not inherit it - above all not load its model as inference tensors (found
@@ -257,12 +271,13 @@ def test_the_child_exits_when_its_parent_is_killed(tmp_path):
         parent.kill()
 
 
-@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux's")
+@pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="SCHED_BATCH is Linux's")
 def test_the_compute_process_runs_below_the_window(assets, service):
-    """On a CPU the compute process gets only what the window leaves idle (core/background.py),
-    every thread of it, torch's included."""
+    """On a CPU the compute process never pre-empts the window but keeps its share of a busy
+    CPU (core/background.py: SCHED_BATCH at nice +5), every thread of it, torch's included."""
     service.submit("stats", "stats")
     _wait(service, "stats")
     tids = os.listdir(f"/proc/{service.pid}/task")
-    assert tids and all(os.sched_getscheduler(int(t)) == os.SCHED_IDLE for t in tids)
+    assert tids and all(os.sched_getscheduler(int(t)) == os.SCHED_BATCH for t in tids)
+    assert all(os.getpriority(os.PRIO_PROCESS, int(t)) == os.getpriority(os.PRIO_PROCESS, 0) + 5 for t in tids)
     assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the window's process keeps its priority

@@ -2,40 +2,76 @@
 
 On a CPU-only machine the training child and the compute process compete with the GUI thread
 (and with Qt's raster helper threads) for the cores. ``nice`` only lowers their share, and a GUI
-thread that wakes up may still wait for a child's time slice; ``SCHED_IDLE`` (Linux) lets the
-child run only on what the rest of the machine leaves idle, and a waking GUI thread pre-empts it
-at once. Measured with ``benchmarks/gui_responsiveness.py --parts train`` on 2 cores, 8 runs each
-(benchmarks/RESULTS.md): worst stall median 48.5 ms and 4 of 8 runs over 50 ms at nice +5, median
-42 ms and 2 of 8 over at SCHED_IDLE. The price: a child at SCHED_IDLE gets almost nothing while
-another program keeps the CPU busy. Elsewhere, where that is refused, or for a process that feeds
-a GPU (``idle=False``), it renices instead.
+thread that wakes up may still wait for a child's time slice. Three policies (Linux; elsewhere
+each falls back to a plain renice, or to nothing where that is refused):
+
+* ``"idle"`` (the training child on a CPU): ``SCHED_IDLE``, it runs only on what the rest of the
+  machine leaves idle and a waking GUI thread pre-empts it at once. Measured with
+  ``benchmarks/gui_responsiveness.py --parts train`` on 2 cores, 8 runs each (benchmarks/RESULTS.md):
+  worst stall median 48.5 ms and 4 of 8 runs over 50 ms at nice +5, 42 ms and 2 of 8 at
+  SCHED_IDLE. The price: it gets almost nothing while another program keeps the CPU busy.
+* ``"batch"`` (the compute process on a CPU): ``SCHED_BATCH`` at +``nice``: it never pre-empts the
+  window when it wakes, yet keeps its share of a busy CPU, because a click's explanation must
+  arrive even while something else computes.
+* ``"nice"`` (a process feeding a GPU): +``nice`` only, so that other programs cannot starve it.
 
 Call it first thing in the child, before torch starts its threads (new threads inherit the
-policy); threads that already exist are moved too.
+policy and the nice value); threads that already exist are moved too.
 """
 
 from __future__ import annotations
 
 import os
 
+POLICIES = ("idle", "batch", "nice")
 
-def run_in_background(nice: int = 5, *, idle: bool = True) -> str:
-    """Lower this process's CPU priority; returns what was done: "idle", "nice" or "unchanged"."""
-    if idle and hasattr(os, "sched_setscheduler") and hasattr(os, "SCHED_IDLE"):
+
+def run_in_background(nice: int = 5, *, policy: str = "idle") -> str:
+    """Lower this process's CPU priority (every thread); returns what was done: "idle", "batch",
+    "nice" or "unchanged"."""
+    if policy not in POLICIES:
+        raise ValueError(f"policy must be one of {', '.join(POLICIES)}, got {policy!r}")
+    tids = _threads()
+    sched = getattr(os, {"idle": "SCHED_IDLE", "batch": "SCHED_BATCH"}.get(policy, ""), None)
+    moved = sched is not None and hasattr(os, "sched_setscheduler") and _each(
+        tids, lambda tid: os.sched_setscheduler(tid, sched, os.sched_param(0)))
+    if moved and policy == "idle":
+        return "idle"  # the nice value means nothing under SCHED_IDLE
+    if nice and _renice(tids, nice):
+        return "batch" if moved else "nice"
+    return "batch" if moved else "unchanged"
+
+
+def _threads() -> list[int]:
+    """This process's thread ids (Linux), or [0]: the calling thread / the process elsewhere."""
+    try:
+        return [int(t) for t in os.listdir("/proc/self/task")]
+    except OSError:
+        return [0]
+
+
+def _each(tids: list[int], apply) -> bool:
+    """``apply`` to every thread; False when the system refuses (a thread that ended meanwhile
+    is skipped)."""
+    done = False
+    for tid in tids:
         try:
-            tids = [int(t) for t in os.listdir("/proc/self/task")]
+            apply(tid)
+            done = True
+        except ProcessLookupError:
+            continue
         except OSError:
-            tids = [0]
-        try:
-            for tid in tids:
-                os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
-            return "idle"
-        except OSError:
-            pass
-    if nice:
-        try:
-            os.nice(nice)
-            return "nice"
-        except (AttributeError, OSError):
-            pass
-    return "unchanged"
+            return False
+    return done
+
+
+def _renice(tids: list[int], nice: int) -> bool:
+    # On Linux a nice value belongs to a thread: os.nice() would change only the calling one.
+    if hasattr(os, "setpriority"):
+        return _each(tids, lambda tid: os.setpriority(
+            os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice)))
+    try:
+        os.nice(nice)
+        return True
+    except (AttributeError, OSError):
+        return False

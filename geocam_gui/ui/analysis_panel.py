@@ -66,9 +66,8 @@ class AnalysisPanel(QWidget):
         self._job.progress.connect(self._on_progress)
         self._job.returned.connect(self._on_finished)
         self._job.errored.connect(self._on_failed)
-        self._job.cancelled.connect(lambda: None if self._stale else self._set_status("Analysis cancelled."))
+        self._job.cancelled.connect(lambda: self._set_status("Analysis cancelled."))
         self._job.finished.connect(self._on_done)
-        self._stale = False  # the running analysis is of a dataset no longer open
         self.report: dict | None = None
         self.files: dict[str, Path] = {}
         self._build()
@@ -163,10 +162,9 @@ class AnalysisPanel(QWidget):
         A model the user unticked stays unticked while the dataset stays the same."""
         unticked = set()
         if index is not self._index:  # another dataset: the old results say nothing about it
-            if self.is_running():
-                self._stale = True
-                self.cancel()
-            if self.report is not None:
+            was_running = self.is_running()
+            self.cancel()  # answered at once: the old dataset's reply is dropped
+            if self.report is not None or was_running:
                 self.clear_results()
                 self._set_status("Dataset changed: run the analysis again for its results."
                                  if index is not None else "Load a dataset and trained models, then run the analysis.")
@@ -243,7 +241,6 @@ class AnalysisPanel(QWidget):
 
         self.progress.setRange(0, 0)
         self._set_status(f"Analysing {len(checkpoints)} model(s) on the {split} split…")
-        self._stale = False
         self._job.start("analyze", checkpoints=checkpoints, index=index, split=split, method=method, limit=limit,
                         home=os.environ.get("GEOCAM_HOME"))
         self._update_buttons()
@@ -265,8 +262,6 @@ class AnalysisPanel(QWidget):
             self.status.setText(text)
 
     def _on_finished(self, result) -> None:
-        if self._stale:  # finished just before the cancel of a dataset change reached it
-            return
         report, files = result
         self.show_report(report, files)
         n = len(report["models"])

@@ -66,6 +66,7 @@ class UnitsPanel(QWidget):
         self._layers_job = LaneJob(bridge, "layers", self)
         self._layers_job.returned.connect(self._on_layers)
         self._layers_job.errored.connect(lambda msg: self._status(f"Cannot list the layers: {msg}"))
+        self._layers_job.finished.connect(self._update_buttons)  # Run waits for the layer list
         self._layers: dict[str, list[str]] = {}  # architecture -> layer names, from the compute process
         self._layers_for: str | None = None  # the architecture asked for
         self.sample_provider = lambda: None
@@ -204,7 +205,8 @@ class UnitsPanel(QWidget):
 
     def _update_buttons(self) -> None:
         running = self.is_running()
-        self.run_button.setEnabled(not running and self._index is not None and self.model.count() > 0)
+        self.run_button.setEnabled(not running and self._index is not None and self.model.count() > 0
+                                   and not self._layers_job.busy())
         self.cancel_button.setEnabled(running)
         have = self.result is not None
         self.export_chart.setEnabled(have and bool(self.result["dissection"].get("available")))
@@ -212,14 +214,14 @@ class UnitsPanel(QWidget):
 
     # ------------------------------------------------------------------ the scan
     def start(self) -> bool:
-        if self.is_running() or self._index is None or not self.model.currentData():
+        if self.is_running() or self._layers_job.busy() or self._index is None or not self.model.currentData():
             return False
         name = self.model.currentData()
         ckpt, index = self._checkpoints[name], self._index
         layer, split, top = self.layer.currentText() or None, self.split.currentText(), self.top.value()
         limit = self.limit.value() or None
         random_check = self.random_check.isChecked()
-        self._status(f"Dissecting {MODEL_LABELS[name]} {layer}…")
+        self._status(f"Dissecting {MODEL_LABELS[name]} {layer or '(its Grad-CAM layer)'}…")
         self._job.start("units", checkpoint=ckpt, index=index, split=split, layer=layer, top=top, limit=limit,
                         random_check=random_check, others=dict(self._checkpoints), home=os.environ.get("GEOCAM_HOME"))
         self._update_buttons()

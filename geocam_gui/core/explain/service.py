@@ -2,16 +2,18 @@
 
 Loading a checkpoint, building a model and running Python-level torch code hold the GIL for
 tens to hundreds of milliseconds; in the GUI's own process that freezes the window however many
-threads are used. ``ComputeService`` spawns one long-lived child process (at lower priority on a
-CPU-only machine) that owns the models (and, on a GPU, the CUDA context: the GUI process never
+threads are used. ``ComputeService`` spawns one long-lived child process (at lower priority, see
+``core.background``) that owns the models (and, on a GPU, the CUDA context: the GUI process never
 initialises CUDA) and answers requests with plain numpy data.
 
 Requests travel in *lanes* (``"explain"`` for the viewer, ``"predict"`` for the browser, any other
 name for other views). In each lane the latest request wins: a new request replaces one that is
 waiting and stops one that is running at its next check, and the parent drops any reply that is
 not the lane's latest. The interactive lanes (``PRIORITY``: the viewer's explanations, the Units
-tab's unit maps and layer lists) go first: a long pass (predictions, reference scales, an analysis,
-a units scan) serves a waiting one between two of its batches.
+tab's unit maps and layer lists) go first: a long job (predictions, reference scales, an analysis,
+a units scan) serves a waiting one between two of its batches. A whole-dataset pass (``PASSES``:
+an analysis, a units scan) also lets the browser's predictions and the viewer's reference scales
+through, so minutes of analysis never hold up the rest of the window.
 
 Protocol (pickled tuples over one ``multiprocessing`` pipe; contract-tested):
 
@@ -37,6 +39,8 @@ from __future__ import annotations
 import importlib
 import multiprocessing as mp
 import os
+import queue
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -46,6 +50,9 @@ from geocam_gui.core.errors import GeoCamError
 #: Lanes served first when several wait, and between two batches of a long job on another lane:
 #: the viewer's explanations, then the Units tab's unit maps and layer lists (each a click away).
 PRIORITY = ("explain", "unit-map", "layers")
+#: Lanes of whole-dataset passes (minutes): between two batches they serve every other waiting
+#: lane too (predictions, reference scales), but not each other.
+PASSES = ("analysis", "units")
 
 
 @dataclass(frozen=True)
@@ -70,6 +77,8 @@ class ComputeService:
         self._ctx = mp.get_context("spawn")
         self._conn = None
         self._proc = None
+        self._outbox: queue.SimpleQueue | None = None  # what the writer thread sends, None: stop
+        self._writer: threading.Thread | None = None
         self._next_id = 0
         self._latest: dict[str, int] = {}  # lane -> id of its newest request
         self._in_flight: dict[int, str] = {}  # id -> lane, requests not yet answered
@@ -83,6 +92,13 @@ class ComputeService:
         self._proc.start()
         child.close()  # only the child holds its end: its death is our EOF and vice versa
         self._conn = parent
+        # Requests go out from a thread: a large one (an index of 100,000 samples) fills the pipe,
+        # and a caller blocked in send() while the child is blocked sending a large reply would
+        # wait for ever. The window's thread only ever queues.
+        self._outbox = queue.SimpleQueue()
+        self._writer = threading.Thread(target=_write, args=(parent, self._outbox), name="geocam-compute-writer",
+                                        daemon=True)
+        self._writer.start()
         self.pid = self._proc.pid
         self._in_flight.clear()
         self._latest.clear()
@@ -98,13 +114,13 @@ class ComputeService:
 
     def close(self, timeout: float = 3.0) -> None:
         """Ask the child to stop, then make sure it has (terminate, then kill)."""
-        proc, conn = self._proc, self._conn
-        self._proc = self._conn = None
+        proc, conn, outbox, writer = self._proc, self._conn, self._outbox, self._writer
+        self._proc = self._conn = self._outbox = self._writer = None
+        if outbox is not None:
+            outbox.put(("stop",))
+            outbox.put(None)
+            writer.join(timeout)
         if conn is not None:
-            try:
-                conn.send(("stop",))
-            except (OSError, ValueError):
-                pass
             conn.close()
         if proc is not None:
             proc.join(timeout)
@@ -130,20 +146,14 @@ class ComputeService:
         job_id = self._next_id
         self._latest[lane] = job_id
         self._in_flight[job_id] = lane
-        try:
-            self._conn.send(("job", job_id, lane, kind, kwargs))
-        except (OSError, ValueError, BrokenPipeError):
-            pass  # the child is gone: the next poll reports the crash
+        self._outbox.put(("job", job_id, lane, kind, kwargs))  # a dead child: the next poll says so
         return job_id
 
     def cancel(self, lane: str) -> None:
         """Forget the lane's request; the child stops it at its next check."""
         self._latest.pop(lane, None)
-        if self._conn is not None:
-            try:
-                self._conn.send(("cancel", lane))
-            except (OSError, ValueError):
-                pass
+        if self._outbox is not None:
+            self._outbox.put(("cancel", lane))
 
     def poll(self, timeout: float = 0.0) -> list[Reply]:
         """Replies that arrived (waiting up to ``timeout`` s for the first); only each lane's latest."""
@@ -201,15 +211,26 @@ class ComputeService:
         if proc is not None:
             proc.join(0.5)
             code = proc.exitcode
+        if self._outbox is not None:
+            self._outbox.put(None)  # the writer stops; it may be blocked on the dead pipe until close
         if self._conn is not None:
             self._conn.close()
-        self._conn = self._proc = None
+        self._conn = self._proc = self._outbox = self._writer = None
         sentence = f"The compute process stopped unexpectedly (exit code {code}); it is restarted on the next request."
         out = [Reply(job_id, lane, "crashed", sentence) for job_id, lane in self._in_flight.items()
                if self._latest.get(lane) == job_id]
         self._in_flight.clear()
         self._latest.clear()
         return out
+
+
+def _write(conn, outbox: queue.SimpleQueue) -> None:
+    """The parent's writer thread: sends what is queued until ``None`` or a closed pipe."""
+    while (message := outbox.get()) is not None:
+        try:
+            conn.send(message)
+        except (OSError, ValueError):
+            return  # the child is gone (the reader reports it) or the pipe was closed
 
 
 # ====================================================================== the child's side
@@ -303,17 +324,25 @@ class _Server:
         self.drain()
         if job_id in self.cancelled_ids:
             raise _Superseded()
-        if lane not in PRIORITY:
-            for first in PRIORITY:
-                if first in self.pending:
-                    import torch
+        for first in self._let_through(lane):
+            if first in self.pending:
+                import torch
 
-                    # This job may be inside ``torch.inference_mode`` (a prediction pass): the
-                    # waiting one needs gradients and must not load models as inference tensors.
-                    with torch.inference_mode(False), torch.enable_grad():
-                        self.execute(self.pending.pop(first))
+                # This job may be inside ``torch.inference_mode`` (a prediction pass): the
+                # waiting one needs gradients and must not load models as inference tensors.
+                with torch.inference_mode(False), torch.enable_grad():
+                    self.execute(self.pending.pop(first))
         if job_id in self.cancelled_ids:
             raise _Superseded()
+
+    def _let_through(self, lane: str) -> list[str]:
+        """The waiting lanes a running job on ``lane`` serves between two of its batches."""
+        if lane in PRIORITY:
+            return []
+        lanes = [first for first in PRIORITY if first in self.pending]
+        if lane in PASSES:
+            lanes += [other for other in self.pending if other not in PRIORITY and other not in PASSES]
+        return lanes
 
     # Helpers for handlers: a job's lane, its progress callback, its cancel callback.
     def lane_of(self, job_id: int) -> str:
@@ -384,10 +413,10 @@ HANDLERS: dict[str, Callable[..., Any]] = {"explain": _explain, "predict": _pred
 
 def serve(conn, device: str = "cpu", nice: int = 5, threads: int | None = None, jobs: tuple[str, ...] = ()) -> None:
     """The child process's entry point; ``jobs``: modules whose ``HANDLERS`` add kinds."""
-    if nice and device == "cpu":  # below the window: on a busy CPU the GUI thread wins
+    if nice:  # below the window: on a busy CPU the GUI thread wins, but the answers still come
         from geocam_gui.core.background import run_in_background
 
-        run_in_background(nice)
+        run_in_background(nice, policy="batch" if device == "cpu" else "nice")
     import torch
 
     if threads:

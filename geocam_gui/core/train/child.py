@@ -78,7 +78,7 @@ def _on_gpu(device: str) -> bool:
 
     try:
         return gpu_path(resolve_device(device))
-    except GeoCamError:  # an unusable device: the trainer says so; priority does not matter then
+    except Exception:  # noqa: BLE001 - an unusable device: the trainer says so in its own message
         return False
 
 
@@ -93,7 +93,7 @@ def run_queue(configs: list, index: DatasetIndex, out_dir, events, cancel, pause
 
     # Below the GUI: the window stays responsive while training fills the CPU. A process that
     # feeds a GPU is only reniced, so that other programs cannot starve it.
-    run_in_background(5, idle=not any(_on_gpu(c.device) for c in configs))
+    run_in_background(5, policy="nice" if any(_on_gpu(c.device) for c in configs) else "idle")
     orphaned = threading.Event()
 
     def parent_died() -> None:
