@@ -170,7 +170,7 @@ def test_a_killed_process_is_reported_and_restarted(assets, service):
 def test_protocol_messages_round_trip_through_pickle(assets):
     import pickle
 
-    for message in [("job", 1, "explain", "explain", {"path": "a.png", "checkpoints": {"shallow": "x.json"}}),
+    for message in [("job", 1, "explain", "explain", {"path": "a.png", "checkpoints": {"shallow": "x.json"}}, None),
                     ("cancel", "predict"), ("stop",), ("progress", 3, 10, 20, "a step"), ("result", 3, np.zeros((2, 2))),
                     ("error", 4, "A sentence."), ("superseded", 5), ("ready", 123)]:
         back = pickle.loads(pickle.dumps(message))
@@ -189,7 +189,7 @@ def test_layer_lists_come_from_the_architecture_alone(service):
         assert service.request("layers", "layers", model=name) == local
 
 
-def test_an_analysis_lets_explanations_through_and_stops_when_cancelled(assets, service, tmp_path):
+def test_an_analysis_lets_explanations_through_and_stops_when_cancelled(assets, service, tmp_path, monkeypatch):
     """The Analysis tab's pass (kind ``analyze``) checks between batches: a waiting explanation is
     served before the pass ends, and a cancel stops it (no result, no count)."""
     from geocam_gui.core.checkpoints import base_meta, save_checkpoint
@@ -201,8 +201,9 @@ def test_an_analysis_lets_explanations_through_and_stops_when_cancelled(assets, 
     ckpt = str(save_checkpoint(tmp_path / "ck" / "shallow" / "best", build_model("shallow", 2),
                                base_meta("shallow", list(index.classes), 40)))
     before = service.request("explain", "stats")
+    monkeypatch.setenv("GEOCAM_HOME", str(tmp_path / "home"))  # the job carries the sender's home
     service.submit("analysis", "analyze", checkpoints=[ckpt], index=index, split="test", method="scorecam",
-                   limit=None, home=str(tmp_path / "home"))
+                   limit=None)
     deadline = time.monotonic() + 60
     steps = []
     while not steps:
@@ -226,6 +227,7 @@ def test_an_analysis_lets_explanations_through_and_stops_when_cancelled(assets, 
     assert after.get("analyze", 0) == before.get("analyze", 0)  # stopped, never finished
     assert after.get("explain", 0) == before.get("explain", 0) + 1
     assert not (tmp_path / "home" / "cache" / "analysis" / "reports").exists()
+    assert (tmp_path / "home" / "cache").is_dir()  # its caches went to the sender's home
 
 
 def _gone(pid: int) -> bool:

@@ -10,7 +10,6 @@ which the window connects to the dataset browser.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
@@ -241,8 +240,7 @@ class AnalysisPanel(QWidget):
 
         self.progress.setRange(0, 0)
         self._set_status(f"Analysing {len(checkpoints)} model(s) on the {split} split…")
-        self._job.start("analyze", checkpoints=checkpoints, index=index, split=split, method=method, limit=limit,
-                        home=os.environ.get("GEOCAM_HOME"))
+        self._job.start("analyze", checkpoints=checkpoints, index=index, split=split, method=method, limit=limit)
         self._update_buttons()
         return True
 

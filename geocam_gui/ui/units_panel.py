@@ -12,7 +12,6 @@ per architecture): the window's process builds no model and never imports torchv
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from PySide6.QtCore import QSize, Qt, Signal
@@ -223,7 +222,7 @@ class UnitsPanel(QWidget):
         random_check = self.random_check.isChecked()
         self._status(f"Dissecting {MODEL_LABELS[name]} {layer or '(its Grad-CAM layer)'}…")
         self._job.start("units", checkpoint=ckpt, index=index, split=split, layer=layer, top=top, limit=limit,
-                        random_check=random_check, others=dict(self._checkpoints), home=os.environ.get("GEOCAM_HOME"))
+                        random_check=random_check, others=dict(self._checkpoints))
         self._update_buttons()
         return True
 

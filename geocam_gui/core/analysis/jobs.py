@@ -4,26 +4,23 @@ The window's bridge starts its compute process with ``jobs=("geocam_gui.core.ana
 so the child adds ``HANDLERS`` to its own. Each handler runs the same core function as the CLI
 (``run_analysis``, ``run_units``, ...) and returns plain data: dicts, numpy arrays, paths.
 
-* ``analyze`` (checkpoints, index, split, method, limit, home) -> (report, {name: path}): the
+* ``analyze`` (checkpoints, index, split, method, limit) -> (report, {name: path}): the
   Analysis tab's pass, its report written into the cache (``report_folder``).
-* ``units`` (checkpoint, index, split, layer, top, limit, random_check, others, home) ->
+* ``units`` (checkpoint, index, split, layer, top, limit, random_check, others) ->
   (result, {model: filter grid}): the Units tab's scan and the first-layer filters of ``others``.
 * ``unitmap`` (checkpoint, layer, path, size, unit, scale) -> map01: a unit's map on one image.
 * ``layers`` (model) -> the layer names a units scan may choose (``units.layer_choices``),
   from the architecture built on the meta device.
 
 Progress replies carry ``(done, total, text)``; between batches the passes serve waiting
-interactive jobs and stop when cancelled or replaced. ``home`` is the window's ``GEOCAM_HOME``
-(None: unset), set for the job: the long-lived process writes caches and reports where the
-window's process would.
+interactive jobs and stop when cancelled or replaced. The service runs each job under the
+sender's ``GEOCAM_HOME``, so caches and reports land where the window's process would put them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -35,45 +32,24 @@ def report_folder(checkpoints: list[str], index, split: str, method: str, limit:
     return paths.cache_dir() / "analysis" / "reports" / key.hexdigest()[:20]
 
 
-@contextmanager
-def _home(home: str | None):
-    old = os.environ.get("GEOCAM_HOME")
-    _set_home(home)
-    try:
-        yield
-    finally:
-        _set_home(old)
-
-
-def _set_home(value: str | None) -> None:
-    if value is None:
-        os.environ.pop("GEOCAM_HOME", None)
-    else:
-        os.environ["GEOCAM_HOME"] = value
-
-
-def _analyze(server, job_id: int, *, checkpoints, index, split: str, method: str, limit: int | None,
-             home: str | None = None):
+def _analyze(server, job_id: int, *, checkpoints, index, split: str, method: str, limit: int | None):
     from geocam_gui.core.analysis.report import write_report
     from geocam_gui.core.analysis.run import run_analysis
 
-    with _home(home):
-        report = run_analysis(checkpoints, index, split=split, method=method, limit=limit, device=server.device,
-                              progress=server.reporter(job_id), cancel=server.canceller(job_id))
-        files = write_report(report, report_folder(checkpoints, index, split, method, limit))
+    report = run_analysis(checkpoints, index, split=split, method=method, limit=limit, device=server.device,
+                          progress=server.reporter(job_id), cancel=server.canceller(job_id))
+    files = write_report(report, report_folder(checkpoints, index, split, method, limit))
     return report, files
 
 
 def _units(server, job_id: int, *, checkpoint, index, split: str, layer: str | None, top: int,
-           limit: int | None, random_check: bool, others: dict, home: str | None = None):
+           limit: int | None, random_check: bool, others: dict):
     from geocam_gui.core.analysis.units import filter_grid
     from geocam_gui.core.analysis.units_run import run_units
     from geocam_gui.core.checkpoints import load_checkpoint
 
-    with _home(home):
-        result = run_units(checkpoint, index, split=split, layer=layer, top=top, limit=limit, device=server.device,
-                           random_check=random_check, progress=server.reporter(job_id),
-                           cancel=server.canceller(job_id))
+    result = run_units(checkpoint, index, split=split, layer=layer, top=top, limit=limit, device=server.device,
+                       random_check=random_check, progress=server.reporter(job_id), cancel=server.canceller(job_id))
     grids = {}
     for name, path in others.items():  # filter grids of every loaded model, side by side
         grids[name] = filter_grid(load_checkpoint(path, device="cpu").model)

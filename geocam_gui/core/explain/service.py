@@ -17,7 +17,9 @@ through, so minutes of analysis never hold up the rest of the window.
 
 Protocol (pickled tuples over one ``multiprocessing`` pipe; contract-tested):
 
-* parent -> child: ``("job", id, lane, kind, kwargs)``, ``("cancel", lane)``, ``("stop",)``
+* parent -> child: ``("job", id, lane, kind, kwargs, home)``, ``("cancel", lane)``, ``("stop",)``;
+  ``home`` is the parent's ``GEOCAM_HOME`` when it sent the job (None: unset), set in the child
+  while the job runs, so the long-lived child writes caches and reports where the window would
 * child -> parent: ``("progress", id, done, total, text)``, ``("result", id, payload)``,
   ``("error", id, sentence)``, ``("superseded", id)``, ``("ready", pid)`` (once, at start)
 
@@ -42,6 +44,7 @@ import os
 import queue
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -146,7 +149,8 @@ class ComputeService:
         job_id = self._next_id
         self._latest[lane] = job_id
         self._in_flight[job_id] = lane
-        self._outbox.put(("job", job_id, lane, kind, kwargs))  # a dead child: the next poll says so
+        home = os.environ.get("GEOCAM_HOME")
+        self._outbox.put(("job", job_id, lane, kind, kwargs, home))  # a dead child: the next poll says so
         return job_id
 
     def cancel(self, lane: str) -> None:
@@ -224,6 +228,24 @@ class ComputeService:
         return out
 
 
+@contextmanager
+def _home(home: str | None):
+    """``GEOCAM_HOME`` as the job's sender had it, for the job's duration."""
+    old = os.environ.get("GEOCAM_HOME")
+    _set_home(home)
+    try:
+        yield
+    finally:
+        _set_home(old)
+
+
+def _set_home(value: str | None) -> None:
+    if value is None:
+        os.environ.pop("GEOCAM_HOME", None)
+    else:
+        os.environ["GEOCAM_HOME"] = value
+
+
 def _write(conn, outbox: queue.SimpleQueue) -> None:
     """The parent's writer thread: sends what is queued until ``None`` or a closed pipe."""
     while (message := outbox.get()) is not None:
@@ -280,9 +302,9 @@ class _Server:
             if tag == "cancel":
                 self._supersede(message[1])
             elif tag == "job":
-                _, job_id, lane, kind, kwargs = message
+                _, job_id, lane, kind, kwargs, home = message
                 self._supersede(lane)
-                self.pending[lane] = (job_id, lane, kind, kwargs)
+                self.pending[lane] = (job_id, lane, kind, kwargs, home)
 
     def _supersede(self, lane: str) -> None:
         old = self.pending.pop(lane, None)
@@ -301,13 +323,14 @@ class _Server:
         return None
 
     def execute(self, job: tuple) -> None:
-        job_id, lane, kind, kwargs = job
+        job_id, lane, kind, kwargs, home = job
         self.running.append((job_id, lane))
         try:
             handler = self.handlers.get(kind)
             if handler is None:
                 raise GeoCamError(f"The compute process has no job {kind!r}.")
-            result = handler(self, job_id, **kwargs)
+            with _home(home):
+                result = handler(self, job_id, **kwargs)
             self.counts[kind] = self.counts.get(kind, 0) + 1
             self.send(("result", job_id, result))
         except _Superseded:
