@@ -110,6 +110,19 @@ def test_ssim_is_one_for_identical_maps_and_low_for_unrelated_ones():
     assert am.ssim(m[:, :4, :4], m[:, :4, :4]) == pytest.approx(np.ones(3))  # window shrinks to the map
 
 
+def test_area_above_half_the_peak_counts_pixels_against_a_loop():
+    rng = np.random.default_rng(4)
+    maps = rng.random((5, 9, 7))
+    maps[1] = 0.0  # no peak: undefined
+    maps[2, :, :] = 0.2
+    maps[2, 0, 0] = 1.0  # one pixel at the peak, the rest below half: 1 of 63
+    got = am.area_above(maps, 0.5)
+    for b in (0, 3, 4):
+        want = sum(v >= 0.5 * maps[b].max() for v in maps[b].ravel()) / maps[b].size
+        assert got[b] == pytest.approx(want)
+    assert np.isnan(got[1]) and got[2] == pytest.approx(1 / 63)
+
+
 def test_pointing_game_energy_share_top_fraction_and_areas():
     maps = np.zeros((3, 20, 20))
     maps[0, 5, 5] = 1.0  # inside the mask

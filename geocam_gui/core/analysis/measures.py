@@ -161,6 +161,18 @@ def energy_share(maps, masks) -> np.ndarray:
         return np.where(total > 0, inside / np.where(total > 0, total, 1.0), np.nan)
 
 
+def area_above(maps, level: float = 0.5) -> np.ndarray:
+    """Fraction of each map's pixels at or above ``level`` times its maximum: how much of the
+    image an explanation covers (small: selective, large: wide regions); NaN for a map whose
+    maximum is not positive."""
+    M = np.asarray(maps, dtype=np.float64)
+    M = M.reshape(M.shape[0], -1)
+    peak = M.max(axis=1)
+    with np.errstate(invalid="ignore"):
+        covered = (M >= level * peak[:, None]).mean(axis=1)
+    return np.where(peak > 0, covered, np.nan)
+
+
 def top_fraction(maps, fraction: float = 0.2) -> np.ndarray:
     """Boolean masks of each map's ``fraction`` highest pixels (exactly ``round(fraction * P)``
     pixels; ties broken by position, deterministically). Shape as ``maps``."""

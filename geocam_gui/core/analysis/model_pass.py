@@ -70,6 +70,7 @@ class PassResult:
     peaks: list[dict] = field(default_factory=list)  # {"i", "y", "x", "score", "feature"}
     kind_hit: np.ndarray | None = None  # (N, K) pointing game per drawn kind (NaN: absent); see kinds.py
     kind_energy: np.ndarray | None = None  # (N, K) energy share per drawn kind
+    half_area: np.ndarray | None = None  # (N,) share of the true-class map at >= half its peak
     layer_shape: tuple[int, int] = (0, 0)
 
 
@@ -205,7 +206,7 @@ def model_pass(model: nn.Module, name: str, images: np.ndarray, labels: np.ndarr
     out = dict(logits=[], hit=np.zeros(N, bool), hit_defined=np.zeros(N, bool), evidence_share=nan.copy(),
                sky_share=nan.copy(), sky_share_predicted=nan.copy(), random_hit=np.zeros(N, bool), random_evidence_share=nan.copy(),
                random_sky_share=nan.copy(), deletion=[], insertion=[], random_deletion=[], random_insertion=[],
-               agreement_maps=[])
+               agreement_maps=[], half_area=[])
     peaks: list[dict] = []
     layer_shape = (0, 0)
     kinds = parts is not None and n_kinds > 1
@@ -228,6 +229,7 @@ def model_pass(model: nn.Module, name: str, images: np.ndarray, labels: np.ndarr
         true_maps = maps[np.arange(B), y]
         pred_maps = maps[np.arange(B), pred]
         out["logits"].append(logits.numpy())
+        out["half_area"].append(am.area_above(true_maps, 0.5))
         _localise(out, sl, true_maps, evidence[sl], sky[sl], has_evidence[sl], has_sky[sl], tol, rng_maps)
         if kinds:
             kind_hit[sl], kind_energy[sl] = per_kind(true_maps, parts[sl], n_kinds, tol)
@@ -259,7 +261,7 @@ def model_pass(model: nn.Module, name: str, images: np.ndarray, labels: np.ndarr
         random_evidence_share=out["random_evidence_share"], random_sky_share=out["random_sky_share"],
         deletion=cat["deletion"], insertion=cat["insertion"], random_deletion=cat["random_deletion"],
         random_insertion=cat["random_insertion"], agreement_maps=cat["agreement_maps"], peaks=peaks,
-        layer_shape=layer_shape, kind_hit=kind_hit, kind_energy=kind_energy)
+        layer_shape=layer_shape, kind_hit=kind_hit, kind_energy=kind_energy, half_area=cat["half_area"])
 
 
 def _localise(out: dict, sl: slice, maps, ev, sk, has_ev, has_sk, tol: int, rng) -> None:

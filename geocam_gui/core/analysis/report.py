@@ -118,12 +118,13 @@ def tables(report: dict) -> dict[str, dict]:
     for m in models:
         loc = m["localisation"]
         if not loc.get("available"):
-            loc_rows.append([display_name(m), "0", "–", "–", "–", "–", "–", "–", "–"])
+            loc_rows.append([display_name(m), "0", "–", "–", "–", "–", "–", "–", "–", _fmt(m.get("map_area"), True)])
             continue
         pg, ee, se = loc["pointing_game"], loc["evidence_energy"], loc["sky_energy"]
         loc_rows.append([display_name(m), f"{loc['with_evidence_mask']}/{loc['images']}", _fmt(pg["cam"], True),
                      _fmt(pg["random"], True), _fmt(ee["cam"], True), _fmt(ee["random"], True),
-                     _fmt(se["cam"], True), _fmt(loc.get("sky_energy_predicted"), True), _fmt(se["random"], True)])
+                     _fmt(se["cam"], True), _fmt(loc.get("sky_energy_predicted"), True), _fmt(se["random"], True),
+                     _fmt(m.get("map_area"), True)])
     rows = []
     for m in models:
         for c, kinds in (m.get("kinds") or {}).get("per_class", {}).items():
@@ -138,7 +139,8 @@ def tables(report: dict) -> dict[str, dict]:
     out["localisation"] = {"title": "Localisation against ground-truth masks",
                            "columns": ["Model", "With masks", "Pointing game", "(random map)",
                                        "Energy on evidence", "(random map)", "Energy on sky",
-                                       "Energy on sky (predicted class)", "(random map)"],
+                                       "Energy on sky (predicted class)", "(random map)",
+                                       "Map area >= half its peak"],
                            "rows": loc_rows}
     rows = []
     for m in models:

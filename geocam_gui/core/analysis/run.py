@@ -4,8 +4,9 @@
 with, per model (see the helper modules for each definition): 1. accuracy and confusion matrix
 on the analysed images; 2. localisation against the demo set's ground-truth masks
 (``model_pass``, ``measures``): pointing game, share of CAM energy on the evidence and on the
-sky, next to a uniform-random map (images without masks are counted and left out);
-3. faithfulness: deletion / insertion curves and areas, next to a random pixel order; 4. the
+sky, next to a uniform-random map (images without masks are counted and left out), and the
+share of the image where the map reaches half its peak (``map_area``: selective or wide, no mask
+needed); 3. faithfulness: deletion / insertion curves and areas, next to a random pixel order; 4. the
 Adebayo et al. (2018) cascading parameter-randomisation check (Spearman and SSIM); 5. agreement
 between every pair of models (IoU of the top-20 % regions, Spearman); 6. the sky-bias probe
 (``bias``); 7. discriminative elements, "what makes Tokyo look like Tokyo" (``patches``).
@@ -52,7 +53,7 @@ from geocam_gui.core.errors import BadArgument, BadData, Cancelled, DataError
 from geocam_gui.core.files import atomic_write, publish_folder, to_file_object
 from geocam_gui.core.models import MODEL_LABELS
 
-ANALYSIS_VERSION = "2"  # 2: tie order of deletion/insertion, per-kind localisation
+ANALYSIS_VERSION = "3"  # 2: tie order of deletion/insertion, per-kind localisation; 3: map area
 REPORT_FORMAT = "geocam-analysis/1"
 SPLITS = ("train", "val", "test")
 SANITY_IMAGES = 16
@@ -229,6 +230,7 @@ def _analyse_model(m: _Model, index, samples, *, split, method, device, cancel, 
         "skipped": [[p, why] for p, why in decoded.errors],
         "accuracy": ab.accuracy_of(pred, labels, classes),
         "localisation": _localisation(r, labels, has_ev, has_sky, ev, sky, classes, m.image_size),
+        "map_area": {"level": 0.5, **am.nan_stats(r.half_area)},  # selectivity; needs no mask
         "kinds": ak.summary(r.kind_hit, r.kind_energy, parts, labels, classes, legend),
         "faithfulness": _faithfulness(r), "sanity": sanity, "elements": elements,
         "sky_congruence": ab.sky_congruence(kept, labels, pred, ab.usual_sky(index)),
