@@ -117,9 +117,13 @@ def first_demo_run(device: str, *, tiny: bool = False, timeout_s: float = 600.0)
     window.resize(1280, 800)
     window.show()
     pump(app, 0.3)
-    done, started = [], []
+    done, started, first_epoch, best = [], [], {}, {}
     window.training.runStarted.connect(lambda: started.append(time.perf_counter()))
     window.training.runFinished.connect(done.append)
+    # The timeline: when each model's first epoch checkpoint reached the window (its pane fills
+    # from then on) and when its last best checkpoint did.
+    window.training.epochCheckpoint.connect(lambda m, _p: first_epoch.setdefault(m, time.perf_counter()))
+    window.training.checkpointReady.connect(lambda m, _p: best.__setitem__(m, time.perf_counter()))
     probe = StallProbe()
     t0 = time.perf_counter()
     window.open_demo(**(TINY_DEMO if tiny else {}))
@@ -133,10 +137,21 @@ def first_demo_run(device: str, *, tiny: bool = False, timeout_s: float = 600.0)
     stall = probe.stop()
     seconds = time.perf_counter() - t0
     trained = sorted(p.parent.name for p in (Path(home) / "ckpt").rglob("best.json"))
+    import json
+
+    models = {}
+    for meta_path in (Path(home) / "ckpt").rglob("best.json"):
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        name = meta_path.parent.name
+        test = meta.get("metrics", {}).get("test", {})
+        models[name] = {"test_accuracy": test.get("accuracy"), "test_n": test.get("n"),
+                        "first_epoch_s": round(first_epoch[name] - t0, 1) if name in first_epoch else None,
+                        "last_best_s": round(best[name] - t0, 1) if name in best else None}
     torch = sys.modules.get("torch")  # the compute process owns CUDA: this process must never start it
     result = {"device": device, "tiny": tiny, "seconds": round(seconds, 2),
               "training_seconds": round(time.perf_counter() - started[0], 2) if started else None,
               "worst_stall_ms": round(stall, 1), "finished": bool(done and done[0]), "trained": trained,
+              "training_started_s": round(started[0] - t0, 1) if started else None, "models": models,
               "gui_cuda_initialized": bool(torch is not None and torch.cuda.is_initialized())}
     window.close()
     return result

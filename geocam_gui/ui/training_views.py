@@ -63,7 +63,9 @@ class Curves(QWidget):
             plot.getAxis("left").setStyle(maxTickLevel=1)
             plot.getAxis("left").setWidth(40)  # fixed: new tick labels do not re-lay the plot out
             plot.setLabel("bottom", "epoch")
-            plot.addLegend(offset=(-5, 5), labelTextSize="8pt")
+            # Top right for the loss (it falls), bottom right for the accuracy (it rises), where
+            # the curves seldom are.
+            plot.addLegend(offset=(-5, 5) if plot is self.loss else (-5, -5), labelTextSize="8pt")
             plot.setMenuEnabled(False)
             plot.setMinimumHeight(90)
             layout.addWidget(plot, 1)
