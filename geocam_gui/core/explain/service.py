@@ -31,6 +31,9 @@ method, q -> ``reference.cam_percentiles``' dict: each class's percentile of the
 names the child imports at its start, each with a ``HANDLERS`` dict of the same form (the
 window's bridge adds ``core.analysis.jobs``: ``analyze``, ``units``, ``unitmap``, ``layers``).
 
+Long because both ends of the protocol live here (the parent's ``ComputeService``, the child's
+``_Server`` and the base kinds), so that neither can change without the other.
+
 When the parent dies the child sees the pipe's end within a fraction of a second and exits.
 When the child dies, ``poll`` reports ``Reply(status="crashed")`` for each lane with a request
 in flight, and ``restart()`` starts a fresh process.
