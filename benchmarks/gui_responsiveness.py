@@ -48,11 +48,15 @@ class StallProbe:
         self.last = time.perf_counter()
         self.worst = 0.0
         self.over = 0  # gaps longer than the 50 ms budget
+        self.gaps: list[tuple[float, float]] = []  # (perf_counter at the gap's start, ms), the first 100 over budget
 
     def _tick(self) -> None:
         now = time.perf_counter()
         self.worst = max(self.worst, now - self.last)
-        self.over += now - self.last > 0.05
+        if now - self.last > 0.05:
+            self.over += 1
+            if len(self.gaps) < 100:
+                self.gaps.append((self.last, (now - self.last) * 1000))
         self.last = now
 
     def start(self) -> None:
@@ -152,6 +156,8 @@ def first_demo_run(device: str, *, tiny: bool = False, timeout_s: float = 600.0)
               "training_seconds": round(time.perf_counter() - started[0], 2) if started else None,
               "worst_stall_ms": round(stall, 1), "finished": bool(done and done[0]), "trained": trained,
               "training_started_s": round(started[0] - t0, 1) if started else None, "models": models,
+              # when the window stalled, to set beside the models' times (s from the start, ms)
+              "gaps_over_50ms": [[round(at - t0, 1), round(ms, 1)] for at, ms in probe.gaps],
               "gui_cuda_initialized": bool(torch is not None and torch.cuda.is_initialized())}
     window.close()
     return result
