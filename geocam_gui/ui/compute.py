@@ -22,7 +22,7 @@ from geocam_gui.core.explain.service import ComputeService, Reply
 
 log = logging.getLogger(__name__)
 
-#: Modules whose job kinds the window's compute process adds (see ``service.serve``).
+#: Modules whose job kinds the window's compute process adds (see ``server.serve``).
 JOBS = ("geocam_gui.core.analysis.jobs",)
 
 
