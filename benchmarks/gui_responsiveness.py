@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import json
 import os
 import shutil
 import sys
@@ -140,9 +141,6 @@ def first_demo_run(device: str, *, tiny: bool = False, timeout_s: float = 600.0)
         pump(app, 0.05)
     stall = probe.stop()
     seconds = time.perf_counter() - t0
-    trained = sorted(p.parent.name for p in (Path(home) / "ckpt").rglob("best.json"))
-    import json
-
     models = {}
     for meta_path in (Path(home) / "ckpt").rglob("best.json"):
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
@@ -151,6 +149,7 @@ def first_demo_run(device: str, *, tiny: bool = False, timeout_s: float = 600.0)
         models[name] = {"test_accuracy": test.get("accuracy"), "test_n": test.get("n"),
                         "first_epoch_s": round(first_epoch[name] - t0, 1) if name in first_epoch else None,
                         "last_best_s": round(best[name] - t0, 1) if name in best else None}
+    trained = sorted(models)
     torch = sys.modules.get("torch")  # the compute process owns CUDA: this process must never start it
     result = {"device": device, "tiny": tiny, "seconds": round(seconds, 2),
               "training_seconds": round(time.perf_counter() - started[0], 2) if started else None,
@@ -177,8 +176,6 @@ def main() -> int:
     args = ap.parse_args()
     parts = {p.strip() for p in args.parts.split(",") if p.strip()}
     if args.first_demo_run:
-        import json
-
         result = first_demo_run(args.device, tiny=args.tiny, timeout_s=args.timeout)
         print(json.dumps(result))
         if args.json:
