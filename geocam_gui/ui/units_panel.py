@@ -78,6 +78,8 @@ class UnitsPanel(QWidget):
         layout = QVBoxLayout(self)
         bar = QHBoxLayout()
         self.model = QComboBox()
+        # Filled only when checkpoints arrive: sized to its contents then, or "ResNet18" is clipped.
+        self.model.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.model.currentIndexChanged.connect(lambda _i: self._fill_layers())
         self.layer = QComboBox()
         self.layer.setMinimumWidth(110)

@@ -81,9 +81,15 @@ class ComputeService:
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> "ComputeService":
         parent, child = self._ctx.Pipe(duplex=True)
-        self._proc = self._ctx.Process(target=serve, args=(child, self.device, self.nice, self.threads, self.jobs),
-                                       name="geocam-compute", daemon=True)
-        self._proc.start()
+        proc = self._ctx.Process(target=serve, args=(child, self.device, self.nice, self.threads, self.jobs),
+                                 name="geocam-compute", daemon=True)
+        try:
+            proc.start()
+        except BaseException:
+            parent.close()
+            child.close()
+            raise
+        self._proc = proc  # only a started process: close() joins it
         child.close()  # only the child holds its end: its death is our EOF and vice versa
         self._conn = parent
         # Requests go out from a thread: a large one (an index of 100,000 samples) fills the pipe,
