@@ -49,11 +49,14 @@ def service():
     s.close()
 
 
-def _wait(service, lane, timeout=120.0):
+def _wait(service, lane, timeout=120.0, seen=None):
+    """The first final reply on ``lane`` other than ``superseded`` (those are kept in ``seen``)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for reply in service.poll(timeout=0.5):
-            if reply.lane == lane and reply.status != "progress":
+            if reply.lane == lane and reply.status == "superseded" and seen is not None:
+                seen.append(reply.id)
+            elif reply.lane == lane and reply.status not in ("progress", "superseded"):
                 return reply
     raise AssertionError("no reply")
 
@@ -83,11 +86,13 @@ def test_predictions_equal_the_in_process_ones(assets, service):
 
 def test_quick_requests_compute_only_the_last(assets, service):
     before = service.request("explain", "stats")  # the process is up and idle
-    service.submit("explain", "sleep", seconds=30.0)  # busy: the next ones wait
+    sleeping = service.submit("explain", "sleep", seconds=30.0)  # busy: the next ones wait
     ids = [service.submit("explain", "explain", path=p, checkpoints={"shallow": assets["ckpt"]})
            for p in assets["photos"]]
-    reply = _wait(service, "explain")
+    replaced: list[int] = []
+    reply = _wait(service, "explain", seen=replaced)
     assert reply.id == ids[-1] and reply.status == "result"
+    assert sorted(replaced) == [sleeping, *ids[:-1]]  # every replaced request was told so, once
     assert reply.payload.path == assets["photos"][-1]
     counts = service.request("stats", "stats")
     assert counts.get("explain", 0) - before.get("explain", 0) == 1  # 3 never ran

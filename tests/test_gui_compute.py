@@ -193,3 +193,26 @@ def test_in_a_fresh_window_process(main_window, qtbot):
     stats = w.viewer.bridge.service.request("stats", "stats", timeout=60)
     assert stats.get("analyze") == 1 and stats.get("units") == 1 and stats.get("unitmap") == 1
     assert stats.get("layers") == 2  # shallow, then vgg11: once per architecture
+
+
+def test_a_job_replaced_by_another_views_request_on_its_lane_ends_cancelled(qtbot):
+    """Two listeners on one lane (two windows sharing the process): the second's request replaces
+    the first's, which must end (``cancelled``, not busy) instead of waiting for ever."""
+    from geocam_gui.ui.compute import ComputeBridge, LaneJob
+
+    bridge = ComputeBridge("cpu")
+    try:
+        first, second = LaneJob(bridge, "units"), LaneJob(bridge, "units")
+        ends = []
+        first.cancelled.connect(lambda: ends.append("first cancelled"))
+        first.returned.connect(lambda _r: ends.append("first returned"))
+        first.finished.connect(lambda: ends.append("first finished"))
+        second.returned.connect(lambda _r: ends.append("second returned"))
+        first.start("sleep", seconds=30.0)
+        qtbot.wait(200)
+        second.start("sleep", seconds=0.1)
+        qtbot.waitUntil(lambda: "second returned" in ends and not first.busy(), timeout=60000)
+        assert ends.count("first cancelled") == 1 and ends.count("first finished") == 1
+        assert "first returned" not in ends and not second.busy()
+    finally:
+        bridge.shutdown()

@@ -82,7 +82,9 @@ class ComputeBridge(QObject):
 class LaneRequests(QObject):
     """Requests on named lanes of a bridge, the newest per lane winning: ``_pending`` maps a lane
     to (request id, context); a reply to the latest request of its lane goes to
-    ``_finished(context, reply)``, older ones and progress are dropped."""
+    ``_finished(context, reply)``, older ones and progress are dropped. A request replaced by
+    another listener's on the same lane (``superseded``) is forgotten through ``_replaced(context)``,
+    so ``busy()`` does not stay true for an answer that will never come."""
 
     def __init__(self, bridge: ComputeBridge, parent: QObject | None = None):
         super().__init__(parent)
@@ -106,10 +108,16 @@ class LaneRequests(QObject):
         if pending is None or pending[0] != reply.id or reply.status == "progress":
             return
         del self._pending[reply.lane]
-        self._finished(pending[1], reply)
+        if reply.status == "superseded":
+            self._replaced(pending[1])
+        else:
+            self._finished(pending[1], reply)
 
     def _finished(self, context, reply: Reply) -> None:
         raise NotImplementedError
+
+    def _replaced(self, context) -> None:
+        """Another listener's newer request on the lane took this one's place."""
 
 
 class Predictions(LaneRequests):
@@ -138,13 +146,17 @@ class Predictions(LaneRequests):
             self.failed.emit(model, str(reply.payload))
         self.busyChanged.emit()
 
+    def _replaced(self, context) -> None:
+        self.busyChanged.emit()
+
 
 class LaneJob(LaneRequests):
     """One job at a time on one lane, with a ``TaskWorker``'s signals: ``progress(done, total,
     text)``, then exactly one of ``returned(result)``, ``errored(sentence)`` (a failure, or the
     compute process's crash) or ``cancelled()``, then ``finished()``; ``busy()`` while a job runs.
     A new ``start`` replaces the running job (whose reply is dropped); ``cancel`` is answered at
-    once, while the compute process stops the job at its next check."""
+    once, while the compute process stops the job at its next check. A job replaced by another
+    listener's request on the same lane ends as ``cancelled()``."""
 
     progress = Signal(int, int, str)
     returned = Signal(object)
@@ -178,6 +190,10 @@ class LaneJob(LaneRequests):
             self.returned.emit(reply.payload)
         else:
             self.errored.emit(str(reply.payload))
+        self.finished.emit()
+
+    def _replaced(self, _context) -> None:
+        self.cancelled.emit()
         self.finished.emit()
 
 

@@ -34,6 +34,11 @@ window's bridge adds ``core.analysis.jobs``: ``analyze``, ``units``, ``unitmap``
 When the parent dies the child sees the pipe's end within a fraction of a second and exits.
 When the child dies, ``poll`` reports ``Reply(status="crashed")`` for each lane with a request
 in flight, and ``restart()`` starts a fresh process.
+
+Every request gets exactly one final reply, except one its sender cancelled: ``result``,
+``error``, ``crashed``, or ``superseded`` when a newer request on the same lane (from this
+window's other views, or another window sharing the process) replaced it before it finished;
+the listener that sent it stops waiting, the others drop it by its id.
 """
 
 from __future__ import annotations
@@ -49,9 +54,13 @@ from typing import Any
 from geocam_gui.core.errors import GeoCamError
 from geocam_gui.core.explain.server import serve
 
+SUPERSEDED = "A newer request on the same lane replaced this one before it finished."
+
+
 @dataclass(frozen=True)
 class Reply:
-    """What the parent learns about one request: status is result, error, progress or crashed."""
+    """What the parent learns about one request: status is result, error, progress, crashed or
+    superseded (payload: a sentence for all but result and progress)."""
 
     id: int
     lane: str
@@ -151,8 +160,8 @@ class ComputeService:
         return job_id
 
     def cancel(self, lane: str) -> None:
-        """Forget the lane's request; the child stops it at its next check."""
-        self._latest.pop(lane, None)
+        """Forget the lane's request (no reply comes for it); the child stops it at its next check."""
+        self._in_flight.pop(self._latest.pop(lane, None), None)
         if self._outbox is not None:
             self._outbox.put(("cancel", lane))
 
@@ -198,8 +207,8 @@ class ComputeService:
             return None
         if tag != "progress":
             del self._in_flight[job_id]
-        if self._latest.get(lane) != job_id or tag == "superseded":
-            return None  # an older request of the lane: nobody shows it any more
+        if self._latest.get(lane) != job_id or tag == "superseded":  # a newer request replaced it
+            return None if tag == "progress" else Reply(job_id, lane, "superseded", SUPERSEDED)
         if tag == "progress":
             return Reply(job_id, lane, "progress", tuple(message[2:]))  # (done, total, text)
         if tag == "result":
@@ -218,8 +227,7 @@ class ComputeService:
             self._conn.close()
         self._conn = self._proc = self._outbox = self._writer = None
         sentence = f"The compute process stopped unexpectedly (exit code {code}); it is restarted on the next request."
-        out = [Reply(job_id, lane, "crashed", sentence) for job_id, lane in self._in_flight.items()
-               if self._latest.get(lane) == job_id]
+        out = [Reply(job_id, lane, "crashed", sentence) for job_id, lane in self._in_flight.items()]
         self._in_flight.clear()
         self._latest.clear()
         return out
