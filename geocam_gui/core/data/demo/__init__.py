@@ -258,25 +258,112 @@ def _check_out(out: Path, force: bool) -> None:
         )
 
 
+#: Sets smaller than this are drawn in the calling process (starting workers costs ~1 s).
+PARALLEL_FROM = 400
+_CHUNK = 48  # images per task: cancel and progress answer within one chunk's time
+
+
+def _draw_items(tmp: str, size: int, seed: int, items: list[dict]) -> int:
+    """Render and write ``items`` (whole places, views in order) into ``tmp``; returns how many.
+    Each image depends on (seed, class, place, view, sky, layout) alone, so any split of the
+    plan into chunks, in any process, writes the same bytes."""
+    scenes: dict = {}
+    for item in items:
+        key = [seed, item["ci"], item["place"]]
+        if item["view"] == 0:
+            scenes = {}
+        look = (item["sky"], item["layout"])
+        if look not in scenes:  # same key: same street, whatever the sky and layout
+            scenes[look] = build_scene(np.random.default_rng(key), item["label"], item["sky"] == "cloudy",
+                                       item["layout"])
+        camera = _camera(np.random.default_rng(key + [item["view"]]), item["view"])
+        _write_image(Path(tmp), item, *render(scenes[look], size, *camera))
+    return len(items)
+
+
+def _chunks(plan: list[dict], size: int) -> list[list[dict]]:
+    """The plan in runs of about ``size`` images that never split a place's views."""
+    chunks: list[list[dict]] = []
+    for item in plan:
+        if not chunks or (item["view"] == 0 and len(chunks[-1]) >= size):
+            chunks.append([])
+        chunks[-1].append(item)
+    return chunks
+
+
+def default_workers(total: int) -> int:
+    """Processes for a set of ``total`` images: the CPUs this process may use (at most 8), or 1
+    for small sets."""
+    if total < PARALLEL_FROM:
+        return 1
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, 8))
+
+
+def _draw_all(tmp: Path, p: dict, plan: list[dict], workers: int, progress, cancel) -> None:
+    """Every image of ``plan`` into ``tmp``, in ``workers`` processes (1: this one)."""
+    total, done = len(plan), 0
+
+    def step(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress is not None:
+            progress(done, total)
+        if cancel is not None and cancel():
+            raise Cancelled("Demo data generation was cancelled; nothing was written.")
+
+    if cancel is not None and cancel():
+        raise Cancelled("Demo data generation was cancelled; nothing was written.")
+    if workers <= 1:  # place by place: progress and cancel after every place
+        for chunk in _chunks(plan, 1):
+            step(_draw_items(str(tmp), p["size"], p["seed"], chunk))
+        return
+    chunks = _chunks(plan, _CHUNK)
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    pool = ProcessPoolExecutor(min(workers, len(chunks)), mp_context=multiprocessing.get_context("spawn"))
+    try:
+        waiting = {pool.submit(_draw_items, str(tmp), p["size"], p["seed"], chunk) for chunk in chunks}
+        while waiting:
+            finished, waiting = wait(waiting, return_when=FIRST_COMPLETED)
+            for future in finished:
+                step(future.result())
+    except BrokenProcessPool:
+        raise DataError(
+            "A demo generator process stopped unexpectedly (out of memory? or a script that calls "
+            "generate_demo outside `if __name__ == \"__main__\":`, which worker processes re-run); "
+            "nothing was written. workers=1 draws in this process.") from None
+    finally:
+        # Wait for the workers even on failure, so none still writes into tmp when it is removed.
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def generate_demo(out: str | Path, *, per_class: int = 2400, size: int = 128, sky_bias: float = 0.8,
                   test_sky_bias: float = 0.5, seed: int = 0, views_per_place: int = 1,
                   layout_bias: float = 0.0, test_layout_bias: float = 0.0, force: bool = False,
                   progress: Callable[[int, int], None] | None = None,
-                  cancel: Callable[[], bool] | None = None) -> Path:
+                  cancel: Callable[[], bool] | None = None, workers: int | None = None) -> Path:
     """Write the demo set to ``out`` and return it (as an absolute Path).
 
     Arguments are validated before anything is written (``BadArgument``). An ``out`` that is a
     non-empty folder but not an earlier demo set is refused (``DataError``) unless ``force``.
     The set is written into a temporary sibling folder and moved into place at the end, so an
     interrupted run never leaves half a demo set; ``cancel()`` returning True stops the work
-    between images, removes the partial output and raises ``Cancelled``.
-    ``progress(done, total)`` is called after every image.
+    between places (between chunks of ~48 images in worker processes), removes the partial output
+    and raises ``Cancelled``. ``progress(done, total)`` is called at the same steps. ``workers``: processes drawing the
+    images (None: ``default_workers``); the files are the same bytes for any number.
     """
     p = _validate(per_class, size, sky_bias, test_sky_bias, seed, views_per_place, layout_bias, test_layout_bias)
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise BadArgument(f"workers must be a whole number of at least 1, got {workers!r}.")
     out = Path(out).expanduser().absolute()
     _check_out(out, force)
     plan = _plan(p)
-    total = len(plan)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -284,28 +371,14 @@ def generate_demo(out: str | Path, *, per_class: int = 2400, size: int = 128, sk
         for cls in CLASSES:
             (tmp / cls).mkdir(parents=True)
             (tmp / "_masks" / cls).mkdir(parents=True)
+        _draw_all(tmp, p, plan, default_workers(len(plan)) if workers is None else workers, progress, cancel)
         rows = ["path,label,group,sky,layout,split"]
         counts = dict.fromkeys(SPLITS, 0)
-        scenes: dict = {}
-        for done, item in enumerate(plan, 1):
-            if cancel is not None and cancel():
-                raise Cancelled("Demo data generation was cancelled; nothing was written.")
-            key = [p["seed"], item["ci"], item["place"]]
-            if item["view"] == 0:
-                scenes = {}
-            look = (item["sky"], item["layout"])
-            if look not in scenes:  # same key: same street, whatever the sky and layout
-                scenes[look] = build_scene(np.random.default_rng(key), item["label"], item["sky"] == "cloudy",
-                                           item["layout"])
-            camera = _camera(np.random.default_rng(key + [item["view"]]), item["view"])
-            image, evidence, sky, parts = render(scenes[look], p["size"], *camera)
+        for item in plan:
             name, cls = _name(item), item["label"]
-            _write_image(tmp, item, image, evidence, sky, parts)
             rows.append(f"{cls}/{name}.png,{cls},{cls}_p{item['place']:04d},{item['sky']},{item['layout']},"
                         f"{item['split']}")
             counts[item["split"]] += 1
-            if progress is not None:
-                progress(done, total)
         atomic_write(tmp / "manifest.csv", "\n".join(rows) + "\n", fsync=False)
         atomic_write(tmp / "README.txt", _readme(p, counts), fsync=False)
         atomic_write(tmp / LEGEND, _legend_json(), fsync=False)
