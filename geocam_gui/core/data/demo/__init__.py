@@ -281,6 +281,14 @@ def _draw_items(tmp: str, size: int, seed: int, items: list[dict]) -> int:
     return len(items)
 
 
+def _below_the_window() -> None:
+    """A worker's start: SCHED_BATCH at +5, like the window's compute process, so that a window
+    generating its demo set stays first on the CPU."""
+    from geocam_gui.core.background import run_in_background
+
+    run_in_background(5, policy="batch")
+
+
 def _chunks(plan: list[dict], size: int) -> list[list[dict]]:
     """The plan in runs of about ``size`` images that never split a place's views."""
     chunks: list[list[dict]] = []
@@ -326,7 +334,8 @@ def _draw_all(tmp: Path, p: dict, plan: list[dict], workers: int, progress, canc
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
-    pool = ProcessPoolExecutor(min(workers, len(chunks)), mp_context=multiprocessing.get_context("spawn"))
+    pool = ProcessPoolExecutor(min(workers, len(chunks)), mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_below_the_window)
     try:
         waiting = {pool.submit(_draw_items, str(tmp), p["size"], p["seed"], chunk) for chunk in chunks}
         while waiting:
