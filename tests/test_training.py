@@ -92,6 +92,24 @@ def test_a_run_writes_checkpoints_metrics_and_emits_events(tiny_index, tmp_path,
     assert again["accuracy"] == test["accuracy"] and again["confusion"] == test["confusion"]
 
 
+def test_warmup_ramps_the_learning_rate_batch_by_batch(tiny_index, tmp_path, monkeypatch, torch_threads):
+    from geocam_gui.core.train.loop import warmup_factor
+
+    assert [warmup_factor(1.5, e, b, 4) for e in range(2) for b in range(4)] == [1 / 6, 2 / 6, 3 / 6, 4 / 6,
+                                                                                 5 / 6, 1.0, 1.0, 1.0]
+    assert warmup_factor(0, 0, 0, 4) == 1.0 and warmup_factor(1, 3, 0, 4) == 1.0
+    for bad in (-0.5, 2, float("nan"), "1"):
+        with pytest.raises(BadArgument, match="Warm-up must be"):
+            _config(warmup_epochs=bad).validate()
+    monkeypatch.setattr(training_loop, "_EVENT_INTERVAL_S", 0.0)  # every batch reports its lr
+    rec = _Recorder()
+    Trainer(_config(warmup_epochs=1, schedule="none"), tiny_index, tmp_path, rec).run()
+    lrs = [(b["epoch"], b["lr"]) for b in rec.kinds("batch")]
+    first = [lr for e, lr in lrs if e == 1]
+    assert first == pytest.approx([1e-3 * (i + 1) / len(first) for i in range(len(first))]) and len(first) > 1
+    assert all(lr == pytest.approx(1e-3) for e, lr in lrs if e == 2)
+
+
 def test_cancel_stops_within_a_batch_and_keeps_completed_epochs(tiny_index, tmp_path, monkeypatch):
     monkeypatch.setattr(training_loop, "_EVENT_INTERVAL_S", 0.0)
     rec = _Recorder()
@@ -267,6 +285,8 @@ def test_cli_train_then_eval(tiny_demo, tmp_path, capsys):
     assert result["chance"]["p_value"] == pytest.approx(ref["p_value"])
     assert result["chance"]["above_chance"] == ref["above_chance"]
     assert main(["eval", str(tmp_path / "missing.json"), str(tiny_demo)]) == 2
+    assert main(["train", str(tiny_demo), "--model", "shallow", "--warmup", "-1", "--out", str(tmp_path / "w")]) == 2
+    assert not (tmp_path / "w").exists()
 
 
 @pytest.mark.slow

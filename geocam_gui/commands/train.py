@@ -39,6 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, metavar="S", help="random seed (default: 0)")
     parser.add_argument("--optimizer", choices=("sgd", "adamw"), help="optimiser (default: adamw)")
     parser.add_argument("--schedule", choices=("cosine", "step", "none"), help="learning-rate schedule (default: cosine)")
+    parser.add_argument("--warmup", type=float, metavar="E",
+                        help="linear learning-rate warm-up over the first E epochs, batch by batch (default: 0)")
     parser.add_argument("--weight-decay", type=float, metavar="WD", help="weight decay (default: 1e-4)")
     parser.add_argument("--balance", choices=("none", "loss", "sample"),
                         help="class balancing: weighted loss or balanced sampling (default: none)")
@@ -66,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 _OVERRIDES = {  # argparse dest -> TrainConfig field
     "epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "image_size": "image_size",
     "workers": "workers", "seed": "seed", "optimizer": "optimizer",
-    "schedule": "schedule", "weight_decay": "weight_decay", "balance": "balance",
+    "schedule": "schedule", "warmup": "warmup_epochs", "weight_decay": "weight_decay", "balance": "balance",
     "weights": "weights", "pretrained": "pretrained", "max_batches": "max_batches_per_epoch",
     "save_dtype": "save_dtype",
 }

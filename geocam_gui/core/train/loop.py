@@ -194,6 +194,14 @@ def _autocast(device: torch.device, amp: bool):
     return contextlib.nullcontext()
 
 
+def warmup_factor(warmup_epochs: float, epoch: int, batch: int, batches: int) -> float:
+    """Linear warm-up multiplier of 0-based ``batch`` of 0-based ``epoch`` (``batches`` per epoch):
+    (steps done + 1) / warm-up steps, reaching 1 at the end of the warm-up (pure: resume-exact)."""
+    steps = warmup_epochs * max(1, batches)
+    done = epoch * max(1, batches) + batch
+    return 1.0 if warmup_epochs <= 0 or done >= steps else (done + 1) / math.ceil(steps)
+
+
 def lr_factor(schedule: str, epoch: int, epochs: int) -> float:
     """Learning-rate multiplier of 0-based ``epoch`` (a pure function: resume-exact)."""
     if schedule == "cosine":
@@ -445,8 +453,9 @@ class TrainingLoop:
         cfg, t = self.cfg, self.t
         t0 = time.perf_counter()
         paused = 0.0
+        epoch_lr = cfg.lr * lr_factor(cfg.schedule, epoch, cfg.epochs)
         for group in opt.param_groups:
-            group["lr"] = cfg.lr * lr_factor(cfg.schedule, epoch, cfg.epochs)
+            group["lr"] = epoch_lr
         # Dropout (global RNG) and augmentation (own generator) depend on (seed, epoch, rank) only.
         torch.manual_seed(cfg.seed * 1_000_003 + epoch * 7_919 + self.rank)
         aug_gen = epoch_generator(cfg.seed, epoch, stream=2 + 10 * self.rank)
@@ -474,6 +483,9 @@ class TrainingLoop:
                     if cfg.max_batches_per_epoch and batch_no >= cfg.max_batches_per_epoch:
                         break
                     tb = time.perf_counter()
+                    if cfg.warmup_epochs and epoch < cfg.warmup_epochs:
+                        for group in opt.param_groups:
+                            group["lr"] = epoch_lr * warmup_factor(cfg.warmup_epochs, epoch, batch_no, total)
                     x, y = feeder.batch(idx, staged)
                     x = augment(x, cfg.augment, aug_gen)
                     if feeder.channels_last:  # grid_sample returns NCHW; keep the model's layout
