@@ -197,3 +197,19 @@ def test_screenshot_flag_writes_the_real_window(tmp_path, demo_set):
     with Image.open(png) as im:
         assert im.size[0] >= 1000 and im.size[1] >= 650
         assert len(np.unique(np.asarray(im.convert("L")))) > 20  # a real picture, not a blank
+
+
+def test_the_demo_menu_generates_in_worker_processes_and_opens_the_set(main_window, qtbot, monkeypatch):
+    """File > Open demo dataset: the generator's worker processes (spawned from the window's task
+    thread) draw the set into the cache, which the window then opens; no partial folder is left."""
+    from geocam_gui.core.data import demo as synthetic
+
+    monkeypatch.setattr(synthetic, "PARALLEL_FROM", 10)  # a small set takes the worker path
+    monkeypatch.setattr(synthetic, "default_workers", lambda total: 2)
+    params = dict(per_class=60, size=32, seed=13)
+    main_window.open_demo(**params)
+    qtbot.waitUntil(lambda: main_window.index is not None and main_window.is_idle(), timeout=120000)
+    assert len(main_window.index.samples) == 120
+    folder = synthetic.demo_dir(**params)
+    assert main_window.index.roots == [str(folder)]
+    assert not [p.name for p in folder.parent.iterdir() if p.name.startswith(".")]
