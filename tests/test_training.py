@@ -98,7 +98,7 @@ def test_warmup_ramps_the_learning_rate_batch_by_batch(tiny_index, tmp_path, mon
     assert [warmup_factor(1.5, e, b, 4) for e in range(2) for b in range(4)] == [1 / 6, 2 / 6, 3 / 6, 4 / 6,
                                                                                  5 / 6, 1.0, 1.0, 1.0]
     assert warmup_factor(0, 0, 0, 4) == 1.0 and warmup_factor(1, 3, 0, 4) == 1.0
-    for bad in (-0.5, 2, float("nan"), "1"):
+    for bad in (-0.5, 1001, float("nan"), "1"):
         with pytest.raises(BadArgument, match="Warm-up must be"):
             _config(warmup_epochs=bad).validate()
     monkeypatch.setattr(training_loop, "_EVENT_INTERVAL_S", 0.0)  # every batch reports its lr
@@ -286,6 +286,7 @@ def test_cli_train_then_eval(tiny_demo, tmp_path, capsys):
     assert result["chance"]["above_chance"] == ref["above_chance"]
     assert main(["eval", str(tmp_path / "missing.json"), str(tiny_demo)]) == 2
     assert main(["train", str(tiny_demo), "--model", "shallow", "--warmup", "-1", "--out", str(tmp_path / "w")]) == 2
+    assert "Warm-up must be between 0 and 1000 epochs" in capsys.readouterr().err
     assert not (tmp_path / "w").exists()
 
 
