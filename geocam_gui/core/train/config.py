@@ -110,8 +110,8 @@ def default_config(model: str = "shallow", device: str = "auto") -> TrainConfig:
 
     AdamW at 1e-3 trains the shallow net and ResNet18 from scratch reliably; VGG11 (no batch
     norm) stalls at chance at 1e-3 and learns slowly at 1e-4; 3e-4 after a one-epoch linear
-    warm-up leaves the biased sky's plateau sooner (demo set, 64 px, 8 epochs: test 0.751 against
-    0.549 at 1e-4; benchmarks/RESULTS.md).
+    warm-up leaves the biased sky's plateau sooner (demo set, 64 px, 8 epochs: test 0.751, 0.704
+    without the warm-up, 0.549 at 1e-4; benchmarks/RESULTS.md).
     """
     dev = resolve_device(device)
     gpu = gpu_path(dev) or dev.type == "mps"

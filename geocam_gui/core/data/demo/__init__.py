@@ -364,8 +364,9 @@ def generate_demo(out: str | Path, *, per_class: int = 2400, size: int = 128, sk
     The set is written into a temporary sibling folder and moved into place at the end, so an
     interrupted run never leaves half a demo set; ``cancel()`` returning True stops the work
     between places (between chunks of ~48 images in worker processes), removes the partial output
-    and raises ``Cancelled``. ``progress(done, total)`` is called at the same steps. ``workers``: processes drawing the
-    images (None: ``default_workers``); the files are the same bytes for any number.
+    and raises ``Cancelled``. ``progress(done, total)`` is called at the same steps. ``workers``:
+    processes drawing the images (None: ``default_workers``); the files are the same bytes for
+    any number.
     """
     p = _validate(per_class, size, sky_bias, test_sky_bias, seed, views_per_place, layout_bias, test_layout_bias)
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
