@@ -204,8 +204,7 @@ def test_the_demo_menu_generates_in_worker_processes_and_opens_the_set(main_wind
     thread) draw the set into the cache, which the window then opens; no partial folder is left."""
     from geocam_gui.core.data import demo as synthetic
 
-    monkeypatch.setattr(synthetic, "PARALLEL_FROM", 10)  # a small set takes the worker path
-    monkeypatch.setattr(synthetic, "default_workers", lambda total: 2)
+    monkeypatch.setattr(synthetic, "default_workers", lambda total: 2)  # a small set takes the worker path
     params = dict(per_class=60, size=32, seed=13)
     main_window.open_demo(**params)
     qtbot.waitUntil(lambda: main_window.index is not None and main_window.is_idle(), timeout=120000)
