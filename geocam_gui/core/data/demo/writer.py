@@ -28,6 +28,7 @@ _PALETTE = [(0, 0, 0), (110, 170, 230), (235, 235, 240), (90, 90, 95), (240, 230
             (240, 200, 30), (30, 90, 220), (250, 250, 250), (30, 120, 40), (130, 130, 130), (20, 20, 20),
             (200, 60, 200)]
 
+
 def image_name(item: dict) -> str:
     """The file stem of a planned image: ``p<place>_v<view>``."""
     return f"p{item['place']:04d}_v{item['view']}"
