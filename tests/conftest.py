@@ -74,3 +74,23 @@ def tiny_index(tiny_demo):
     from geocam_gui.core.data.datasets import open_data
 
     return open_data(tiny_demo)
+
+
+@pytest.fixture
+def cancel_mid_pass(qtbot):
+    """``check(panel, kind, other_lane)``: start the tab's whole-dataset pass (the compute
+    process's job ``kind``), cancel it while it reports progress, and show that the process
+    stopped it unfinished: another whole-dataset pass (on ``other_lane``), which waits for it,
+    answers, and the count of completed ``kind`` jobs has not moved."""
+
+    def check(panel, kind: str, other_lane: str) -> None:
+        service = panel._job.bridge.service
+        with qtbot.waitSignal(panel._job.progress, timeout=120000):  # running in the compute process
+            assert panel.start()
+        before = service.request("stats", "stats", timeout=120)  # served between two of its batches
+        panel.cancel()
+        assert not panel.is_running()  # the tab answers at once
+        service.request(other_lane, "sleep", seconds=0.0, timeout=120)
+        assert service.request("stats", "stats", timeout=60).get(kind, 0) == before.get(kind, 0)
+
+    return check

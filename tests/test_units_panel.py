@@ -99,7 +99,7 @@ def test_units_panel_without_label_maps_shows_top_patches_and_why(qtbot, qt_sett
     qtbot.waitUntil(lambda: not workers.running_threads(), timeout=20000)
 
 
-def test_cancel_stops_the_scan_in_the_compute_process(tmp_path, qtbot, qt_settings, torch_threads):
+def test_cancel_stops_the_scan_in_the_compute_process(tmp_path, qtbot, qt_settings, torch_threads, cancel_mid_pass):
     """Cancel ends the tab's run at once and stops the compute process's scan unfinished."""
     from geocam_gui.core.data.datasets import open_data
     from geocam_gui.core.data.demo import generate_demo
@@ -111,14 +111,6 @@ def test_cancel_stops_the_scan_in_the_compute_process(tmp_path, qtbot, qt_settin
     qtbot.addWidget(panel)
     panel.set_context(index, {"shallow": _checkpoint(tmp_path, size=64)})
     qtbot.waitUntil(panel.run_button.isEnabled, timeout=60000)  # the layer list has arrived
-    service = panel._job.bridge.service
-    with qtbot.waitSignal(panel._job.progress, timeout=120000):  # the scan is running in the compute process
-        assert panel.start()
-    before = service.request("stats", "stats", timeout=120)  # served between two of its batches
-    panel.cancel()
-    assert not panel.is_running() and "cancelled" in panel.summary.text().lower()
-    # Another whole-dataset pass waits for this one to end: its answer means the scan stopped,
-    # and it stopped unfinished (the count of completed scans did not move).
-    service.request("analysis", "sleep", seconds=0.0, timeout=120)
-    assert service.request("stats", "stats", timeout=60).get("units", 0) == before.get("units", 0)
+    cancel_mid_pass(panel, "units", other_lane="analysis")
+    assert "cancelled" in panel.summary.text().lower()
     assert panel.shutdown()
