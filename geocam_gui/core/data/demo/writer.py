@@ -125,16 +125,18 @@ def draw_plan(tmp: Path, p: dict, plan: list[dict], workers: int, progress, canc
     ``generate_demo``."""
     total, done = len(plan), 0
 
+    def stop_if_cancelled() -> None:
+        if cancel is not None and cancel():
+            raise Cancelled("Demo data generation was cancelled; nothing was written.")
+
     def step(n: int) -> None:
         nonlocal done
         done += n
         if progress is not None:
             progress(done, total)
-        if cancel is not None and cancel():
-            raise Cancelled("Demo data generation was cancelled; nothing was written.")
+        stop_if_cancelled()
 
-    if cancel is not None and cancel():
-        raise Cancelled("Demo data generation was cancelled; nothing was written.")
+    stop_if_cancelled()
     if workers <= 1:  # place by place: progress and cancel after every place
         for chunk in _chunks(plan, 1):
             step(_draw_items(str(tmp), p["size"], p["seed"], chunk))
