@@ -110,6 +110,33 @@ def test_warmup_ramps_the_learning_rate_batch_by_batch(tiny_index, tmp_path, mon
     assert all(lr == pytest.approx(1e-3) for e, lr in lrs if e == 2)
 
 
+def test_val_limit_validates_on_a_fixed_stratified_sample(tiny_index, tmp_path, torch_threads):
+    import numpy as np
+
+    from geocam_gui.core.train.loader import val_subset
+
+    labels = np.array([0] * 70 + [1] * 30)
+    positions = torch.arange(100)
+    picked = val_subset(positions, labels, 10, seed=3)
+    assert len(picked) == 10 and sorted(np.bincount(labels[picked.numpy()]).tolist()) == [3, 7]
+    assert torch.equal(picked, val_subset(positions, labels, 10, seed=3))  # every epoch, every resume
+    assert not torch.equal(picked, val_subset(positions, labels, 10, seed=4))
+    assert torch.equal(picked, torch.sort(picked).values) and len(set(picked.tolist())) == 10
+    rare = val_subset(positions, np.array([0] * 99 + [1]), 5, seed=0)  # each class present keeps one
+    assert len(rare) == 5 and 99 in rare.tolist()
+    assert val_subset(positions, labels, None, seed=0) is positions
+    assert val_subset(positions, labels, 100, seed=0) is positions
+    for bad in (1, 0, -3, 2.5):
+        with pytest.raises(BadArgument, match="validation limit must be at least 2"):
+            _config(val_limit=bad).validate()
+    rec = _Recorder()
+    result = Trainer(_config(val_limit=4, epochs=1), tiny_index, tmp_path, rec).run()
+    start, = rec.kinds("start")
+    assert start["n_val"] == 4 and result.status == "finished"
+    assert result.history[0]["val_acc"] * 4 == pytest.approx(round(result.history[0]["val_acc"] * 4))
+    assert result.test["n"] == len(tiny_index.split("test"))  # the test split stays whole
+
+
 def test_cancel_stops_within_a_batch_and_keeps_completed_epochs(tiny_index, tmp_path, monkeypatch):
     monkeypatch.setattr(training_loop, "_EVENT_INTERVAL_S", 0.0)
     rec = _Recorder()
@@ -287,6 +314,8 @@ def test_cli_train_then_eval(tiny_demo, tmp_path, capsys):
     assert main(["eval", str(tmp_path / "missing.json"), str(tiny_demo)]) == 2
     assert main(["train", str(tiny_demo), "--model", "shallow", "--warmup", "-1", "--out", str(tmp_path / "w")]) == 2
     assert "Warm-up must be between 0 and 1000 epochs" in capsys.readouterr().err
+    assert main(["train", str(tiny_demo), "--model", "shallow", "--val-limit", "1", "--out", str(tmp_path / "w")]) == 2
+    assert "validation limit must be at least 2 images" in capsys.readouterr().err
     assert not (tmp_path / "w").exists()
 
 

@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, metavar="B",
                         help="images per batch and per process (default: 32 on CPU, 128 on GPU)")
     parser.add_argument("--lr", type=float, metavar="LR",
-                        help="learning rate for every model trained (default: per model, 1e-3, VGG11 1e-4)")
+                        help="learning rate for every model trained (default: per model: 1e-3, VGG11 3e-4)")
     parser.add_argument("--image-size", type=int, metavar="PX",
                         help="square input size in pixels (default: 64 on CPU, 224 on GPU)")
     parser.add_argument("--device", default=None, metavar="DEV", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
@@ -54,6 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="start VGG11/ResNet18 from torchvision's ImageNet weights (its hub cache, downloaded "
                              "once with a checksum; the shallow CNN has none). Default: from scratch, as the paper")
     parser.add_argument("--max-batches", type=int, metavar="N", help="stop each epoch after N batches (smoke tests)")
+    parser.add_argument("--val-limit", type=int, metavar="N",
+                        help="validate each epoch on a fixed sample of N val images, each class keeping its share "
+                             "(large collections; default: the whole val split; the test split is always whole)")
     parser.add_argument("--resume", action="store_true",
                         help="continue each model from its last complete epoch in --out (same settings)")
     parser.add_argument("--save-dtype", choices=("float32", "float16"),
@@ -70,7 +73,7 @@ _OVERRIDES = {  # argparse dest -> TrainConfig field
     "workers": "workers", "seed": "seed", "optimizer": "optimizer",
     "schedule": "schedule", "warmup": "warmup_epochs", "weight_decay": "weight_decay", "balance": "balance",
     "weights": "weights", "pretrained": "pretrained", "max_batches": "max_batches_per_epoch",
-    "save_dtype": "save_dtype",
+    "val_limit": "val_limit", "save_dtype": "save_dtype",
 }
 
 

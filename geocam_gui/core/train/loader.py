@@ -7,6 +7,8 @@
 * ``augment`` does random resized crop + horizontal flip for a whole batch at once on the
   training device (one ``affine_grid`` + ``grid_sample``), from a seeded generator so a run is
   reproducible and resumable.
+* ``val_subset`` is the fixed, class-stratified sample a run validates on when its validation
+  split is capped (``TrainConfig.val_limit``).
 * ``epoch_order`` is the shuffled order of one epoch for one DDP rank (the same permutation on
   every rank, padded to a multiple of the world size and strided by rank, like
   ``DistributedSampler``).
@@ -50,6 +52,26 @@ def epoch_generator(seed: int, epoch: int, stream: int = 0) -> torch.Generator:
     g = torch.Generator()
     g.manual_seed((int(seed) * 1_000_003 + int(epoch) * 7_919 + int(stream) * 104_729) % (2**63 - 1))
     return g
+
+
+def val_subset(positions: torch.Tensor, labels: np.ndarray, limit: int | None, seed: int) -> torch.Tensor:
+    """``limit`` of ``positions`` (one per class when there are more classes than that), the same
+    for every epoch and every resume: each class keeps its share of the split (largest
+    remainders, at least one image for each class present),
+    drawn from a permutation seeded by ``seed``; returned in ascending order. ``None`` or a limit
+    of at least ``len(positions)``: all of them."""
+    n = len(positions)
+    if limit is None or limit >= n:
+        return positions
+    perm = torch.randperm(n, generator=epoch_generator(seed, 0, stream=2))
+    lab = np.asarray(labels)[positions[perm].numpy()]
+    kinds, counts = np.unique(lab, return_counts=True)
+    exact = counts * (limit / n)
+    quota = np.maximum(np.floor(exact).astype(int), 1)
+    for i in np.argsort(-(exact - np.floor(exact)), kind="stable")[: max(0, limit - int(quota.sum()))]:
+        quota[i] += 1
+    keep = np.concatenate([np.flatnonzero(lab == c)[:q] for c, q in zip(kinds, quota)])
+    return torch.sort(positions[perm[torch.from_numpy(keep)]]).values
 
 
 def epoch_order(

@@ -32,7 +32,7 @@ from geocam_gui.core.files import atomic_write
 from geocam_gui.core.train.config import TrainConfig, check_resumable
 from geocam_gui.core.train import events as ev
 from geocam_gui.core.train.events import TrainResult
-from geocam_gui.core.train.loader import BatchFeeder, augment, epoch_generator, epoch_order
+from geocam_gui.core.train.loader import BatchFeeder, augment, epoch_generator, epoch_order, val_subset
 from geocam_gui.core.train.metrics import confusion_update, summarize
 from geocam_gui.core.train.saver import EpochSave, StateWriter, load_resume
 from geocam_gui.core.models import build_model
@@ -272,6 +272,8 @@ class TrainingLoop:
         for split in ("train", "val"):
             if data[split] is None or len(data[split].positions) == 0:
                 raise BadData(f"The data has no usable {split!r} images; training needs train and val splits.")
+        val = data["val"]
+        val.positions = val_subset(val.positions, val.labels, cfg.val_limit, cfg.seed)
         present = set(data["train"].labels[data["train"].positions.numpy()].tolist())
         if len(present) < 2:
             raise BadData("The train split holds a single class; a classifier needs at least two.")
