@@ -57,9 +57,9 @@ def epoch_generator(seed: int, epoch: int, stream: int = 0) -> torch.Generator:
 def val_subset(positions: torch.Tensor, labels: np.ndarray, limit: int | None, seed: int) -> torch.Tensor:
     """``limit`` of ``positions`` (one per class when there are more classes than that), the same
     for every epoch and every resume: each class keeps its share of the split (largest
-    remainders, at least one image for each class present),
-    drawn from a permutation seeded by ``seed``; returned in ascending order. ``None`` or a limit
-    of at least ``len(positions)``: all of them."""
+    remainders, at least one image for each class present), drawn from a permutation seeded by
+    ``seed``; returned in ascending order. ``None`` or a limit of at least ``len(positions)``:
+    all of them."""
     n = len(positions)
     if limit is None or limit >= n:
         return positions
