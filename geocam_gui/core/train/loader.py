@@ -63,7 +63,8 @@ def val_subset(positions: torch.Tensor, labels: np.ndarray, limit: int | None, s
     n = len(positions)
     if limit is None or limit >= n:
         return positions
-    perm = torch.randperm(n, generator=epoch_generator(seed, 0, stream=2))
+    # stream 3: not epoch_order's 1 nor the augmentation's 2 + 10 * rank, so no shared numbers
+    perm = torch.randperm(n, generator=epoch_generator(seed, 0, stream=3))
     lab = np.asarray(labels)[positions[perm].numpy()]
     kinds, counts = np.unique(lab, return_counts=True)
     exact = counts * (limit / n)
