@@ -127,16 +127,19 @@ def test_gpu_defaults_are_chosen_on_the_twin():
 
 
 # --------------------------------------------------------------------------- bf16 autocast
-def test_autocast_is_bf16_on_the_gpu_path_only():
+def test_autocast_is_bf16_where_the_device_computes_bf16(monkeypatch):
     conv = torch.nn.Conv2d(3, 4, 3).requires_grad_(False)
     x = torch.randn(2, 3, 8, 8)
-    with training_loop._autocast(CPU, True):
-        assert conv(x).dtype == torch.float32
+    monkeypatch.setattr(devmod, "_cpu_bf16", lambda: False)  # a CPU that would emulate bf16
+    assert not devmod.bf16_native(CPU) and not devmod.bf16_native("mps")
     with cuda_twin():
-        with training_loop._autocast(CPU, True):
-            low = conv(x)
-        with training_loop._autocast(CPU, False):
-            assert conv(x).dtype == torch.float32
+        assert devmod.bf16_native(CPU)
+    monkeypatch.setattr(devmod, "_cpu_bf16", lambda: True)  # AVX512-BF16 or AMX
+    assert devmod.bf16_native(CPU)
+    with training_loop._autocast(CPU, False):
+        assert conv(x).dtype == torch.float32
+    with training_loop._autocast(CPU, True):
+        low = conv(x)
     assert low.dtype == torch.bfloat16
     ref = conv(x)
     assert torch.allclose(low.float(), ref, atol=0.05 * float(ref.abs().max()))
@@ -318,9 +321,11 @@ def test_determinism_settings_of_the_gpu_path(monkeypatch):
         torch.use_deterministic_algorithms(before)
 
 
-def test_evaluate_on_the_twin_runs_in_bf16_and_counts_every_image(tiny_index):
+def test_evaluate_on_the_twin_runs_in_bf16_and_counts_every_image(tiny_index, monkeypatch):
     from geocam_gui.core.models import build_model
     from geocam_gui.core.train.engine import evaluate
+
+    monkeypatch.setattr(devmod, "_cpu_bf16", lambda: False)  # the float32 reference
 
     torch.manual_seed(0)
     model = build_model("shallow", 2).eval()

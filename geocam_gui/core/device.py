@@ -12,6 +12,7 @@ itself (``torch.cuda.*``, pinned memory); ``gpu_check`` runs those on a GPU mach
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 
 import torch
@@ -42,6 +43,30 @@ def gpu_path(dev: torch.device | str) -> bool:
     ``cuda_twin()``."""
     kind = torch.device(dev).type
     return kind == "cuda" or (kind == "cpu" and _twin["on"])
+
+
+def bf16_native(dev: torch.device | str) -> bool:
+    """True where bf16 autocast makes training faster: the GPU path, and CPUs whose instruction
+    set computes in bf16 (AVX512-BF16 or AMX; elsewhere oneDNN emulates it, slower than float32).
+    On the 2-core AVX512-BF16 machine of benchmarks/RESULTS.md, bf16 + channels_last halves a
+    ResNet18 step at 128 px."""
+    if gpu_path(dev):
+        return True
+    return torch.device(dev).type == "cpu" and _cpu_bf16()
+
+
+@functools.lru_cache(maxsize=1)
+def _cpu_bf16() -> bool:
+    if os.environ.get("GEOCAM_CPU_BF16") in ("0", "1"):  # an override, for comparisons and tests
+        return os.environ["GEOCAM_CPU_BF16"] == "1"
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return bool({"avx512_bf16", "amx_bf16"} & set(line.split()))
+    except OSError:
+        pass
+    return False
 
 
 def free_memory(dev: torch.device | str) -> int:

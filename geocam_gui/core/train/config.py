@@ -51,8 +51,8 @@ class TrainConfig:
     # validate each epoch on a fixed, class-stratified sample of at most this many val images
     # (None: the whole split; the test split is always whole)
     val_limit: int | None = None
-    amp: bool = True  # bf16 autocast on CUDA (ignored elsewhere)
-    channels_last: bool = True  # on CUDA (ignored elsewhere)
+    amp: bool = True  # bf16 autocast where the device computes bf16 natively (device.bf16_native)
+    channels_last: bool = True  # NHWC weights and batches (faster convolutions on CPUs and GPUs)
     # "float16" also writes best_float16.* (half the size, for viewing and sharing) after the run
     save_dtype: str = "float32"
 

@@ -34,7 +34,7 @@ from torch import nn
 
 from geocam_gui.core import checkpoints as ckpt
 from geocam_gui.core.data.datasets import DatasetIndex
-from geocam_gui.core.device import gpu_path, resolve_device
+from geocam_gui.core.device import bf16_native, resolve_device
 from geocam_gui.core.errors import BadData, Cancelled, CheckpointError, GeoCamError
 from geocam_gui.core.train.loader import BatchFeeder
 from geocam_gui.core.train.metrics import summarize
@@ -176,7 +176,7 @@ def evaluate(checkpoint_or_model, index: DatasetIndex, split: str = "test", *, d
     data = decode_split(samples, size, list(index.classes), progress=progress, cancel=cancel)
     model = model.to(dev).eval()
     feeder = BatchFeeder(data.images, data.labels, dev)
-    amp = gpu_path(dev)
+    amp = bf16_native(dev)
     confusion, loss_sum = eval_confusion(model, feeder, len(index.classes), batch_size, data.positions, amp=amp)
     out = summarize(confusion, list(index.classes), loss_sum=loss_sum)
     out.update(split=split, model=name, image_size=size, skipped=[list(s) for s in data.skipped])

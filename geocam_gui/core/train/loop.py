@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 
 from geocam_gui.core import checkpoints as ckpt
-from geocam_gui.core.device import (ddp_backend, ddp_device, describe_device, gpu_path, release_cached_memory,
-                                     resolve_device)
+from geocam_gui.core.device import (bf16_native, ddp_backend, ddp_device, describe_device, gpu_path,
+                                     release_cached_memory, resolve_device)
 from geocam_gui.core.errors import CheckpointError, BadData, GeoCamError
 from geocam_gui.core.files import atomic_write
 from geocam_gui.core.train.config import TrainConfig, check_resumable
@@ -188,10 +188,33 @@ def _eval_once(model, feeder, k, batch_size, order, amp):
 
 
 def _autocast(device: torch.device, amp: bool):
-    """bf16 autocast on the GPU path (on the CPU twin, torch's CPU autocast), else nothing."""
-    if amp and gpu_path(device):
+    """bf16 autocast when ``amp`` (the caller asked ``bf16_native``), else nothing."""
+    if amp:
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def make_optimizer(cfg: TrainConfig, params: list, dev: torch.device) -> torch.optim.Optimizer:
+    """SGD with momentum or AdamW, as ``cfg`` says; torch's fused kernels on CPUs and CUDA (the
+    same update in one pass over the parameters: VGG11's AdamW step on 2 CPU cores takes 43 ms
+    instead of 490, a third of its training step; benchmarks/RESULTS.md)."""
+    fused = {"fused": True} if dev.type in ("cpu", "cuda") else {}
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, **fused)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
+
+
+def match_param_layout(opt: torch.optim.Optimizer) -> None:
+    """Give each loaded optimiser tensor its parameter's memory layout. Saved moments are
+    contiguous (NCHW) while a channels_last model's weights are not, and torch's fused kernels
+    walk both as raw memory: a resumed run would pair each weight with another weight's moments
+    (the resume-exactness test caught it)."""
+    for group in opt.param_groups:
+        for p in group["params"]:
+            state = opt.state.get(p, {})
+            for key, value in state.items():
+                if torch.is_tensor(value) and value.shape == p.shape and value.stride() != p.stride():
+                    state[key] = torch.empty_like(p, dtype=value.dtype).copy_(value)
 
 
 def warmup_factor(warmup_epochs: float, epoch: int, batch: int, batches: int) -> float:
@@ -296,14 +319,9 @@ class TrainingLoop:
 
         torch.manual_seed(cfg.seed)
         net = build_model(cfg.model, k, weights=cfg.weights, pretrained=cfg.pretrained).to(dev)
-        cuda = gpu_path(dev)  # the CPU inside device.cuda_twin() too
-        if cuda and cfg.channels_last:
+        if cfg.channels_last:
             net = net.to(memory_format=torch.channels_last)
-        params = [p for p in net.parameters() if p.requires_grad]
-        if cfg.optimizer == "sgd":
-            opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-        else:
-            opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        opt = make_optimizer(cfg, [p for p in net.parameters() if p.requires_grad], dev)
 
         start_epoch, history, best = 0, [], {"epoch": None, "val_acc": -1.0, "val_loss": math.inf}
         state = load_resume(run_dir) if t.resume_run else None
@@ -330,9 +348,9 @@ class TrainingLoop:
             class_w = (counts.sum() / (k * counts.clamp(min=1))).float().to(dev)
         elif cfg.balance == "sample":
             sample_w = self._sample_weights(train, counts, train_labels)
-        feeders = {s: BatchFeeder(d.images, d.labels, dev, channels_last=cuda and cfg.channels_last)
+        feeders = {s: BatchFeeder(d.images, d.labels, dev, channels_last=cfg.channels_last)
                    for s, d in data.items() if d is not None}
-        amp = cuda and cfg.amp
+        amp = cfg.amp and bf16_native(dev)
         self.batch_size = cfg.batch_size
         n_local = len(epoch_order(len(train.positions), seed=cfg.seed, epoch=0, rank=self.rank, world=self.world))
         t.emit(ev.Start(model=cfg.model, config=cfg.to_dict(), device=describe_device(dev), classes=list(classes),
@@ -439,6 +457,7 @@ class TrainingLoop:
                                       "(index fingerprint changed); train into a new --out folder.")
             net.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
+            match_param_layout(opt)
             return int(state["epoch"]), json.loads(state["history"]), json.loads(state["best"])
         except (KeyError, ValueError, RuntimeError) as exc:
             raise CheckpointError(f"{state_path} is not a usable training state: {exc}") from exc
