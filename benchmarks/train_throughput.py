@@ -4,8 +4,11 @@ Engine: ``Trainer.run`` on a generated demo set - decoded uint8 cache, batches g
 index, augmentation (random resized crop + flip) and normalisation on the device, AdamW step,
 metrics; its own ``images_per_s`` of a warm epoch (validation and checkpoint writes excluded).
 Reference: the same model, batch, size, optimiser and device on float tensors already in memory
-(already normalised, no augmentation): forward, cross-entropy, backward, step. On CUDA both use
-bf16 autocast and channels_last. Prints img/s of both (best of ``--repeats`` alternating runs, so a
+(already normalised, no augmentation): forward, cross-entropy, backward, step, with torch's
+default optimiser implementation. On CUDA both use bf16 autocast and channels_last; on a CPU the
+bare loop is float32 NCHW, while the engine uses channels_last, fused optimiser steps, and bf16
+autocast where the CPU computes bf16 natively (``device.bf16_native``; ``GEOCAM_CPU_BF16=0``
+turns it off for a float32 comparison). Prints img/s of both (best of ``--repeats`` alternating runs, so a
 burst of load from other jobs on a shared machine does not decide the ratio) and the ratio
 (goal >= 0.9).
 

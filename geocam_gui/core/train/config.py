@@ -170,18 +170,18 @@ def apply_overrides(cfg: TrainConfig, overrides: dict | None) -> TrainConfig:
 #: Short CPU runs for ``geocam-gui --demo``. The demo's training split holds 2,880 distinct scenes,
 #: so each "epoch" of the first run is a capped pass (``max_batches_per_epoch``) over a fresh
 #: shuffle: more scenes for the same CPU minutes than repeating a small set. Each epoch validates
-#: on a fixed third of the val split (320 of 960 images, each city in its share: 45 s less for
-#: VGG11, 25 s for ResNet18), and the time saved goes to the one model that can learn in CPU
-#: minutes: the shallow net gets 16 capped epochs, ~31,000 image presentations (test 0.657 in the
-#: measured first run, 0.560 with the earlier 10; it leaves the sky's 80 % after 15,000-25,000,
-#: varying from run to run; benchmarks/RESULTS.md). VGG11 and ResNet18 get ~4,200 each: far
-#: less than they need (train them longer with `geocam train`, or on a GPU). ResNet18 gets
-#: 128 px so that its 1/32 Grad-CAM layer still has a 4 x 4 map; the others keep 64 px (8 x 8 and
-#: 4 x 4 maps).
+#: on a fixed third of the val split (320 of 960 images, each city in its share). Sized to the
+#: 5-minute budget on 2 cores (measured: 279 s in all, first pane at 34 s; benchmarks/RESULTS.md):
+#: the shallow net gets 18 capped epochs, ~35,000 image presentations (test 0.852: it leaves the
+#: sky's 80 % after 15,000-25,000, varying from run to run); ResNet18 8 x 22 batches at 128 px
+#: (test 0.822), so that its 1/32 Grad-CAM layer still has a 4 x 4 map; VGG11 4 x 22 batches,
+#: in which it learns the biased sky alone (test 0.501; it needs ~720 steps, 8 full epochs, to
+#: leave the sky's plateau: about 10 minutes more on 2 cores; train it with `geocam train`, or on
+#: a GPU).
 DEMO_CPU_RECIPES = {
-    "shallow": {"epochs": 16, "image_size": 64, "batch_size": 16, "max_batches_per_epoch": 120, "val_limit": 320},
-    "vgg11": {"epochs": 6, "image_size": 64, "batch_size": 32, "max_batches_per_epoch": 22, "val_limit": 320},
-    "resnet18": {"epochs": 6, "image_size": 128, "batch_size": 32, "max_batches_per_epoch": 22, "val_limit": 320},
+    "shallow": {"epochs": 18, "image_size": 64, "batch_size": 16, "max_batches_per_epoch": 120, "val_limit": 320},
+    "vgg11": {"epochs": 4, "image_size": 64, "batch_size": 32, "max_batches_per_epoch": 22, "val_limit": 320},
+    "resnet18": {"epochs": 8, "image_size": 128, "batch_size": 32, "max_batches_per_epoch": 22, "val_limit": 320},
 }
 
 
