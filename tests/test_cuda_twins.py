@@ -238,6 +238,26 @@ def test_training_on_the_twin_uses_bf16_channels_last_and_resident_data(tiny_ind
     assert res.test["n"] == ref.test["n"]
 
 
+def test_a_bf16_cpu_trains_in_bf16_unless_float32_is_asked(tiny_index, tmp_path, monkeypatch, torch_threads):
+    import argparse
+
+    from geocam_gui.commands.train import add_arguments, build_configs
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    for flags, amp, want in (([], True, torch.bfloat16), (["--float32"], False, torch.float32)):
+        cfg = build_configs(parser.parse_args(["DATA", "--model", "shallow", "--device", "cpu", "--epochs", "1",
+                                               "--batch-size", "8", "--image-size", "32", *flags]))[0]
+        assert cfg.amp is amp
+        for native in (True, False):  # AVX512-BF16/AMX, or a CPU that would emulate bf16
+            monkeypatch.setattr(devmod, "_cpu_bf16", lambda native=native: native)
+            probe = _Probe(monkeypatch)
+            res = Trainer(cfg, tiny_index, tmp_path / f"{amp}-{native}").run()
+            assert res.status == "finished"
+            assert set(probe.dtypes) == {want if native else torch.float32}, (flags, native)
+            assert all(probe.cl_inputs) and all(probe.cl_weights)  # channels_last on the CPU too
+
+
 def test_nan_is_caught_on_the_twin_without_a_sync_per_batch(tiny_index, tmp_path, monkeypatch):
     monkeypatch.setattr(training_loop, "augment", lambda x, cfg, gen: x * float("nan"))
     events = []
