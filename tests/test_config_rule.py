@@ -8,7 +8,7 @@ import argparse
 import pytest
 
 from geocam_gui.core.errors import BadArgument
-from geocam_gui.core.models import MODEL_NAMES
+from geocam_gui.core.models import MODEL_LABELS, MODEL_NAMES
 from geocam_gui.core.train.config import config_for, default_config
 
 
@@ -71,6 +71,25 @@ def test_panel_and_cli_agree(qtbot):
                                   "--no-augment"))
     assert [panel.config_for(m) for m in MODEL_NAMES] == cli
     assert panel.config_for("vgg11").lr == 0.002  # a changed LR is no longer dropped for VGG11
+    panel.epochs.setValue(panel.epochs.minimum())  # stepped back down: each model's own epochs again
+    assert [panel.config_for(m).epochs for m in MODEL_NAMES] == [default_config(m, "cpu").epochs for m in MODEL_NAMES]
+
+
+def test_panel_fields_say_per_model_and_list_each_models_default(qtbot):
+    from geocam_gui.ui.training_panel import TrainingPanel
+
+    panel = TrainingPanel()
+    qtbot.addWidget(panel)
+    panel.device.setCurrentIndex(panel.device.findData("cpu"))
+    for field, key in ((panel.epochs, "epochs"), (panel.batch, "batch_size"), (panel.lr, "lr")):
+        assert field.text() == "per model"
+        tip = field.toolTip()
+        for m in MODEL_NAMES:
+            assert f"{MODEL_LABELS[m]} {getattr(default_config(m, 'cpu'), key):g}" in tip, (key, tip)
+    panel.batch.setValue(8)
+    assert panel.batch.text() == "8" and panel.overrides() == {"batch_size": 8}
+    panel.device.setCurrentIndex(panel.device.findData("auto"))  # another device: per model again
+    assert panel.batch.text() == "per model" and panel.overrides() == {}
 
 
 def test_cli_without_out_trains_where_the_gui_looks(tiny_demo, _isolated_home):

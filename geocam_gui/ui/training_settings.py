@@ -1,10 +1,13 @@
 """The training panel's settings: which models, the device, epochs, batch, learning rate, image
 size, augmentation and ImageNet weights.
 
-Between runs the fields hold the user's values: a field changed from the device defaults shown
-is an override for every model trained (``core.train.config.config_for``). During a run they are
-read-only and show the recipe actually running for the model in training (the demo's first run
-trains each model with its own recipe); the user's values come back when the run ends.
+Epochs, batch, learning rate and image size start at *per model*: each model trains with its own
+defaults on the chosen device (their tooltips list them: the shallow net, VGG11 and ResNet18 do
+not share epochs, batch or learning rate). A value the user enters is an override for every model
+trained (``core.train.config.config_for``, the rule ``geocam train`` follows too); stepping a
+field back to its bottom returns it to *per model*. During a run the fields are read-only and show
+the recipe actually running for the model in training (the demo's first run trains each model
+with its own recipe); the user's values come back when the run ends.
 """
 
 from __future__ import annotations
@@ -24,6 +27,13 @@ from PySide6.QtWidgets import (
 
 from geocam_gui.core.device import available_devices, resolve_device
 from geocam_gui.core.models import MODEL_LABELS, MODEL_NAMES
+
+
+PER_MODEL = "per model"
+
+
+def _shown(key: str, value) -> str:
+    return f"{value:g}" if key == "lr" else f"{value} px" if key == "image_size" else str(value)
 
 
 class TrainingSettings(QWidget):
@@ -47,23 +57,22 @@ class TrainingSettings(QWidget):
         for dev, label in available_devices():
             self.device.addItem(label, dev)
         self.device.currentIndexChanged.connect(self._apply_device_defaults)
+        # The bottom of each range is the sentinel shown as "per model" (invalid as a setting:
+        # 0 epochs, batch 1, lr 0, 16 px), so every real value stays reachable.
         self.epochs = QSpinBox()
-        self.epochs.setRange(1, 1000)
+        self.epochs.setRange(0, 1000)
         self.batch = QSpinBox()
         self.batch.setRange(1, 4096)
         self.lr = QDoubleSpinBox()
         self.lr.setDecimals(5)
-        self.lr.setRange(1e-5, 1.0)
+        self.lr.setRange(0.0, 1.0)
         self.lr.setSingleStep(1e-4)
-        tip = ("A value you change applies to every model trained; unchanged values keep each "
-               "model's own default (VGG11 trains at 3e-4 after a one-epoch warm-up).")
-        for w in (self.epochs, self.batch, self.lr):
-            w.setToolTip(tip)
         self.size = QSpinBox()
-        self.size.setRange(32, 1024)
+        self.size.setRange(16, 1024)
         self.size.setSingleStep(16)
         self.size.setSuffix(" px")
-        self.size.setToolTip(tip)
+        for w in self._fields().values():
+            w.setSpecialValueText(PER_MODEL)
         self.augment = QCheckBox("Random resized crop + horizontal flip")
         self.augment.setChecked(True)
         self.pretrained = QCheckBox("Start VGG11 and ResNet18 from ImageNet weights")
@@ -92,29 +101,30 @@ class TrainingSettings(QWidget):
         layout.addWidget(self.recipe_note)
         self._apply_device_defaults()
 
+    def _fields(self) -> dict:
+        return {"epochs": self.epochs, "batch_size": self.batch, "lr": self.lr, "image_size": self.size}
+
     def _apply_device_defaults(self) -> None:
-        """Show the device's defaults (the shallow net's); a field the user then changes is an
-        override for every model trained, an unchanged one keeps each model's own default."""
+        """Back to *per model*, with each model's defaults on the chosen device in the tooltips."""
         from geocam_gui.core.train.config import default_config
 
         try:
-            dev = resolve_device(self.device.currentData() or "auto")
+            dev = str(resolve_device(self.device.currentData() or "auto"))
         except Exception:  # noqa: BLE001
-            dev = resolve_device("cpu")
-        cfg = default_config("shallow", str(dev))
-        self.epochs.setValue(cfg.epochs)
-        self.batch.setValue(cfg.batch_size)
-        self.lr.setValue(cfg.lr)
-        self.size.setValue(cfg.image_size)
-        self._shown = self._field_values()
+            dev = "cpu"
+        configs = {name: default_config(name, dev) for name in MODEL_NAMES}
+        for key, w in self._fields().items():
+            w.setValue(w.minimum())
+            each = ", ".join(f"{MODEL_LABELS[n]} {_shown(key, getattr(c, key))}" for n, c in configs.items())
+            w.setToolTip(f"Per model: {each}. A value you enter applies to every model trained; step down to "
+                         f"the bottom for each model's own default again.")
 
     def _field_values(self) -> dict:
-        return {"epochs": self.epochs.value(), "batch_size": self.batch.value(), "lr": self.lr.value(),
-                "image_size": self.size.value()}
+        return {key: w.value() for key, w in self._fields().items()}
 
     def overrides(self) -> dict:
-        """The settings the user changed from the defaults shown (``config_for``'s overrides)."""
-        out = {k: v for k, v in self._field_values().items() if v != self._shown.get(k)}
+        """The values the user entered (``config_for``'s overrides); *per model* fields give none."""
+        out = {key: w.value() for key, w in self._fields().items() if w.value() != w.minimum()}
         if not self.augment.isChecked():
             out["augment"] = False
         if self.pretrained.isChecked():
@@ -152,10 +162,8 @@ class TrainingSettings(QWidget):
         """Show the ``TrainConfig`` running now (its model named in a note)."""
         if cfg is None:
             return
-        self.epochs.setValue(int(cfg.epochs))
-        self.batch.setValue(int(cfg.batch_size))
-        self.lr.setValue(float(cfg.lr))
-        self.size.setValue(int(cfg.image_size))
+        for key, w in self._fields().items():
+            w.setValue(getattr(cfg, key))
         self.augment.setChecked(bool(cfg.augment.crop or cfg.augment.hflip))
         self.pretrained.setChecked(cfg.pretrained == "imagenet")
         self.recipe_note.setText(f"Showing the settings {MODEL_LABELS.get(cfg.model, cfg.model)} trains with "
@@ -164,10 +172,8 @@ class TrainingSettings(QWidget):
 
     def restore(self, snapshot: tuple) -> None:
         values, augment, pretrained = snapshot
-        self.epochs.setValue(values["epochs"])
-        self.batch.setValue(values["batch_size"])
-        self.lr.setValue(values["lr"])
-        self.size.setValue(values["image_size"])
+        for key, w in self._fields().items():
+            w.setValue(values[key])
         self.augment.setChecked(augment)
         self.pretrained.setChecked(pretrained)
         self.recipe_note.setVisible(False)
