@@ -125,17 +125,18 @@ def default_config(model: str = "shallow", device: str = "auto") -> TrainConfig:
     if model == "shallow" and not gpu:
         # Measured on the demo set at 64 px: batch 16 generalises clearly better than 32 for the
         # same images seen (test 0.91 vs 0.86 after 8 epochs); 40 epochs beat 20 (test 0.933 vs
-        # 0.909 on the default set, 0.967 vs 0.945 with twice the scenes; benchmarks/RESULTS.md),
-        # ~8 minutes on 2 cores.
+        # 0.909 on the default set, 0.967 vs 0.945 with twice the scenes; 0.942 in bf16;
+        # benchmarks/RESULTS.md), ~7 minutes on one core in bf16.
         cfg.batch_size, cfg.epochs = 16, 40
     if model == "resnet18" and not gpu:
         # Demo set at 64 px: test 0.880 after 10 epochs (val still rising), 0.957 after 30 (best
-        # val 0.981 at epoch 21; benchmarks/RESULTS.md), ~10 minutes on 2 cores.
+        # val 0.981 at epoch 21; 0.963 in bf16; benchmarks/RESULTS.md), ~13 minutes on one core
+        # in bf16.
         cfg.epochs = 30
     if model == "vgg11":
         cfg.lr, cfg.warmup_epochs = 3e-4, 1.0
-        if not gpu:  # demo set at 64 px: test 0.751 after 8 epochs, 0.918 after 20 (~50 min on 2 cores)
-            cfg.epochs = 20
+        if not gpu:  # demo set at 64 px: test 0.751 after 8 epochs, 0.918 after 20 (0.928 in bf16,
+            cfg.epochs = 20  # ~49 minutes on one core)
     return cfg.validate()
 
 
