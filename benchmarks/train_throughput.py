@@ -8,9 +8,9 @@ Reference: the same model, batch, size, optimiser and device on float tensors al
 default optimiser implementation. On CUDA both use bf16 autocast and channels_last; on a CPU the
 bare loop is float32 NCHW, while the engine uses channels_last, fused optimiser steps, and bf16
 autocast where the CPU computes bf16 natively (``device.bf16_native``; ``GEOCAM_CPU_BF16=0``
-turns it off for a float32 comparison). Prints img/s of both (best of ``--repeats`` alternating runs, so a
-burst of load from other jobs on a shared machine does not decide the ratio) and the ratio
-(goal >= 0.9).
+turns it off for a float32 comparison). Prints img/s of both (best of ``--repeats`` alternating
+runs, so a burst of load from other jobs on a shared machine does not decide the ratio) and the
+ratio (goal >= 0.9).
 
     python benchmarks/train_throughput.py                      # CPU defaults: 64 px, batch 32
     python benchmarks/train_throughput.py --device cuda --image-size 224 --batch-size 128 --batches 60

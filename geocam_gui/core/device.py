@@ -2,11 +2,12 @@
 twin: a switch that makes the CPU take the code paths written for CUDA, so tests run their logic.
 
 Code that does something only on a GPU asks ``gpu_path(dev)`` instead of ``dev.type == "cuda"``.
-Inside ``cuda_twin()`` the CPU answers True and takes those paths: bf16 autocast (CPU autocast),
-channels_last, the device-resident copy of the training data, the non-blocking copies and the
-deferred NaN check of the CAM engine, the out-of-memory fallbacks (``free_memory`` reports the
+Inside ``cuda_twin()`` the CPU answers True and takes those paths: bf16 autocast (CPU autocast,
+also on a CPU without native bf16), the device-resident copy of the training data, the
+non-blocking copies and the deferred NaN check of the CAM engine, the out-of-memory fallbacks (``free_memory`` reports the
 host's free RAM). What stays untested without a GPU is only the lines that call the CUDA runtime
 itself (``torch.cuda.*``, pinned memory); ``gpu_check`` runs those on a GPU machine.
+``bf16_native(dev)`` says where training autocasts to bf16: the GPU path, and CPUs with native bf16.
 """
 
 from __future__ import annotations

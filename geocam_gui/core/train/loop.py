@@ -6,7 +6,7 @@ training device. Each epoch's state (weights once, optimiser moments beside them
 link) is written by ``saver.StateWriter`` in the background while the next epoch runs, in an order
 that keeps ``--resume`` exact (see ``saver``).
 
-Long because: one epoch loop serves CPU, CUDA (AMP, channels_last, out-of-memory retry) and
+Long because: one epoch loop serves CPU and CUDA (bf16, channels_last, out-of-memory retry) and
 DistributedDataParallel with exact resume; split, each part would need the loop's state.
 """
 
