@@ -9,7 +9,9 @@ each falls back to a plain renice, or to nothing where that is refused):
   machine leaves idle and a waking GUI thread pre-empts it at once. Measured with
   ``benchmarks/gui_responsiveness.py --parts train`` on 2 cores, 8 runs each (benchmarks/RESULTS.md):
   worst stall median 48.5 ms and 4 of 8 runs over 50 ms at nice +5, 42 ms and 2 of 8 at
-  SCHED_IDLE. The price: it gets almost nothing while another program keeps the CPU busy.
+  SCHED_IDLE. The price: a thread on a core another program keeps busy gets almost nothing, and
+  its siblings wait for it at every operation, so the child trains only on the free cores
+  (``core.cpu_share.ThreadGovernor``).
 * ``"batch"`` (the compute process on a CPU): ``SCHED_BATCH`` at +``nice``: it never pre-empts the
   window when it wakes, yet keeps its share of a busy CPU, because a click's explanation must
   arrive even while something else computes.

@@ -82,13 +82,16 @@ def _on_gpu(device: str) -> bool:
         return False
 
 
-def run_queue(configs: list, index: DatasetIndex, out_dir, events, cancel, pause) -> None:
+def run_queue(configs: list, index: DatasetIndex, out_dir, events, cancel, pause, *,
+              govern_threads: bool = True) -> None:
     """Train ``configs`` one after the other (child-process entry point).
 
     ``cancel`` and ``pause`` are ``multiprocessing.Event`` objects set by the parent; they act
-    within one batch, as ``Trainer.cancel()`` / ``pause()`` do.
+    within one batch, as ``Trainer.cancel()`` / ``pause()`` do. ``govern_threads``: train on the
+    cores other programs leave free (``core.cpu_share``; False only for its benchmark).
     """
     from geocam_gui.core.background import run_in_background
+    from geocam_gui.core.cpu_share import ThreadGovernor
     from geocam_gui.core.train.engine import Trainer
 
     # Below the GUI: the window stays responsive while training fills the CPU. A process that
@@ -102,6 +105,9 @@ def run_queue(configs: list, index: DatasetIndex, out_dir, events, cancel, pause
 
     finished = threading.Event()
     watch_parent(parent_died, finished)
+    # At SCHED_IDLE a thread on a core that another program keeps busy starves, and the others
+    # wait for it: train on the free cores only (used on CPU runs without determinism).
+    governor = ThreadGovernor() if govern_threads and ThreadGovernor.available() else None
     try:
         for i, config in enumerate(configs):
             if orphaned.is_set():
@@ -119,6 +125,7 @@ def run_queue(configs: list, index: DatasetIndex, out_dir, events, cancel, pause
             except GeoCamError as exc:
                 events.put(ModelFailed(name, str(exc)))
                 continue
+            trainer.thread_governor = governor
             stop = threading.Event()
             watcher = threading.Thread(target=_relay_controls, args=(trainer, cancel, pause, stop, orphaned),
                                        daemon=True)

@@ -61,6 +61,9 @@ class Trainer:
         self._unpaused.set()
         self.rank, self.world = 0, 1
         self._loop = None
+        #: A ``core.cpu_share.ThreadGovernor`` polled before every batch of a CPU run that does not
+        #: ask for determinism (the GUI's training child sets one); its thread count is restored at the end.
+        self.thread_governor = None
 
     # ---------------------------------------------------------------- control (any thread)
     def cancel(self) -> None:
@@ -144,6 +147,8 @@ class Trainer:
         finally:
             torch.use_deterministic_algorithms(restore_det)
             torch.backends.cudnn.benchmark = restore_bench
+            if self.thread_governor is not None:
+                self.thread_governor.restore()
             if own_group:
                 tl.ddp_teardown()
         return result

@@ -469,6 +469,7 @@ class TrainingLoop:
         check_each_batch = not gpu_path(feeder.device)  # a host sync is free off the GPU
         slow_s, slow_from = slow_step_hook()
         slow_s = slow_s if slow_s and epoch + 1 >= slow_from else 0.0
+        governor = t.thread_governor if feeder.device.type == "cpu" and not cfg.deterministic else None
         while True:
             try:
                 for p, idx, staged in feeder.iterate(order, self.batch_size, start=pos, workers=cfg.workers,
@@ -481,6 +482,8 @@ class TrainingLoop:
                         return None
                     if cfg.max_batches_per_epoch and batch_no >= cfg.max_batches_per_epoch:
                         break
+                    if governor is not None and (change := governor.poll()):
+                        t.log(change, threads=governor.threads)
                     tb = time.perf_counter()
                     if cfg.warmup_epochs and epoch < cfg.warmup_epochs:
                         for group in opt.param_groups:
