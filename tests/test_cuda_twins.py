@@ -194,10 +194,11 @@ def test_resident_feeder_falls_back_to_the_host_when_memory_is_short(monkeypatch
 
 # --------------------------------------------------------------------------- the whole loop on the twin
 class _Probe:
-    """Records the dtype and memory format the model saw, and the feeders the loop built."""
+    """Records the dtype and memory format the model saw (``dtypes``: training steps, ``eval_dtypes``:
+    the validation passes, then the test pass), and the feeders the loop built."""
 
     def __init__(self, monkeypatch):
-        self.dtypes, self.cl_inputs, self.cl_weights, self.feeders = [], [], [], []
+        self.dtypes, self.eval_dtypes, self.cl_inputs, self.cl_weights, self.feeders = [], [], [], [], []
         real_build, real_feeder = training_loop.build_model, training_loop.BatchFeeder
         probe = self
 
@@ -206,7 +207,7 @@ class _Probe:
             first = next(m for m in net.modules() if isinstance(m, torch.nn.Conv2d))
 
             def hook(mod, inputs, out):
-                probe.dtypes.append(out.dtype)
+                (probe.dtypes if torch.is_grad_enabled() else probe.eval_dtypes).append(out.dtype)
                 probe.cl_inputs.append(inputs[0].is_contiguous(memory_format=torch.channels_last))
                 probe.cl_weights.append(mod.weight.is_contiguous(memory_format=torch.channels_last))
 
@@ -222,6 +223,13 @@ class _Probe:
         monkeypatch.setattr(training_loop, "BatchFeeder", feeder)
 
 
+def _assert_val_bf16_test_float32(dtypes: list, n_test: int, bf16: bool = True) -> None:
+    """Validation (it only picks the epoch) runs as training does; the test pass, whose numbers
+    are reported, in float32 (one batch here: the tiny set's test split fits in one)."""
+    assert n_test <= 16 and dtypes[-1] == torch.float32
+    assert set(dtypes[:-1]) == {torch.bfloat16 if bf16 else torch.float32}, dtypes
+
+
 def test_training_on_the_twin_uses_bf16_channels_last_and_resident_data(tiny_index, tmp_path, monkeypatch,
                                                                         torch_threads):
     ref = Trainer(_config(), tiny_index, tmp_path / "plain").run()
@@ -230,6 +238,7 @@ def test_training_on_the_twin_uses_bf16_channels_last_and_resident_data(tiny_ind
         res = Trainer(_config(), tiny_index, tmp_path / "twin").run()
     assert res.status == "finished" and ref.status == "finished"
     assert set(probe.dtypes) == {torch.bfloat16}
+    _assert_val_bf16_test_float32(probe.eval_dtypes, res.test["n"])
     assert all(probe.cl_inputs) and all(probe.cl_weights)
     assert probe.feeders and all(f.resident for f in probe.feeders)
     # The same run in bf16: the same batches and order, so the loss moves the same way.
@@ -255,6 +264,7 @@ def test_a_bf16_cpu_trains_in_bf16_unless_float32_is_asked(tiny_index, tmp_path,
             res = Trainer(cfg, tiny_index, tmp_path / f"{amp}-{native}").run()
             assert res.status == "finished"
             assert set(probe.dtypes) == {want if native else torch.float32}, (flags, native)
+            _assert_val_bf16_test_float32(probe.eval_dtypes, res.test["n"], bf16=want == torch.bfloat16 and native)
             assert all(probe.cl_inputs) and all(probe.cl_weights)  # channels_last on the CPU too
 
 
@@ -341,11 +351,11 @@ def test_determinism_settings_of_the_gpu_path(monkeypatch):
         torch.use_deterministic_algorithms(before)
 
 
-def test_evaluate_on_the_twin_runs_in_bf16_and_counts_every_image(tiny_index, monkeypatch):
+def test_evaluate_runs_in_float32_on_every_device_and_counts_every_image(tiny_index, monkeypatch):
     from geocam_gui.core.models import build_model
     from geocam_gui.core.train.engine import evaluate
 
-    monkeypatch.setattr(devmod, "_cpu_bf16", lambda: False)  # the float32 reference
+    monkeypatch.setattr(devmod, "_cpu_bf16", lambda: True)  # a CPU that computes bf16 natively
 
     torch.manual_seed(0)
     model = build_model("shallow", 2).eval()
@@ -357,7 +367,7 @@ def test_evaluate_on_the_twin_runs_in_bf16_and_counts_every_image(tiny_index, mo
     seen.clear()
     with cuda_twin():
         twin = evaluate(model, tiny_index, "test", device="cpu", image_size=32)
-    assert set(seen) == {torch.bfloat16}
+    assert set(seen) == {torch.float32}  # reported numbers: no near-tie flipped by bf16
     assert twin["n"] == ref["n"] == len(tiny_index.split("test"))
     assert sum(map(sum, twin["confusion"])) == ref["n"]
-    assert abs(twin["accuracy"] - ref["accuracy"]) <= 1 / ref["n"] + 1e-9  # a near-tie may flip in bf16
+    assert twin["confusion"] == ref["confusion"]

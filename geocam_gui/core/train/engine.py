@@ -34,7 +34,7 @@ from torch import nn
 
 from geocam_gui.core import checkpoints as ckpt
 from geocam_gui.core.data.datasets import DatasetIndex
-from geocam_gui.core.device import bf16_native, resolve_device
+from geocam_gui.core.device import resolve_device
 from geocam_gui.core.errors import BadData, Cancelled, CheckpointError, GeoCamError
 from geocam_gui.core.train.loader import BatchFeeder
 from geocam_gui.core.train.metrics import summarize
@@ -156,7 +156,8 @@ class Trainer:
 
 def evaluate(checkpoint_or_model, index: DatasetIndex, split: str = "test", *, device: str = "auto",
              batch_size: int = 64, image_size: int | None = None, progress=None, cancel=None) -> dict:
-    """Accuracy, per-class precision/recall, confusion matrix and ``n`` of a model on a split.
+    """Accuracy, per-class precision/recall, confusion matrix and ``n`` of a model on a split,
+    computed in float32 on every device (as training's test pass and the browser's predictions).
 
     ``checkpoint_or_model``: a checkpoint path, a ``LoadedCheckpoint``, or an ``nn.Module``
     (then ``image_size`` should be given; the index's classes are assumed to be its outputs).
@@ -181,8 +182,7 @@ def evaluate(checkpoint_or_model, index: DatasetIndex, split: str = "test", *, d
     data = decode_split(samples, size, list(index.classes), progress=progress, cancel=cancel)
     model = model.to(dev).eval()
     feeder = BatchFeeder(data.images, data.labels, dev)
-    amp = bf16_native(dev)
-    confusion, loss_sum = eval_confusion(model, feeder, len(index.classes), batch_size, data.positions, amp=amp)
+    confusion, loss_sum = eval_confusion(model, feeder, len(index.classes), batch_size, data.positions)
     out = summarize(confusion, list(index.classes), loss_sum=loss_sum)
     out.update(split=split, model=name, image_size=size, skipped=[list(s) for s in data.skipped])
     return out

@@ -401,7 +401,7 @@ class TrainingLoop:
                             best_val_acc=best["val_acc"], eta_s=round(eta, 1)))
 
         self._close_writer()
-        test = self._test(net, feeders, data, classes, fingerprint, best, amp)
+        test = self._test(net, feeders, data, classes, fingerprint, best)
         best_path = _existing(run_dir / "best.json")
         if best_path is not None and self.rank == 0 and cfg.save_dtype == "float16":
             path = save_half_copy(run_dir / "best", run_dir / "best_float16")
@@ -551,7 +551,10 @@ class TrainingLoop:
                 "lr": opt.param_groups[0]["lr"], "batch_size": self.batch_size, "_t0": t0, "_paused": paused}
 
     # ---------------------------------------------------------------- test
-    def _test(self, net, feeders, data, classes, fingerprint, best, amp) -> dict | None:
+    def _test(self, net, feeders, data, classes, fingerprint, best) -> dict | None:
+        """Test metrics of the best checkpoint, in float32 on every device: they are reported
+        numbers, and must equal what ``evaluate`` and the browser's predictions count (bf16 would
+        flip near-ties; validation may use it, it only picks the epoch)."""
         t, run_dir = self.t, self.t.run_dir
         best_st = run_dir / "best.safetensors"
         if self.world > 1:
@@ -563,7 +566,7 @@ class TrainingLoop:
             t.log("The data has no test split; no test metrics were computed.")
             return None
         conf, loss = eval_counts(net, feeders["test"], len(classes), 2 * self.batch_size,
-                                 data["test"].positions[self.rank::self.world], amp=amp)
+                                 data["test"].positions[self.rank::self.world], amp=False)
         test = summarize(_all_sum(conf, self.world), classes, loss_sum=float(_all_sum(loss, self.world)))
         if self.rank == 0:
             meta = {**ckpt.read_meta(best_st), "kind": "best"}  # during the run best shares last's file
