@@ -150,6 +150,8 @@ def first_demo_run(device: str, *, tiny: bool = False, timeout_s: float = 600.0)
                         "first_epoch_s": round(first_epoch[name] - t0, 1) if name in first_epoch else None,
                         "last_best_s": round(best[name] - t0, 1) if name in best else None}
     trained = sorted(models)
+    # The training child's thread changes (core/cpu_share.py), as its log showed them.
+    governor = [line for line in window.training.log.toPlainText().splitlines() if "Other programs use" in line]
     torch = sys.modules.get("torch")  # the compute process owns CUDA: this process must never start it
     result = {"device": device, "tiny": tiny, "seconds": round(seconds, 2),
               "training_seconds": round(time.perf_counter() - started[0], 2) if started else None,
@@ -157,7 +159,8 @@ def first_demo_run(device: str, *, tiny: bool = False, timeout_s: float = 600.0)
               "training_started_s": round(started[0] - t0, 1) if started else None, "models": models,
               # when the window stalled, to set beside the models' times (s from the start, ms)
               "gaps_over_50ms": [[round(at - t0, 1), round(ms, 1)] for at, ms in probe.gaps],
-              "gui_cuda_initialized": bool(torch is not None and torch.cuda.is_initialized())}
+              "gui_cuda_initialized": bool(torch is not None and torch.cuda.is_initialized()),
+              "thread_changes": governor}
     window.close()
     return result
 

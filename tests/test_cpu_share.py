@@ -66,7 +66,13 @@ def test_the_governor_measures_other_programs_and_sets_the_threads():
                          read_own=m.own_ticks, clock=lambda: m.t)
     m.advance(1.0, others=1.0, own=1.0)
     assert gov.poll() is None and set_to == []  # not due yet
-    m.advance(1.5, others=1.0, own=1.0)  # another program keeps one core busy
+    m.advance(1.5, others=1.0, own=1.0)  # a burst of another program...
+    assert gov.poll() is None and set_to == []  # ...is not enough (patience 2)
+    m.advance(2.5, others=0.2, own=2.0)
+    assert gov.poll() is None
+    m.advance(2.5, others=1.0, own=1.0)  # another program keeps one core busy
+    assert gov.poll() is None
+    m.advance(2.5, others=1.0, own=1.0)
     assert gov.poll() == "Other programs use 1.0 of the 2 cores: training on 1 thread."
     assert set_to == [1] and gov.threads == 1
     m.advance(2.5, others=0.9, own=1.0)
@@ -75,6 +81,8 @@ def test_the_governor_measures_other_programs_and_sets_the_threads():
     assert gov.poll() == "Other programs use 0.1 of the 2 cores: training on 2 threads."
     assert set_to == [1, 2]
     m.advance(2.5, others=1.2, own=0.05)  # starved threads: their own time does not hide the others'
+    assert gov.poll() is None
+    m.advance(2.5, others=1.2, own=0.05)
     assert gov.poll().startswith("Other programs use 1.2 of the 2 cores") and gov.threads == 1
     gov.restore()
     assert set_to == [1, 2, 1, 2] and gov.threads == 2
@@ -111,7 +119,7 @@ def test_a_cpu_run_is_governed_unless_it_asks_for_determinism(tiny_index, tmp_pa
         ticks["busy"] += 100
         return ticks["busy"], round(200 * ticks["t"]), 2
 
-    gov = ThreadGovernor(2, interval_s=0.0, set_threads=lambda n: (torch_threads.set_num_threads(n), seen.append(n)),
+    gov = ThreadGovernor(2, interval_s=0.0, patience=1, set_threads=lambda n: (torch_threads.set_num_threads(n), seen.append(n)),
                          read_machine=machine, read_own=lambda: 0)
     logs, threads_in_batches = [], []
 

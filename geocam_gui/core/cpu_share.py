@@ -60,10 +60,14 @@ class ThreadGovernor:
     """Call :meth:`poll` before every batch on the thread that computes; it returns a sentence
     when it changed the number of threads (for the log), else None.
 
+    Threads are taken away only after ``patience`` readings in a row (every ``interval_s``) found
+    the cores taken, so that a short burst of the window's own work leaves a run's thread count,
+    and so its numbers, as they were; they come back at the first reading that finds cores free.
+
     ``most``: the thread count to start from and never exceed (the process's count by default).
     ``set_threads`` and the two readers are parameters for the tests."""
 
-    def __init__(self, most: int | None = None, *, interval_s: float = 2.0,
+    def __init__(self, most: int | None = None, *, interval_s: float = 2.0, patience: int = 2,
                  set_threads: Callable[[int], None] | None = None,
                  read_machine: Callable[[], tuple[int, int, int] | None] = read_cpu_ticks,
                  read_own: Callable[[], int | None] = read_own_ticks,
@@ -73,6 +77,8 @@ class ThreadGovernor:
         self.most = max(1, most or torch.get_num_threads())
         self.threads = self.most
         self.interval_s = interval_s
+        self.patience = max(1, patience)
+        self._short = 0  # readings in a row that asked for fewer threads
         self._set = set_threads or torch.set_num_threads
         self._read_machine, self._read_own, self._clock = read_machine, read_own, clock
         self._last = self._sample()
@@ -100,6 +106,12 @@ class ThreadGovernor:
             return None
         others = max(0.0, (busy - own) / total * cpus)
         want = threads_for(others, cpus, self.most)
+        if want >= self.threads:
+            self._short = 0
+        else:  # fewer only when it lasts: the window's own bursts (a pane's maps) pass by
+            self._short += 1
+            if self._short < self.patience:
+                return None
         if want == self.threads:
             return None
         self._set(want)
