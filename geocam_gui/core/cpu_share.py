@@ -15,7 +15,6 @@ to another; runs that ask for determinism are not governed.
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Callable
 
