@@ -47,12 +47,17 @@ def panel(qtbot, qt_settings, torch_threads):
 def test_context_lists_models_and_enables_run(panel, context):
     index, ck = context
     assert not panel.run_button.isEnabled()
+    assert panel.status.text().startswith("Load a dataset")
+    panel.set_context(index, {"shallow": None})
+    assert panel.status.text().startswith("No trained model for this dataset yet")
     panel.set_context(index, {"shallow": ck, "vgg11": None, "resnet18": None})
     assert panel.models.count() == 3
     assert panel.selected_checkpoints() == [ck]
     assert panel.run_button.isEnabled() and not panel.cancel_button.isEnabled()
+    assert panel.status.text().startswith("Ready: 1 model ticked") and "test split" in panel.status.text()
     panel.models.item(0).setCheckState(Qt.CheckState.Unchecked)
     assert not panel.run_button.isEnabled()
+    assert panel.status.text() == "Tick at least one trained model to analyse."
 
 
 def test_run_shows_tables_plots_and_clickable_mosaics(panel, context, qtbot):

@@ -85,6 +85,7 @@ class AnalysisPanel(QWidget):
         self.models.itemChanged.connect(lambda *_: self._update_buttons())
         self.split = QComboBox()
         self.split.addItems(SPLITS)
+        self.split.currentTextChanged.connect(lambda *_: self._hint())
         self.method = QComboBox()
         for m in METHODS:
             self.method.addItem(METHOD_LABELS.get(m, m), m)
@@ -112,6 +113,7 @@ class AnalysisPanel(QWidget):
         self.progress.setTextVisible(True)
         self.progress.setMaximumHeight(self.fontMetrics().height() + 6)
         self.status = QLabel("Load a dataset and trained models, then run the analysis.")
+        self._status_hint = True  # the line gives advice (it follows the context) until something is said
         self.status.setWordWrap(False)
         self.status.setMinimumWidth(80)
         self.status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
@@ -222,6 +224,23 @@ class AnalysisPanel(QWidget):
         self.export_button.setEnabled(not running and self.report is not None)
         for w in (self.models, self.split, self.method, self.limit):
             w.setEnabled(not running)
+        self._hint()
+
+    def _hint(self) -> None:
+        """While the status line gives advice, keep it true to the data and models loaded now."""
+        if not self._status_hint or self.is_running():
+            return
+        ticked = len(self.selected_checkpoints())
+        if self._index is None:
+            text = "Load a dataset and trained models, then run the analysis."
+        elif not any(self._checkpoints.values()):
+            text = "No trained model for this dataset yet: train one in the Training tab, then run the analysis."
+        elif not ticked:
+            text = "Tick at least one trained model to analyse."
+        else:
+            text = (f"Ready: {ticked} model{'s' if ticked > 1 else ''} ticked; "
+                    f"“Run analysis” measures them on the {self.split.currentText()} split.")
+        self.status.setText(text)
 
     # ------------------------------------------------------------------ running
     def start(self) -> bool:
@@ -277,6 +296,7 @@ class AnalysisPanel(QWidget):
         self._update_buttons()
 
     def _set_status(self, text: str) -> None:
+        self._status_hint = False
         self.status.setText(text)
         self.statusMessage.emit(text)
 
