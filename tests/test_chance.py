@@ -52,6 +52,21 @@ def test_bad_or_missing_metrics_give_none():
     assert chance.chance_of_checkpoint(meta)["majority_class"] == "x"
 
 
+def test_a_validation_accuracy_far_above_test_is_explained():
+    """The demo's VGG11 after the first run: 78 % on sky-biased validation images, 50 % on the
+    sky-balanced test split; the verdict says why the two differ (and stays silent when they agree)."""
+    meta = {"classes": ["pittsburgh", "tokyo"],
+            "metrics": {"val": {"accuracy": 0.78125}, "test": {"confusion": [[240, 240], [239, 241]]}}}
+    verdict = chance.chance_of_checkpoint(meta)
+    assert not verdict["above_chance"] and verdict["val_accuracy"] == 0.78125
+    assert "validation accuracy was 78.1 %" in verdict["message"] and "the sky" in verdict["message"]
+    meta["metrics"]["val"]["accuracy"] = 0.55
+    assert "validation" not in chance.chance_of_checkpoint(meta)["message"]
+    for odd in ("0.9", float("nan"), 7.0, None):
+        meta["metrics"]["val"]["accuracy"] = odd
+        assert "validation" not in chance.chance_of_checkpoint(meta)["message"]
+
+
 def test_viewer_pane_warns_for_a_model_at_chance(qtbot, qt_settings, tmp_path, torch_threads):
     import numpy as np
     from PIL import Image

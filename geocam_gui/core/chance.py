@@ -142,7 +142,16 @@ def chance_of_checkpoint(meta: dict | None) -> dict | None:
     metrics = ((meta or {}).get("metrics") or {}).get("test") if isinstance(meta, dict) else None
     if isinstance(metrics, dict) and "classes" not in metrics and isinstance(meta.get("classes"), list):
         metrics = {**metrics, "classes": meta["classes"]}
-    return chance_from_metrics(metrics)
+    verdict = chance_from_metrics(metrics)
+    val = ((meta.get("metrics") or {}).get("val") or {}).get("accuracy") if verdict else None
+    if isinstance(val, (int, float)) and 0 <= val <= 1 and val - verdict["accuracy"] >= 0.10:
+        # A gap this wide is what a cue shared by training and validation, but not by test, leaves.
+        verdict["val_accuracy"] = float(val)
+        verdict["message"] += (f" Its validation accuracy was {100 * val:.1f} %: it learned a cue that the "
+                               "validation images share with the training images and the test images do not "
+                               "(in the demo data set: the sky, biased in training and validation, balanced "
+                               "in test).")
+    return verdict
 
 
 def chance_of_file(path: str) -> dict | None:

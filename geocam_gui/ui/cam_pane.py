@@ -160,8 +160,8 @@ class CamPane(QFrame):
         if verdict["above_chance"]:
             text = f"<span style='color:#5f6b7a'>{acc}, above chance ({p})</span>"
         else:
-            text = (f"<span style='color:#8a5a00'><b>At chance</b>: {acc}, not above "
-                    f"{100 * verdict['majority_rate']:.0f} % ({p})</span>")
+            # as short as the line above chance, so that the three images stay the same size
+            text = f"<span style='color:#8a5a00'><b>At chance</b>: {acc} ({p})</span>"
         self.chance_label.setText(text)
         self.chance_label.setToolTip(verdict["message"])
         self.chance_label.setVisible(True)
