@@ -43,3 +43,17 @@ def test_a_confusion_that_is_not_a_square_matrix_is_shown_as_text(qtbot):
     qtbot.addWidget(table)
     table.add_row("vgg11", {"accuracy": None, "confusion": [[1, 2, 3]]}, None, ["a", "b"])
     assert table.cellWidget(0, 3) is None and table.item(0, 3).text() == "[[1, 2, 3]]"
+
+
+def test_rows_follow_the_panes_order_whatever_order_models_finish_in(qtbot):
+    from geocam_gui.ui.training_views import ResultsTable
+
+    table = ResultsTable()
+    qtbot.addWidget(table)
+    for name in ("resnet18", "shallow", "vgg11"):  # as a reopened workspace listed them
+        table.add_row(name, {"accuracy": 0.5}, None, ["a", "b"])
+    assert [table.item(r, 0).text() for r in range(3)] == ["Shallow CNN", "VGG11", "ResNet18"]
+    table.remove_model("vgg11")
+    table.add_row("vgg11", {"accuracy": 0.9}, None, ["a", "b"])  # retrained: back in its place
+    assert [table.item(r, 0).text() for r in range(3)] == ["Shallow CNN", "VGG11", "ResNet18"]
+    assert table.item(1, 1).text() == "90.0 %"

@@ -138,8 +138,11 @@ class ResultsTable(QTableWidget):
                 break
 
     def add_row(self, name: str, metrics: dict, checkpoint, classes: list[str]) -> None:
-        """A row from test metrics (``metrics["classes"]`` wins over ``classes``)."""
-        row = self.rowCount()
+        """A row from test metrics (``metrics["classes"]`` wins over ``classes``), placed in the
+        panes' order (Shallow CNN, VGG11, ResNet18) whatever order the models finish or reload in."""
+        rank = {label: i for i, label in enumerate(MODEL_LABELS.values())}
+        mine = rank.get(MODEL_LABELS.get(name, name), len(rank))
+        row = sum(1 for r in range(self.rowCount()) if rank.get(self.item(r, 0).text(), len(rank)) <= mine)
         self.insertRow(row)
         acc = metrics.get("accuracy")
         classes = metrics.get("classes") or classes
