@@ -194,3 +194,12 @@ def test_settings_that_are_not_a_folder_are_ignored(make_dialog, qt_settings, _i
     assert dlg.destination.text() == str(_isolated_home / "exports")
     dlg.set_mode("figure")
     assert Path(dlg.destination.text()).parent == _isolated_home / "exports"
+
+
+def test_the_dialog_starts_from_the_viewers_colour_scale(make_dialog):
+    assert not make_dialog().shared.isChecked()
+    shared = make_dialog(scale="shared")
+    assert shared.shared.isChecked() and shared.scale_note.isHidden()
+    p99 = make_dialog(scale="p99")  # not exportable yet: the dialog says so instead of pretending
+    assert not p99.shared.isChecked() and not p99.scale_note.isHidden()
+    assert "99th percentile" in p99.scale_note.text()

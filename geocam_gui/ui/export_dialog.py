@@ -56,6 +56,7 @@ class ExportDialog(QDialog):
         method: str = "gradcam",
         cmap: str = "jet",
         opacity: float = 0.5,
+        scale: str = "per_map",
     ):
         super().__init__(parent)
         self.setWindowTitle("Export")
@@ -81,7 +82,7 @@ class ExportDialog(QDialog):
         self._dest = {CURRENT: str(current), FIGURE: str(figure_dir / f"{first}_gradcam.pdf"),
                       BATCH: str(self._remembered(BATCH) or current / "batch")}
         self._mode = CURRENT
-        self._build(class_choice, method, cmap, opacity)
+        self._build(class_choice, method, cmap, opacity, scale)
         self._set_mode(CURRENT if self.images else (BATCH if self.batch_samples else CURRENT))
         self._update_enabled()
 
@@ -106,8 +107,8 @@ class ExportDialog(QDialog):
                 continue
         return []
 
-    def _build(self, class_choice: str, method: str, cmap: str, opacity: float) -> None:
-        build_form(self, class_choice, method, cmap, opacity)
+    def _build(self, class_choice: str, method: str, cmap: str, opacity: float, scale: str) -> None:
+        build_form(self, class_choice, method, cmap, opacity, scale)
 
     @staticmethod
     def _select(combo: QComboBox, data) -> None:

@@ -36,8 +36,9 @@ FIGURE_FORMAT_CHOICES = (("PDF (vector)", "pdf"), ("SVG (vector)", "svg"), ("PNG
 OVERLAY_FORMAT_CHOICES = (("PNG", "png"), ("TIFF", "tiff"))
 
 
-def build_form(dlg, class_choice: str, method: str, cmap: str, opacity: float) -> None:
-    """Lay out the dialog's widgets (the dialog's own slots are connected here)."""
+def build_form(dlg, class_choice: str, method: str, cmap: str, opacity: float, scale: str = "per_map") -> None:
+    """Lay out the dialog's widgets (the dialog's own slots are connected here); ``scale``: the
+    viewer's colour scale (``ui.cam_scale``), which the dialog starts from where it can."""
     layout = QVBoxLayout(dlg)
     what = QGroupBox("What to export")
     wl = QVBoxLayout(what)
@@ -122,7 +123,15 @@ def build_form(dlg, class_choice: str, method: str, cmap: str, opacity: float) -
     dlg.opacity.setValue(int(round(float(opacity) * 100)))
     form.addRow("Opacity:", dlg.opacity)
     dlg.shared = QCheckBox("One colour scale for all models of an image")
+    dlg.shared.setChecked(scale == "shared")
     form.addRow("Scale:", dlg.shared)
+    dlg.scale_note = QLabel("The viewer shows each model against its own 99th percentile; exports cannot "
+                            "use that scale yet: they scale each map by itself, or all of an image's maps "
+                            "together (ticked).")
+    dlg.scale_note.setWordWrap(True)
+    dlg.scale_note.setStyleSheet("color:#8a5a00")
+    dlg.scale_note.setVisible(scale == "p99")
+    form.addRow("", dlg.scale_note)
 
     outputs = QHBoxLayout()
     dlg.out_overlay = QCheckBox("Overlay")

@@ -390,6 +390,7 @@ class MainWindow(QMainWindow):
             method=self.viewer.method.currentData() or "gradcam",
             cmap=self.viewer.cmap.currentData() or "jet",
             opacity=self.viewer.opacity.value() / 100,
+            scale=self.viewer.scale_mode(),
         )
         dlg.exec()
 
