@@ -389,8 +389,7 @@ class MainWindow(QMainWindow):
             class_choice=self.viewer.class_choice(),
             method=self.viewer.method.currentData() or "gradcam",
             cmap=self.viewer.cmap.currentData() or "jet",
-            opacity=self.viewer.opacity.value() / 100,
-            scale=self.viewer.scale_mode(),
+            opacity=self.viewer.opacity.value() / 100, scale=self.viewer.scale_mode(),
         )
         dlg.exec()
 
