@@ -228,7 +228,7 @@ def test_cli_runs_list_prune_and_delete(tiny_index, tmp_path, capsys, monkeypatc
     assert model["test_accuracy"] == meta["metrics"]["test"]["accuracy"]
     assert main(["runs", "list", "--root", str(root)]) == 0
     table = capsys.readouterr().out
-    assert "shallow" in table and "resnet18" in table and "2 run(s)" in table
+    assert "Shallow CNN" in table and "ResNet18" in table and "2 run(s)" in table
 
     # not interactive and no --yes: refused, nothing removed
     monkeypatch.setattr(sys, "stdin", open(os.devnull))

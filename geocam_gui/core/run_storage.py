@@ -25,7 +25,7 @@ from pathlib import Path
 from geocam_gui.core import checkpoints as ckpt
 from geocam_gui.core import runs
 from geocam_gui.core.errors import BadArgument
-from geocam_gui.core.models import MODEL_NAMES
+from geocam_gui.core.models import MODEL_LABELS, MODEL_NAMES
 
 #: Files a model folder keeps when pruned to its best checkpoints.
 KEEP_BEST = ("best.safetensors", "best.json", "best_float16.safetensors", "best_float16.json", "metrics.jsonl")
@@ -180,13 +180,17 @@ def human_size(n: int) -> str:
 
 
 def models_text(summary: RunSummary) -> str:
-    """``shallow 0.91/0.88, vgg11 ...`` (val/test accuracy of best), in MODEL_NAMES order."""
+    """``Shallow CNN 94.1 % / 85.2 %, VGG11 ...`` (val / test accuracy of best, "–" where a
+    split was not measured), in MODEL_NAMES order, with the names the rest of the app shows."""
     order = {m: i for i, m in enumerate(MODEL_NAMES)}
     parts = []
     for m in sorted(summary.models, key=lambda m: order.get(m.model, 99)):
+        name = MODEL_LABELS.get(m.model, m.model)
         if m.error:
-            parts.append(f"{m.model} (damaged)")
+            parts.append(f"{name} (damaged)")
             continue
-        acc = "/".join(f"{a:.3f}" for a in (m.val_acc, m.test_acc) if a is not None) or "-"
-        parts.append(f"{m.model} {acc}" + ("" if m.resumable else " (best only)"))
+        accs = (m.val_acc, m.test_acc)
+        acc = " / ".join("–" if a is None else f"{100 * a:.1f} %" for a in accs) if any(
+            a is not None for a in accs) else "–"
+        parts.append(f"{name} {acc}" + ("" if m.resumable else " (best only)"))
     return ", ".join(parts) or "-"
