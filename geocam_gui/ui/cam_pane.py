@@ -101,11 +101,14 @@ class CamPane(QFrame):
         self._add_bars(2)  # now, not at the first prediction: creating them costs ~8 ms per pane
         self.checkpoint_label = QLabel(" ")
         self.checkpoint_label.setObjectName("checkpointLabel")
-        self.checkpoint_label.setWordWrap(True)
-        layout.addWidget(self.checkpoint_label)
         self.chance_label = QLabel()
+        # One line each, clipped on a narrow pane (the tooltips hold the whole text): a wrapped
+        # label's second line is not in the pane's minimum height, so on a small window it was
+        # drawn over the image.
+        for label in (self.checkpoint_label, self.chance_label):
+            label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        layout.addWidget(self.checkpoint_label)
         self.chance_label.setObjectName("chanceLabel")
-        self.chance_label.setWordWrap(True)
         self.chance_label.setVisible(False)
         layout.addWidget(self.chance_label)
         self.rgb: np.ndarray | None = None
@@ -147,6 +150,7 @@ class CamPane(QFrame):
 
     def set_checkpoint_text(self, text: str) -> None:
         self.checkpoint_label.setText(text)
+        self.checkpoint_label.setToolTip(text.strip())
 
     def set_chance(self, verdict: dict | None) -> None:
         """Whether the model's test accuracy beats the majority-class rate (``core.chance``);
@@ -155,13 +159,13 @@ class CamPane(QFrame):
             self.chance_label.setVisible(False)
             self.chance_label.setText("")
             return
-        # One short line (the pane must leave room for the image); the sentence is the tooltip.
-        acc, p = f"test {100 * verdict['accuracy']:.1f} %", f"p = {verdict['p_value']:.2g}"
+        # One short line (the pane must leave room for the image); the sentence, with the test's
+        # p-value, is the tooltip.
+        acc = f"test {100 * verdict['accuracy']:.1f} %"
         if verdict["above_chance"]:
-            text = f"<span style='color:#5f6b7a'>{acc}, above chance ({p})</span>"
+            text = f"<span style='color:#5f6b7a'>{acc}, above chance</span>"
         else:
-            # as short as the line above chance, so that the three images stay the same size
-            text = f"<span style='color:#8a5a00'><b>At chance</b>: {acc} ({p})</span>"
+            text = f"<span style='color:#8a5a00'><b>At chance</b>: {acc}</span>"
         self.chance_label.setText(text)
         self.chance_label.setToolTip(verdict["message"])
         self.chance_label.setVisible(True)
