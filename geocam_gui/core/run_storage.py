@@ -190,7 +190,6 @@ def models_text(summary: RunSummary) -> str:
             parts.append(f"{name} (damaged)")
             continue
         accs = (m.val_acc, m.test_acc)
-        acc = " / ".join("–" if a is None else f"{100 * a:.1f} %" for a in accs) if any(
-            a is not None for a in accs) else "–"
+        acc = "–" if accs == (None, None) else " / ".join("–" if a is None else f"{100 * a:.1f} %" for a in accs)
         parts.append(f"{name} {acc}" + ("" if m.resumable else " (best only)"))
     return ", ".join(parts) or "-"
