@@ -57,6 +57,8 @@ class Curves(QWidget):
         self.acc.setYRange(0, 1.0)
         for plot in (self.loss, self.acc):
             plot.setBackground("w")
+            # pyqtgraph's default foreground is a light grey meant for a black background
+            plot.setTitle(plot.getPlotItem().titleLabel.text, color="#33383f")
             plot.showGrid(x=True, y=True, alpha=0.25)
             # Two levels of grid lines, not pyqtgraph's three: the faint third level cost ~5 ms of
             # every repaint of each plot (measured), on the GUI thread at each epoch's end.
@@ -65,7 +67,8 @@ class Curves(QWidget):
             plot.setLabel("bottom", "epoch")
             # Top right for the loss (it falls), bottom right for the accuracy (it rises), where
             # the curves seldom are.
-            plot.addLegend(offset=(-5, 5) if plot is self.loss else (-5, -5), labelTextSize="8pt")
+            plot.addLegend(offset=(-5, 5) if plot is self.loss else (-5, -5), labelTextSize="8pt",
+                           labelTextColor="#33383f")
             plot.setMenuEnabled(False)
             plot.setMinimumHeight(90)
             layout.addWidget(plot, 1)
