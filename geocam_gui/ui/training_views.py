@@ -50,15 +50,13 @@ class Curves(QWidget):
         super().__init__(parent)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        self.loss = pg.PlotWidget(title="Loss  (solid: validation, dashed: training)",
-                                  axisItems={"bottom": EpochAxis("bottom")})
-        self.acc = pg.PlotWidget(title="Accuracy  (solid: validation, dashed: training)",
-                                 axisItems={"bottom": EpochAxis("bottom")})
+        self.loss = pg.PlotWidget(axisItems={"bottom": EpochAxis("bottom")})
+        self.acc = pg.PlotWidget(axisItems={"bottom": EpochAxis("bottom")})
         self.acc.setYRange(0, 1.0)
-        for plot in (self.loss, self.acc):
+        for plot, title in ((self.loss, "Loss"), (self.acc, "Accuracy")):
             plot.setBackground("w")
-            # pyqtgraph's default foreground is a light grey meant for a black background
-            plot.setTitle(plot.getPlotItem().titleLabel.text, color="#33383f")
+            # dark text: pyqtgraph's default foreground is a light grey meant for a black background
+            plot.setTitle(f"{title}  (solid: validation, dashed: training)", color="#33383f")
             plot.showGrid(x=True, y=True, alpha=0.25)
             # Two levels of grid lines, not pyqtgraph's three: the faint third level cost ~5 ms of
             # every repaint of each plot (measured), on the GUI thread at each epoch's end.
