@@ -130,6 +130,8 @@ def test_closing_while_exporting_leaves_no_thread(make_dialog, qtbot, tmp_path, 
     dlg.set_destination(str(tmp_path / "b"))
     assert dlg.start_export()
     assert dlg.is_running()
+    dlg._worker.wait()  # the plan's thread may end at once; its result still waits in the event queue
+    assert dlg.is_running() and not dlg.export_button.isEnabled()
     dlg.reject()
     assert not dlg.is_running()
     qtbot.wait(300)  # a plan that finished meanwhile must not start the export after closing

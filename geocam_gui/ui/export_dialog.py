@@ -73,6 +73,8 @@ class ExportDialog(QDialog):
         self._overwrite: bool | None = None
         self._partial: ex.ExportSummary | None = None
         self._closing = False
+        #: True from start_export until its outcome is handled: also between the plan's end and the export's start.
+        self._busy = False
         self._request: ex.ExportRequest | None = None
         self._settings = QSettings()
         self._classes = self._read_classes()
@@ -187,12 +189,16 @@ class ExportDialog(QDialog):
             self._remember_folder()
 
     def is_running(self) -> bool:
-        """True while a plan or an export runs in the worker thread."""
+        """True from ``start_export`` until its outcome is shown (or the dialog closes).
+
+        Also while a finished plan's result waits in the event queue: its thread has ended, but the
+        export it leads to has not started yet.
+        """
         w = self._worker
         try:
-            return w is not None and w.thread.isRunning()
+            return self._busy or (w is not None and w.thread.isRunning())
         except RuntimeError:
-            return False
+            return self._busy
 
     # -- the request --------------------------------------------------------------------------
     def build_request(self) -> ex.ExportRequest:
@@ -251,6 +257,7 @@ class ExportDialog(QDialog):
         self.status.setText("Checking sources and existing files…")
         self.progress.setRange(0, 0)
         self._overwrite = overwrite
+        self._busy = True
         self._run_worker("export-plan", lambda progress, cancelled: ex.plan_export(
             request, progress=lambda d, t: progress(d, t, "checking"), cancel=cancelled), self._on_planned)
         return True
@@ -283,10 +290,10 @@ class ExportDialog(QDialog):
             if answer is None:
                 answer = self._ask_overwrite(conflicts)
             if not answer:
+                self._set_idle()
                 self.progress.setRange(0, 1)
                 self.progress.setValue(0)
                 self.status.setText("Nothing was written: the existing files were kept.")
-                self._update_enabled()
                 return
         self._remember()
         total = len(plan.request.images) + (1 if plan.request.kind == "figure" else 0)
@@ -313,10 +320,16 @@ class ExportDialog(QDialog):
         box.setDefaultButton(QMessageBox.StandardButton.No)
         return box.exec() == QMessageBox.StandardButton.Yes
 
+    def _set_idle(self) -> None:
+        self._busy = False
+        self._update_enabled()
+
     def _on_exported(self, summary: ex.ExportSummary) -> None:
+        self._set_idle()
         self._show_summary(summary)
 
     def _on_cancelled(self) -> None:
+        self._set_idle()
         summary = self._partial
         if summary is not None:
             self._show_summary(summary)
@@ -335,6 +348,7 @@ class ExportDialog(QDialog):
         self.exportFinished.emit(summary)
 
     def _on_failed(self, message: str) -> None:
+        self._set_idle()
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
         self._show_error(message)
@@ -372,6 +386,7 @@ class ExportDialog(QDialog):
         if w is not None:
             w.cancel()
             w.wait(60000)
+        self._busy = False  # a plan's result still queued finds _closing set and starts nothing
 
     def done(self, result: int) -> None:  # accept(), reject() and the close button end here
         self._stop_worker()
