@@ -80,3 +80,67 @@ def test_list_runs_newest_first(tmp_path):
     assert [r.path.name for r in listed] == ["b-2", "a-1"]
     assert set(listed[1].models) == {"shallow"}
     assert runs.list_runs(tmp_path / "nope") == []
+
+
+def test_a_run_folder_written_before_relative_fingerprints_is_still_found(tmp_path):
+    index = SimpleNamespace(roots=[str(tmp_path / "photos")], fingerprint=lambda: "fp-new",
+                            legacy_fingerprint=lambda: "fp-old")
+    new = tmp_path / "ck" / runs.run_dir_name("photos", "fp-new")
+    old = tmp_path / "ck" / runs.run_dir_name("photos", "fp-old")
+    assert runs.run_dir_for(index, tmp_path / "ck") == new  # neither exists: the new name
+    old.mkdir(parents=True)
+    assert runs.run_dir_for(index, tmp_path / "ck") == old
+    new.mkdir()
+    assert runs.run_dir_for(index, tmp_path / "ck") == new  # both: the new one wins
+
+
+def test_a_moved_data_folder_keeps_its_run_folder_and_resumes(tiny_demo, tmp_path):
+    import shutil
+
+    from geocam_gui.core.data.datasets import open_data
+    from geocam_gui.core.train.config import default_config
+    from geocam_gui.core.train.engine import Trainer
+    from geocam_gui.core.workspace import default_run_dir
+
+    here = tmp_path / "here" / "tiny"
+    shutil.copytree(tiny_demo, here)  # copy2 keeps the files' times, as mv does
+    index = open_data(here)
+    run = default_run_dir(index, tmp_path / "ck")
+    before = index.fingerprint(), index.legacy_fingerprint()
+
+    def config(epochs):
+        cfg = default_config("shallow", "cpu")
+        cfg.epochs, cfg.image_size, cfg.batch_size, cfg.max_batches_per_epoch = epochs, 32, 8, 1
+        return cfg
+
+    Trainer(config(1), index, run).run()
+
+    there = tmp_path / "elsewhere" / "renamed"
+    there.parent.mkdir()
+    os.rename(here, there)
+    moved = open_data(there)
+    assert moved.samples[0].path.startswith(str(there))
+    assert moved.fingerprint() == before[0] and moved.legacy_fingerprint() != before[1]
+    assert default_run_dir(moved, tmp_path / "ck") == run
+    events = []
+    result = Trainer(config(2), moved, run, events.append, resume=True).run()
+    assert [e.start_epoch for e in events if e.kind == "start"] == [1]  # resumed, not started again
+    assert [h["epoch"] for h in result.history] == [1, 2]
+
+
+def test_a_training_state_from_before_relative_fingerprints_resumes(tiny_index, tmp_path, monkeypatch):
+    from geocam_gui.core.data.datasets import DatasetIndex
+    from geocam_gui.core.train.config import default_config
+    from geocam_gui.core.train.engine import Trainer
+
+    def config(epochs):
+        cfg = default_config("shallow", "cpu")
+        cfg.epochs, cfg.image_size, cfg.batch_size, cfg.max_batches_per_epoch = epochs, 32, 8, 1
+        return cfg
+
+    with monkeypatch.context() as m:  # the state as GeoCAM wrote it before: absolute-path fingerprint
+        m.setattr(DatasetIndex, "fingerprint", DatasetIndex.legacy_fingerprint)
+        Trainer(config(1), tiny_index, tmp_path / "run").run()
+    events = []
+    Trainer(config(2), tiny_index, tmp_path / "run", events.append, resume=True).run()
+    assert [e.start_epoch for e in events if e.kind == "start"] == [1]

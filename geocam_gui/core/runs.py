@@ -44,7 +44,13 @@ def run_dir_for(index, checkpoint_dir: str | Path, *, demo: bool = False) -> Pat
     """
     root = Path(index.roots[0]) if index.roots else Path("dataset")
     label = "demo" if demo else root.name
-    return Path(checkpoint_dir) / run_dir_name(label, index.fingerprint())
+    run_dir = Path(checkpoint_dir) / run_dir_name(label, index.fingerprint())
+    legacy = getattr(index, "legacy_fingerprint", None)
+    if not run_dir.exists() and legacy is not None:  # runs named by GeoCAM before root-relative fingerprints
+        old = Path(checkpoint_dir) / run_dir_name(label, legacy())
+        if old.is_dir():
+            return old
+    return run_dir
 
 
 def class_mismatch(meta: dict, classes: list[str] | None, file: str | Path = "The checkpoint") -> str | None:

@@ -91,7 +91,29 @@ class DatasetIndex:
         return out
 
     def fingerprint(self) -> str:
-        """Stable hash of paths, labels, splits, file sizes and modification times."""
+        """Stable hash of paths, labels, splits, file sizes and modification times.
+
+        Paths count relative to the root they lie in (its position in ``roots``, then the path
+        below it), so a data folder moved or renamed as a whole (``mv`` keeps sizes and times)
+        keeps its fingerprint, and with it its run folder and resumable runs. A path outside
+        every root counts whole.
+        """
+        roots = sorted(((r.rstrip(os.sep) + os.sep, i) for i, r in enumerate(self.roots)), key=lambda t: -len(t[0]))
+
+        def key(path: str) -> str:
+            for prefix, i in roots:
+                if path.startswith(prefix):
+                    return f"{i}:{path[len(prefix):]}"
+            return path
+
+        return self._digest(key)
+
+    def legacy_fingerprint(self) -> str:
+        """The fingerprint of GeoCAM before 2026-12-02, over absolute paths: run folders and
+        training states written then carry it (``runs.run_dir_for`` and resuming accept it)."""
+        return self._digest(lambda path: path)
+
+    def _digest(self, key) -> str:
         h = hashlib.sha256()
         for s in self.samples:
             try:
@@ -99,7 +121,7 @@ class DatasetIndex:
                 size, mtime = st.st_size, st.st_mtime_ns
             except OSError:
                 size, mtime = -1, -1
-            h.update(f"{s.path}\t{s.label}\t{s.split}\t{size}\t{mtime}\n".encode("utf-8", "surrogatepass"))
+            h.update(f"{key(s.path)}\t{s.label}\t{s.split}\t{size}\t{mtime}\n".encode("utf-8", "surrogatepass"))
         return h.hexdigest()[:32]
 
     def extra_columns(self) -> list[str]:

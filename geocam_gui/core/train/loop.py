@@ -430,7 +430,8 @@ class TrainingLoop:
         try:
             saved = TrainConfig.from_dict(json.loads(state["config"]))
             check_resumable(saved, self.cfg)
-            if state["fingerprint"] != fingerprint:
+            # a state written before root-relative fingerprints (2026-12-02) carries the legacy one
+            if state["fingerprint"] != fingerprint and state["fingerprint"] != self.t.index.legacy_fingerprint():
                 raise CheckpointError("Cannot resume: the data differ from the images this run was trained on "
                                       "(index fingerprint changed); train into a new --out folder.")
             net.load_state_dict(state["model"])
