@@ -52,8 +52,8 @@ class Curves(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         self.loss = pg.PlotWidget(axisItems={"bottom": EpochAxis("bottom")})
         self.acc = pg.PlotWidget(axisItems={"bottom": EpochAxis("bottom")})
-        self.acc.setYRange(0, 1.0)
-        for plot, title in ((self.loss, "Loss"), (self.acc, "Accuracy")):
+        self.acc.setYRange(0, 100)  # percent, as the panes and the results table show accuracy
+        for plot, title in ((self.loss, "Loss"), (self.acc, "Accuracy (%)")):
             plot.setBackground("w")
             # dark text: pyqtgraph's default foreground is a light grey meant for a black background
             plot.setTitle(f"{title}  (solid: validation, dashed: training)", color="#33383f")
@@ -107,7 +107,7 @@ class Curves(QWidget):
         key = (model, metric, part)
         self._data.setdefault(key, []).append((x, y))
         xs, ys = zip(*self._data[key])
-        self._item(key).setData(np.asarray(xs), np.asarray(ys))
+        self._item(key).setData(np.asarray(xs), np.asarray(ys) * (100.0 if metric == "acc" else 1.0))
 
     def remove_model(self, model: str) -> None:
         """Forget (and stop drawing) every curve of ``model``."""
