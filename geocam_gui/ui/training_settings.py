@@ -17,7 +17,6 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
     QGridLayout,
-    QGroupBox,
     QHBoxLayout,
     QLabel,
     QSpinBox,
@@ -43,15 +42,18 @@ class TrainingSettings(QWidget):
         super().__init__(parent)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        box = QGroupBox("Models")
-        bl = QHBoxLayout(box)
+        # One row, not a framed group: the panel's 300 px must also hold the buttons and the state
+        # lines at a window height of 800 px.
+        bl = QHBoxLayout()
+        bl.addWidget(QLabel("Models"))
         self.model_checks: dict[str, QCheckBox] = {}
         for name in MODEL_NAMES:
             cb = QCheckBox(MODEL_LABELS[name])
             cb.setChecked(True)
             self.model_checks[name] = cb
             bl.addWidget(cb)
-        layout.addWidget(box)
+        bl.addStretch(1)
+        layout.addLayout(bl)
 
         self.device = QComboBox()
         for dev, label in available_devices():
