@@ -58,7 +58,7 @@ def test_colour_bar_reads_the_values_of_each_scale(explained, qtbot, tmp_path):
         assert len(v.scale.itemData(i, 3)) > 60  # Qt.ToolTipRole
 
     # Per map: 0 … 1 of each map's own maximum.
-    assert v.colorbar.tick_texts() == ["0", "0.5", "1"] and "map max" in v.colorbar.title
+    assert v.colorbar.tick_texts() == ["0", "0.5", "1"] and "map's peak" in v.colorbar.title
     v.grab().save(str(tmp_path / "per_map.png"))
 
     # Shared: the raw values, 0 … the largest ReLU'd raw value of every model and class.

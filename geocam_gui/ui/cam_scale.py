@@ -56,13 +56,13 @@ def colour_bar_text(mode: str, top: float, note: str | None = None, *, ready: bo
     or why it is not ready (then the maps are per map, and the bar says so)."""
     tip = dict((key, text) for key, _label, text in SCALES)[mode]
     if mode == SHARED:
-        return "raw CAM", render.scale_ticks(top), f"0 … {render.format_value(top)} (raw values). {tip}"
+        return "raw values", render.scale_ticks(top), f"0 … {render.format_value(top)} (raw values). {tip}"
     if mode == REFERENCE and ready:
-        return f"× model p{REFERENCE_Q:.0f}", render.scale_ticks(1.0), f"{note}\n\n{tip}"
+        return f"1 = model's usual peak (p{REFERENCE_Q:.0f})", render.scale_ticks(1.0), f"{note}\n\n{tip}"
     if mode == REFERENCE:
         return (f"per map (p{REFERENCE_Q:.0f} not ready)", render.scale_ticks(1.0),
                 f"{note} Until then each map is on its own scale (1 = its max).\n\n{tip}")
-    return "× map max", render.scale_ticks(1.0), tip
+    return "1 = the map's peak", render.scale_ticks(1.0), tip
 
 
 def scale_chooser() -> QComboBox:

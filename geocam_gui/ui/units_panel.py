@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from geocam_gui.core.analysis.dissection import IOU_THRESHOLD
 from geocam_gui.core.models import MODEL_LABELS, MODEL_NAMES
 from geocam_gui.ui.compute import ComputeBridge, LaneJob, shared_bridge
 
@@ -113,7 +114,10 @@ class UnitsPanel(QWidget):
         self.concept.addItems([ALL])
         self.concept.currentIndexChanged.connect(lambda _i: self._apply_view())
         self.sort = QComboBox()
-        self.sort.addItems(["Sort by IoU", "Sort by unit", "Sort by top activation"])
+        self.sort.addItems(["Sort by match (IoU)", "Sort by unit", "Sort by top activation"])
+        self.sort.setToolTip("Match (IoU, 0-1): where a unit fires most against where its concept is, as the "
+                             "overlap of the two divided by their union over the whole split (Network "
+                             f"Dissection). Above {IOU_THRESHOLD:g} the unit counts as a detector of the concept.")
         self.sort.currentIndexChanged.connect(lambda _i: self._apply_view())
         self.cam_button = QPushButton("Back to CAM")
         self.cam_button.setToolTip("Show the Grad-CAM again in every pane")
