@@ -381,3 +381,55 @@ def test_figure_marks_a_model_at_chance_and_the_sidecar_says_why(assets, tmp_pat
     verdicts = {m["model"]: m["chance"] for m in side["models"]}
     assert not verdicts["shallow"]["above_chance"] and verdicts["resnet18"]["above_chance"]
     assert verdicts["resnet18"]["p_value"] < 0.001
+
+
+# --------------------------------------------------------------------------- the comparable (p99) scale
+def test_p99_overlays_are_the_viewers_comparable_scale_and_recreate_from_their_sidecar(assets, tmp_path):
+    """Each model's map over its own 99th percentile of the reference images, as the viewer's
+    'comparable across models' scale draws it (``cam_percentiles`` + ``full_size_maps``)."""
+    from geocam_gui.core.explain import render
+    from geocam_gui.core.explain.reference import cam_percentiles
+    from geocam_gui.core.explain.store import ModelStore, explain_image, full_size_maps
+
+    refs = (*assets["photos"], assets["corrupt"])  # an unreadable reference is skipped and counted
+    photo = assets["photos"][0]
+    req = ex.ExportRequest("overlays", [ex.ExportImage(photo, "pittsburgh")], assets["ckpts"], str(tmp_path / "a"),
+                           ex.ExportOptions(normalize="p99", reference_images=refs, outputs=("overlay", "heatmap")))
+    summary = ex.export(req)
+    assert len(summary.written) == 4 and not summary.failed
+    store = ModelStore("cpu")
+    keys = {"shallow": assets["ckpts"][0], "resnet18": assets["ckpts"][1]}
+    percentiles = {k: cam_percentiles(c, refs, store)["percentiles"] for k, c in keys.items()}
+    viewer = explain_image(photo, keys, store, label="pittsburgh")
+    shown = full_size_maps(viewer, "predicted", reference=percentiles)
+    for j, key in enumerate(keys):
+        written = tmp_path / "a" / f"view_0_{key}.png"
+        assert np.array_equal(np.asarray(Image.open(written)), render.overlay(viewer.image, shown[key][1]))
+        side = json.loads(Path(str(written) + ".json").read_text())
+        ref = side["reference"][0]
+        assert side["normalisation"] == "p99" and ref["model_index"] == j
+        assert ref["percentiles"] == [float(v) for v in percentiles[key]] and ref["images"] == 3 and ref["skipped"] == 1
+        assert side["params"]["reference_images"] == [str(Path(r).absolute()) for r in refs]
+    # the sidecar re-creates it byte for byte
+    out = tmp_path / "a" / "view_0_resnet18_heatmap.png"
+    assert main(["export", "--from-sidecar", str(out) + ".json", "--overlays", str(tmp_path / "b")]) == 0
+    assert (tmp_path / "b" / out.name).read_bytes() == out.read_bytes()
+
+
+def test_p99_needs_its_reference_images(assets, tiny_demo, tmp_path, capsys):
+    base = ["export", "--checkpoint", *assets["ckpts"], "--images", assets["photos"][0], "--overlays", str(tmp_path / "o")]
+    assert main([*base, "--normalize", "p99"]) == 2
+    assert "--reference DATA" in capsys.readouterr().err
+    assert main([*base, "--reference", str(tiny_demo)]) == 2
+    assert "--reference goes with --normalize p99" in capsys.readouterr().err
+    assert main([*base, "--normalize", "p99", "--reference", str(tmp_path / "nowhere")]) == 2
+    assert not (tmp_path / "o").exists()
+    with pytest.raises(BadArgument, match="reference images"):
+        ex.plan_export(ex.ExportRequest("overlays", [ex.ExportImage(assets["photos"][0])], assets["ckpts"],
+                                        str(tmp_path / "o"), ex.ExportOptions(normalize="p99")))
+    # a figure on the viewer's reference sample of a dataset: its colour bar says the scale
+    assert main([*base[:5], *assets["photos"], "--figure", str(tmp_path / "f.svg"), "--normalize", "p99",
+                 "--reference", str(tiny_demo)]) == 0
+    assert "1 = each model's p99" in (tmp_path / "f.svg").read_text()
+    side = json.loads((tmp_path / "f.svg.json").read_text())
+    assert len(side["reference"]) == 2 and side["params"]["reference_q"] == 99.0

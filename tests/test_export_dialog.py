@@ -198,10 +198,20 @@ def test_settings_that_are_not_a_folder_are_ignored(make_dialog, qt_settings, _i
     assert Path(dlg.destination.text()).parent == _isolated_home / "exports"
 
 
-def test_the_dialog_starts_from_the_viewers_colour_scale(make_dialog):
-    assert not make_dialog().shared.isChecked()
-    shared = make_dialog(scale="shared")
-    assert shared.shared.isChecked() and shared.scale_note.isHidden()
-    p99 = make_dialog(scale="p99")  # not exportable yet: the dialog says so instead of pretending
-    assert not p99.shared.isChecked() and not p99.scale_note.isHidden()
-    assert "99th percentile" in p99.scale_note.text()
+def test_the_dialog_starts_from_the_viewers_colour_scale(make_dialog, qtbot, tmp_path, assets):
+    assert make_dialog().scale.currentData() == "per_map"
+    assert make_dialog(scale="shared").build_request().options.normalize == "shared"
+    lone = make_dialog(scale="p99")  # no dataset open: no reference images, so no p99 either
+    i = lone.scale.findData("p99")
+    assert lone.scale.currentData() == "per_map" and not lone.scale.model().item(i).isEnabled()
+    assert "Open a dataset" in lone.scale.itemData(i, Qt.ItemDataRole.ToolTipRole)
+
+    # with the viewer's reference images it exports on the viewer's comparable scale
+    dlg = make_dialog(scale="p99", reference_images=assets["photos"])
+    assert dlg.scale.currentData() == "p99"
+    dlg.set_destination(str(tmp_path / "p99"))
+    summary = _export(qtbot, dlg)
+    assert summary.written and not summary.failed
+    side = json.loads((tmp_path / "p99" / "street_0_shallow.png.json").read_text())
+    assert side["normalisation"] == "p99" and side["reference"][0]["images"] == len(assets["photos"])
+    assert side["params"]["reference_images"] == [str(Path(p).absolute()) for p in assets["photos"]]

@@ -33,8 +33,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", choices=METHODS, default="gradcam", help="CAM method (default gradcam)")
     parser.add_argument("--colormap", choices=COLORMAPS, default="jet", help="colormap (default jet, as in the paper)")
     parser.add_argument("--opacity", type=float, default=0.5, help="heat map opacity over the photo, 0..1 (default 0.5)")
-    parser.add_argument("--normalize", choices=("per_map", "shared"), default="per_map",
-                        help="per_map: each map min-max scaled (default); shared: one scale for all models of an image")
+    parser.add_argument("--normalize", choices=("per_map", "shared", "p99"), default="per_map",
+                        help="per_map: each map min-max scaled (default); shared: one scale for all models of an "
+                             "image; p99: each model's map over its own 99th percentile on --reference (the "
+                             "viewer's 'comparable across models'), so models can be compared")
+    parser.add_argument("--reference", metavar="DATA",
+                        help="with --normalize p99: the dataset whose val split (else test, else all; up to 64 "
+                             "images, as in the viewer) sets each model's 99th percentile (default: --data)")
     parser.add_argument("--figure", metavar="FILE", help="write a figure: FILE.pdf, FILE.svg or FILE.png")
     parser.add_argument("--dpi", type=int, default=300, help="DPI of PNG figures and of overlay metadata (default 300)")
     parser.add_argument("--width", default="single", metavar="W",
@@ -73,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
     checkpoints = [str(p) for p in expand_checkpoints(args.checkpoint, keep_order=args.keep_order)]
     images = _images(args, checkpoints)
     opts = ex.ExportOptions(class_choice=args.class_choice, method=args.method, cmap=args.colormap,
-                            opacity=args.opacity, normalize=args.normalize, dpi=args.dpi, device=args.device,
+                            opacity=args.opacity, normalize=args.normalize, reference_images=_reference_images(args),
+                            dpi=args.dpi, device=args.device,
                             overlay_format=args.overlay_format, outputs=tuple(args.only or ex.MODEL_OUTPUTS),
                             width_in=parse_width(args.width), show_predictions=not args.no_predictions)
     plans = []
@@ -141,6 +147,27 @@ def _images(args, checkpoints: list[str]):
     else:
         raise BadArgument("Give --images IMG [IMG ...] or --split SPLIT --data DATA.")
     return out[: args.limit] if args.limit else out
+
+
+def _reference_images(args) -> tuple[str, ...]:
+    """The viewer's reference sample of ``--reference`` (else ``--data``) for ``--normalize p99``."""
+    if args.normalize != "p99":
+        if args.reference:
+            raise BadArgument("--reference goes with --normalize p99.")
+        return ()
+    data = args.reference or args.data
+    if not data:
+        raise BadArgument("--normalize p99 needs --reference DATA: the dataset whose images set each model's "
+                          "99th percentile.")
+    if not os.path.exists(data):
+        raise BadArgument(f"The dataset {data} does not exist.")
+    from geocam_gui.core.data.datasets import open_data
+    from geocam_gui.core.explain.reference import reference_samples
+
+    _split, chosen = reference_samples(open_data(data).samples)
+    if not chosen:
+        raise BadArgument(f"The dataset {data} has no images.")
+    return tuple(str(s.path) for s in chosen)
 
 
 def _classes(checkpoints: list[str]) -> list[str]:

@@ -57,6 +57,7 @@ class ExportDialog(QDialog):
         cmap: str = "jet",
         opacity: float = 0.5,
         scale: str = "per_map",
+        reference_images: Sequence[str] = (),
     ):
         super().__init__(parent)
         self.setWindowTitle("Export")
@@ -65,6 +66,9 @@ class ExportDialog(QDialog):
         self.checkpoints = {k: v for k, v in (checkpoints or {}).items() if v}
         self.images = [(str(p), lbl) for p, lbl in (images or [])]
         self.batch_samples = list(batch_samples or [])
+        #: The viewer's reference sample (``reference.reference_samples`` of the open dataset): the
+        #: images the "p99" scale takes each model's 99th percentile over, as the viewer does.
+        self.reference_images = tuple(str(p) for p in reference_images)
         #: None: ask with a message box before replacing files; True/False: answer without asking.
         self.overwrite_answer: bool | None = None
         self.last_summary: ex.ExportSummary | None = None
@@ -216,7 +220,8 @@ class ExportDialog(QDialog):
         opts = ex.ExportOptions(
             class_choice=self.class_combo.currentData(), method=self.method.currentData(),
             cmap=self.cmap.currentData(), opacity=self.opacity.value() / 100.0,
-            normalize="shared" if self.shared.isChecked() else "per_map", dpi=self.dpi.value(),
+            normalize=self.scale.currentData(), dpi=self.dpi.value(),
+            reference_images=self.reference_images if self.scale.currentData() == "p99" else (),
             overlay_format=self.format.currentData() if mode != FIGURE else "png", outputs=outputs,
             width_in=float(width if width is not None else self.width_custom.value()),
             show_predictions=self.predictions.isChecked(),

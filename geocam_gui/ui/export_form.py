@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QButtonGroup,
     QCheckBox,
@@ -30,6 +31,7 @@ from geocam_gui.core import export as ex
 from geocam_gui.core.explain.cam import METHOD_LABELS, METHODS
 from geocam_gui.core.export.figure import DOUBLE_COLUMN_IN, SINGLE_COLUMN_IN
 from geocam_gui.core.explain.render import COLORMAPS
+from geocam_gui.ui.cam_scale import PER_MAP, REFERENCE, scale_chooser
 
 CURRENT, FIGURE, BATCH = "current", "figure", "batch"
 FIGURE_FORMAT_CHOICES = (("PDF (vector)", "pdf"), ("SVG (vector)", "svg"), ("PNG", "png"))
@@ -122,16 +124,14 @@ def build_form(dlg, class_choice: str, method: str, cmap: str, opacity: float, s
     dlg.opacity.setSuffix(" %")
     dlg.opacity.setValue(int(round(float(opacity) * 100)))
     form.addRow("Opacity:", dlg.opacity)
-    dlg.shared = QCheckBox("One colour scale for all models of an image")
-    dlg.shared.setChecked(scale == "shared")
-    form.addRow("Scale:", dlg.shared)
-    dlg.scale_note = QLabel("The viewer shows each model against its own 99th percentile; exports cannot "
-                            "use that scale yet: they scale each map by itself, or all of an image's maps "
-                            "together (ticked).")
-    dlg.scale_note.setWordWrap(True)
-    dlg.scale_note.setStyleSheet("color:#8a5a00")
-    dlg.scale_note.setVisible(scale == "p99")
-    form.addRow("", dlg.scale_note)
+    dlg.scale = scale_chooser()  # the viewer's three scales, with the viewer's tooltips
+    if not dlg.reference_images:  # no dataset open: no images to take the percentiles over
+        i = dlg.scale.findData(REFERENCE)
+        dlg.scale.model().item(i).setEnabled(False)
+        dlg.scale.setItemData(i, "Open a dataset: each model's 99th percentile is taken over its "
+                                 "validation images.", Qt.ItemDataRole.ToolTipRole)
+    dlg._select(dlg.scale, scale if dlg.reference_images or scale != REFERENCE else PER_MAP)
+    form.addRow("Scale:", dlg.scale)
 
     outputs = QHBoxLayout()
     dlg.out_overlay = QCheckBox("Overlay")

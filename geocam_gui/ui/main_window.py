@@ -381,7 +381,7 @@ class MainWindow(QMainWindow):
             sample = self.viewer.current_sample()
             images = [sample] if sample is not None else []
         batch = self.browser.visible_samples() if self.index is not None else None
-        dlg = ExportDialog(
+        ExportDialog(
             self,
             checkpoints=self.workspace.checkpoints,
             images=images,
@@ -390,8 +390,8 @@ class MainWindow(QMainWindow):
             method=self.viewer.method.currentData() or "gradcam",
             cmap=self.viewer.cmap.currentData() or "jet",
             opacity=self.viewer.opacity.value() / 100, scale=self.viewer.scale_mode(),
-        )
-        dlg.exec()
+            reference_images=self.viewer.references.sample(self.index)[1],
+        ).exec()
 
     # -- closing ----------------------------------------------------------------------------------
     def closeEvent(self, event) -> None:  # noqa: N802

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Sequence
 
 from geocam_gui.core.errors import BadArgument, Cancelled
+from geocam_gui.core.explain.reference import REFERENCE_Q
 from geocam_gui.core.export.figure import FIGURE_FORMATS, parse_width
 from geocam_gui.core.export.request import (
     CLASS_PREDICTED, CLASS_TRUE, MAX_FIGURE_ROWS, MODEL_OUTPUTS, SIDECAR_FORMAT, SUMMARY_NAME, Cancel, ExportImage,
@@ -55,6 +56,8 @@ def _params(kind: str, req: ExportRequest, image_idx: list[int], model_index: in
         p["model_index"] = model_index
     if kind in ("overlay", "heatmap", "figure"):
         p.update(normalize=o.normalize, colormap=o.cmap, dpi=int(o.dpi))
+        if o.normalize == "p99":
+            p.update(reference_q=REFERENCE_Q, reference_images=list(o.reference_images))
     if kind in ("overlay", "figure"):
         p["opacity"] = float(o.opacity)
     if kind == "overlay":
@@ -80,6 +83,10 @@ def plan_export(request: ExportRequest, *, progress: Progress = None, cancel: Ca
         raise BadArgument(f"Unknown export kind {req.kind!r}: overlays or figure.")
     req.options.class_choice = normalize_class_choice(req.options.class_choice)
     check_options(req.options, req.kind)
+    refs = req.options.reference_images if req.options.normalize == "p99" else ()
+    if not all(isinstance(r, str) and r and "\x00" not in r for r in refs):
+        raise BadArgument("Each reference image must be a file path.")
+    req.options.reference_images = tuple(str(Path(r).expanduser().absolute()) for r in refs)
     if not req.images:
         raise BadArgument("There are no images to export.")
     seen: set[str] = set()

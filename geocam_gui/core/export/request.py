@@ -18,7 +18,9 @@ SUMMARY_NAME = "summary.json"
 MAX_SIDECAR_BYTES = 64 << 20
 OVERLAY_FORMATS: tuple[str, ...] = ("png", "tiff")
 MODEL_OUTPUTS: tuple[str, ...] = ("overlay", "heatmap", "raw")
-NORMALIZATIONS: tuple[str, ...] = ("per_map", "shared")
+NORMALIZATIONS: tuple[str, ...] = ("per_map", "shared", "p99")
+#: At most this many reference images for "p99" (the viewer uses ``reference.REFERENCE_IMAGES``).
+MAX_REFERENCE_IMAGES = 1024
 CLASS_PREDICTED = "predicted"
 CLASS_TRUE = "true"
 MAX_FIGURE_ROWS = 24
@@ -48,7 +50,10 @@ class ExportOptions:
     method: str = "gradcam"
     cmap: str = "jet"
     opacity: float = 0.5
-    normalize: str = "per_map"
+    normalize: str = "per_map"  # "per_map", "shared" or "p99" (each model's 99th percentile)
+    #: "p99": the images each model's 99th-percentile CAM value is taken over (the viewer's sample:
+    #: ``reference.reference_samples``); the export computes it as the viewer does.
+    reference_images: tuple[str, ...] = ()
     dpi: int = 300
     device: str = "cpu"
     overlay_format: str = "png"
@@ -193,6 +198,11 @@ def check_options(o: ExportOptions, kind: str) -> None:
         raise BadArgument(f"The opacity must be between 0 and 1, got {o.opacity}.")
     if o.normalize not in NORMALIZATIONS:
         raise BadArgument(f"Unknown normalisation {o.normalize!r}: choose one of {', '.join(NORMALIZATIONS)}.")
+    if o.normalize == "p99" and not o.reference_images:
+        raise BadArgument("The p99 scale needs reference images to take each model's 99th percentile over "
+                          "(geocam export --reference DATA).")
+    if len(o.reference_images) > MAX_REFERENCE_IMAGES:
+        raise BadArgument(f"At most {MAX_REFERENCE_IMAGES} reference images, got {len(o.reference_images)}.")
     if not isinstance(o.dpi, int) or not MIN_DPI <= o.dpi <= MAX_DPI:
         raise BadArgument(f"The DPI must be a whole number between {MIN_DPI} and {MAX_DPI}, got {o.dpi!r}.")
     if kind == "overlays":

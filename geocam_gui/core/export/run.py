@@ -47,15 +47,46 @@ class _Explained:
     models: dict[int, _ModelOutput]
 
 
+class _References:
+    """The "p99" scale: each model's 99th-percentile CAM value of each class over the request's
+    reference images, computed once per model with ``reference.cam_percentiles`` (what the
+    viewer's comparable scale divides by). ``None`` for the other scales."""
+
+    def __init__(self, plan: ExportPlan, store: ModelStore):
+        self.plan, self.store = plan, store
+        self.done: dict[int, dict] = {}
+
+    def get(self, which) -> dict[str, np.ndarray] | None:
+        o = self.plan.request.options
+        if o.normalize != "p99":
+            return None
+        from geocam_gui.core.explain.reference import cam_percentiles
+
+        for j in which:
+            if j not in self.done:
+                self.done[j] = cam_percentiles(self.plan.models[j].checkpoint, o.reference_images, self.store,
+                                               method=o.method)
+        return {self.plan.models[j].key: self.done[j]["percentiles"] for j in which}
+
+    def record(self, which) -> dict:
+        """The sidecar's ``reference``: the images counted and each model's values per class."""
+        if self.plan.request.options.normalize != "p99":
+            return {}
+        return {"reference": [{"model_index": j, "percentiles": [float(v) for v in self.done[j]["percentiles"]],
+                               "q": self.done[j]["q"], "images": self.done[j]["images"],
+                               "skipped": self.done[j]["skipped"]} for j in sorted(which)]}
+
+
 def _explain(im: ExportImage, models: list[ModelInfo], store: ModelStore, which: list[int],
-             o: ExportOptions) -> _Explained:
+             o: ExportOptions, refs: _References) -> _Explained:
     """CAMs of image ``im`` by the models ``which``, through the viewer's own path
     (``explain_image`` + ``full_size_maps``) on the photo at its native size; ImageError when
     it cannot be decoded, the checkpoint's error when one cannot explain it."""
+    reference = refs.get(which)
     exp = explain_image(im.path, {models[j].key: models[j].checkpoint for j in which}, store, method=o.method,
                         label=im.label, max_side=None, strict=True)
     choice = {CLASS_TRUE: GROUND_TRUTH}.get(o.class_choice, o.class_choice)
-    maps = full_size_maps(exp, choice, shared=o.normalize == "shared")
+    maps = full_size_maps(exp, choice, shared=o.normalize == "shared", reference=reference)
     out: dict[int, _ModelOutput] = {}
     for j in which:
         me = exp.models[models[j].key]
@@ -154,6 +185,7 @@ def _run_overlays(plan: ExportPlan, summary: ExportSummary, progress: Progress, 
     if todo:
         dest.mkdir(parents=True, exist_ok=True)
     store = ModelStore(o.device)
+    refs = _References(plan, store)
     layers: dict[int, str] = {}
     n = len(req.images)
     for i, im in enumerate(req.images):
@@ -170,18 +202,19 @@ def _run_overlays(plan: ExportPlan, summary: ExportSummary, progress: Progress, 
                     which = set(range(len(plan.models)))
                 if not which.issubset(layers):  # loads them: a checkpoint error stops the export
                     layers.update(_layer_names(store, plan.models, which - set(layers)))
-                exp = _explain(im, plan.models, store, sorted(which), o)
+                exp = _explain(im, plan.models, store, sorted(which), o, refs)
             except ImageError as exc:
                 summary.failed.append((im.path, exc.reason))
             else:
-                _write_model_outputs(plan, targets, exp, layers, summary)
+                _write_model_outputs(plan, targets, exp, layers, summary, refs)
         if progress is not None:
             progress(i + 1, n)
     if req.write_summary:
         _write_summary(dest, plan, summary)
 
 
-def _write_model_outputs(plan, targets: list[Target], exp: _Explained, layers, summary: ExportSummary) -> None:
+def _write_model_outputs(plan, targets: list[Target], exp: _Explained, layers, summary: ExportSummary,
+                         refs: _References) -> None:
     from geocam_gui.core.explain.render import heatmap_rgba, overlay
 
     o = plan.request.options
@@ -203,7 +236,8 @@ def _write_model_outputs(plan, targets: list[Target], exp: _Explained, layers, s
         extra = {"image_size": {"width": W, "height": H},
                  "map_size": {"height": int(mo.raw.shape[-2]), "width": int(mo.raw.shape[-1])},
                  "dpi": o.dpi if t.kind != "raw" else None,
-                 "results": [model_result(t.model_index, mo)]}
+                 "results": [model_result(t.model_index, mo)],
+                 **(refs.record([t.model_index]) if t.kind != "raw" else {})}
         _write_atomic(t.output, _then_sidecar(writer, t, build_sidecar(t, plan, layers, extra)))
         summary.written.append(str(t.output))
     for reason in sorted(failed_reasons):
@@ -230,6 +264,7 @@ def _run_figure(plan: ExportPlan, t: Target, summary: ExportSummary, progress: P
     o = req.options
     n = len(req.images)
     store = ModelStore(o.device)
+    refs = _References(plan, store)
     layers = _layer_names(store, plan.models, range(len(plan.models)))
     rows: list[FigureRow] = []
     results = []
@@ -241,7 +276,7 @@ def _run_figure(plan: ExportPlan, t: Target, summary: ExportSummary, progress: P
         try:
             if i in plan.source_errors:
                 raise ImageError(im.path, plan.source_errors[i])
-            exp = _explain(im, plan.models, store, list(range(len(plan.models))), o)
+            exp = _explain(im, plan.models, store, list(range(len(plan.models))), o, refs)
         except ImageError as exc:
             summary.failed.append((im.path, exc.reason))
         else:
@@ -265,7 +300,7 @@ def _run_figure(plan: ExportPlan, t: Target, summary: ExportSummary, progress: P
     if not rows:
         raise DataError(f"None of the {n} image(s) could be read, so no figure was made.")
     fmt = t.params["format"]
-    scale = "per-map scale" if o.normalize == "per_map" else "shared scale"
+    scale = {"per_map": "per-map scale", "shared": "shared scale"}.get(o.normalize, "1 = each model's p99")
     label = f"{METHOD_LABELS.get(o.method, o.method)}, {scale}"
     size_in: list[float] = []
 
@@ -278,7 +313,7 @@ def _run_figure(plan: ExportPlan, t: Target, summary: ExportSummary, progress: P
     def write_with_sidecar(tmp: Path) -> None:
         write(tmp)
         extra = {"size_in": {"width": round(size_in[0], 4), "height": round(size_in[1], 4)},
-                 "dpi": o.dpi, "image_sizes": sizes, "results": results,
+                 "dpi": o.dpi, "image_sizes": sizes, "results": results, **refs.record(range(len(plan.models))),
                  "skipped": [{"path": p, "reason": r} for p, r in summary.failed]}
         write_sidecar(t, build_sidecar(t, plan, layers, extra))
 

@@ -130,6 +130,7 @@ def request_from_sidecar(path: str | os.PathLike, destination: str | os.PathLike
     opts = ExportOptions(class_choice=p["class"], method=p["method"], device=p.get("device", "cpu"))
     if "colormap" in p:
         opts.cmap, opts.normalize, opts.dpi = p["colormap"], p["normalize"], int(p["dpi"])
+        opts.reference_images = tuple(p.get("reference_images", ()))
     if "opacity" in p:
         opts.opacity = float(p["opacity"])
     images = [ExportImage(s["path"], s.get("label")) for s in p["images"]]

@@ -24,6 +24,7 @@ OVERLAY_FORMATS: tuple[str, ...] = ("png", "tiff")
 MIN_DPI, MAX_DPI = 36, 2400
 MAX_IMAGES = 10_000
 MAX_MODELS = 16
+MAX_REFERENCE_IMAGES = 1024  # as core/export/request.py's
 
 #: File formats each kind of output is written in.
 KIND_FORMATS: dict[str, tuple[str, ...]] = {
@@ -63,8 +64,13 @@ def check_sidecar(data: Any, file: str | os.PathLike) -> dict:
         p.integer("model_index", 0, len(checkpoints) - 1, required=True)
     if kind in ("overlay", "heatmap", "figure"):
         p.text("colormap", choices=COLORMAPS, required=True)
-        p.text("normalize", choices=("per_map", "shared"), required=True)
+        normalize = p.text("normalize", choices=("per_map", "shared", "p99"), required=True)
         p.integer("dpi", MIN_DPI, MAX_DPI, required=True)
+        if normalize == "p99":
+            p.number("reference_q", 0.0, 100.0, required=True)
+            refs = p.items("reference_images", 1, MAX_REFERENCE_IMAGES, required=True)
+            if not all(isinstance(r, str) and r and len(r) <= 4096 and "\x00" not in r for r in refs):
+                raise p.fail("reference_images", "a list of image paths")
     if kind in ("overlay", "figure"):
         p.number("opacity", 0.0, 1.0, required=True)
     if kind == "figure":
