@@ -92,6 +92,31 @@ def test_panel_fields_say_per_model_and_list_each_models_default(qtbot):
     assert panel.batch.text() == "per model" and panel.overrides() == {}
 
 
+def test_a_learning_rate_far_from_a_chosen_models_own_is_pointed_out(qtbot):
+    from geocam_gui.ui.training_panel import TrainingPanel
+    from geocam_gui.ui.training_settings import lr_warning
+
+    defaults = {m: default_config(m, "cpu") for m in MODEL_NAMES}
+    vgg = defaults["vgg11"].lr
+    assert lr_warning(0.0, defaults) == "" and lr_warning(vgg, {"vgg11": defaults["vgg11"]}) == ""
+    assert "VGG11 (AdamW 0.0003: 10x)" in lr_warning(vgg * 10, {"vgg11": defaults["vgg11"]})
+    assert "1/10" in lr_warning(vgg / 10, {"vgg11": defaults["vgg11"]})
+
+    panel = TrainingPanel()
+    qtbot.addWidget(panel)
+    panel.device.setCurrentIndex(panel.device.findData("cpu"))
+    note = panel.settings.lr_note
+    assert note.isHidden()
+    panel.lr.setValue(vgg * 12)  # typed with the other models in mind
+    assert not note.isHidden() and "VGG11" in note.text() and "may not learn" in note.text()
+    panel.model_checks["vgg11"].setChecked(False)  # VGG11 not trained: the rest are within 10x
+    expected = lr_warning(vgg * 12, {m: defaults[m] for m in ("shallow", "resnet18")})
+    assert note.isHidden() == (expected == "") and "VGG11" not in note.text()
+    panel.model_checks["vgg11"].setChecked(True)
+    panel.lr.setValue(panel.lr.minimum())  # per model again
+    assert note.isHidden()
+
+
 def test_cli_without_out_trains_where_the_gui_looks(tiny_demo, _isolated_home):
     from geocam_gui.cli import main
     from geocam_gui.core import runs

@@ -35,6 +35,31 @@ def _shown(key: str, value) -> str:
     return f"{value:g}" if key == "lr" else f"{value} px" if key == "image_size" else str(value)
 
 
+#: A learning rate this many times above or below a model's own default gets a warning.
+LR_WARN_FACTOR = 10.0
+OPTIMIZER_NAMES = {"adamw": "AdamW", "sgd": "SGD"}
+
+
+def lr_warning(lr: float, defaults: dict) -> str:
+    """A sentence when ``lr`` (one value for every model) is far from some model's own default
+    (``defaults``: model -> ``TrainConfig``): the models do not share an optimiser or a scale of
+    learning rate (VGG11 without batch norm stalls at chance at 1e-3, AdamW's rates are not SGD's).
+    Empty when ``lr`` is 0 (*per model*) or close enough to every default."""
+    if lr <= 0:
+        return ""
+    far = []
+    for name, cfg in defaults.items():
+        ratio = lr / cfg.lr
+        if ratio >= LR_WARN_FACTOR or ratio <= 1 / LR_WARN_FACTOR:
+            times = f"{ratio:.0f}x" if ratio >= 1 else f"1/{1 / ratio:.0f}"
+            far.append(f"{MODEL_LABELS.get(name, name)} ({OPTIMIZER_NAMES.get(cfg.optimizer, cfg.optimizer)} "
+                       f"{cfg.lr:g}: {times})")
+    if not far:
+        return ""
+    return (f"LR {lr:g} is far from the default of " + ", ".join(far) + ": it may not learn. Step the "
+            "field down to the bottom for each model's own rate.")
+
+
 class TrainingSettings(QWidget):
     """The settings fields (see the module doc)."""
 
@@ -101,6 +126,15 @@ class TrainingSettings(QWidget):
         self.recipe_note.setWordWrap(True)
         self.recipe_note.setVisible(False)
         layout.addWidget(self.recipe_note)
+        self.lr_note = QLabel()  # a learning rate far from a selected model's own
+        self.lr_note.setObjectName("lrNote")
+        self.lr_note.setWordWrap(True)
+        self.lr_note.setStyleSheet("color:#8a5a00")
+        self.lr_note.setVisible(False)
+        layout.addWidget(self.lr_note)
+        self.lr.valueChanged.connect(self._check_lr)
+        for cb in self.model_checks.values():
+            cb.toggled.connect(self._check_lr)
         self._apply_device_defaults()
 
     def _fields(self) -> dict:
@@ -115,11 +149,23 @@ class TrainingSettings(QWidget):
         except Exception:  # noqa: BLE001
             dev = "cpu"
         configs = {name: default_config(name, dev) for name in MODEL_NAMES}
+        self._defaults = configs
         for key, w in self._fields().items():
             w.setValue(w.minimum())
-            each = ", ".join(f"{MODEL_LABELS[n]} {_shown(key, getattr(c, key))}" for n, c in configs.items())
+            each = ", ".join(f"{MODEL_LABELS[n]} {_shown(key, getattr(c, key))}"
+                             + (f" ({OPTIMIZER_NAMES.get(c.optimizer, c.optimizer)})" if key == "lr" else "")
+                             for n, c in configs.items())
             w.setToolTip(f"Per model: {each}. A value you enter applies to every model trained; step down to "
                          f"the bottom for each model's own default again.")
+
+    def _check_lr(self, *_args) -> None:
+        if not self.recipe_note.isHidden():  # a run shows its own recipe: nothing to warn about
+            self.lr_note.setVisible(False)
+            return
+        chosen = {n: c for n, c in self._defaults.items() if self.model_checks[n].isChecked()}
+        text = lr_warning(self.lr.value(), chosen)
+        self.lr_note.setText(text)
+        self.lr_note.setVisible(bool(text))
 
     def _field_values(self) -> dict:
         return {key: w.value() for key, w in self._fields().items()}
@@ -171,6 +217,7 @@ class TrainingSettings(QWidget):
         self.recipe_note.setText(f"Showing the settings {MODEL_LABELS.get(cfg.model, cfg.model)} trains with "
                                  "now; yours come back when the run ends.")
         self.recipe_note.setVisible(True)
+        self.lr_note.setVisible(False)
 
     def restore(self, snapshot: tuple) -> None:
         values, augment, pretrained = snapshot
@@ -179,3 +226,4 @@ class TrainingSettings(QWidget):
         self.augment.setChecked(augment)
         self.pretrained.setChecked(pretrained)
         self.recipe_note.setVisible(False)
+        self._check_lr()
