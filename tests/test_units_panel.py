@@ -30,6 +30,12 @@ def test_units_tab_dissects_filters_and_shows_a_unit_map(main_window, context, q
     assert w.bottom_tabs.tabText(w.bottom_tabs.indexOf(panel)) == "Units"
     assert panel.model.count() == 1
     qtbot.waitUntil(lambda: panel.layer.currentText() == "features.10", timeout=60000)  # from the compute process
+    # the first-layer filters come with the models, before any dissection (once the tab is shown)
+    assert panel.filter_labels["shallow"].pixmap().isNull()
+    w.bottom_tabs.setCurrentWidget(panel)
+    qtbot.waitUntil(lambda: not panel.filter_labels["shallow"].pixmap().isNull(), timeout=60000)
+    assert panel.filter_labels["vgg11"].text() == "no model loaded"
+    w.bottom_tabs.setCurrentIndex(0)
     sample = index.split("test")[0]
     with qtbot.waitSignal(w.viewer.camsShown, timeout=60000):
         w.viewer.set_sample(sample.path, sample.label)

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QListWidgetItem,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QSpinBox,
     QSplitter,
     QVBoxLayout,
@@ -69,6 +70,10 @@ class UnitsPanel(QWidget):
         self._layers_job.finished.connect(self._update_buttons)  # Run waits for the layer list
         self._layers: dict[str, list[str]] = {}  # architecture -> layer names, from the compute process
         self._layers_for: str | None = None  # the architecture asked for
+        self._filters_job = LaneJob(bridge, "filters", self)
+        self._filters_job.returned.connect(self._show_filters)
+        self._filters_job.errored.connect(lambda msg: self._status(f"Cannot show the first-layer filters: {msg}"))
+        self._filters_for: dict | None = None  # the checkpoints whose filters were asked for
         self.sample_provider = lambda: None
         self.result: dict | None = None
         self._build()
@@ -149,13 +154,17 @@ class UnitsPanel(QWidget):
         for name in MODEL_NAMES:
             box = QVBoxLayout()
             cap = QLabel(f"<b>{MODEL_LABELS[name]}</b> first-layer filters")
-            lab = QLabel("–")
+            lab = QLabel("no model loaded")
             lab.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignHCenter)
             box.addWidget(cap)
             box.addWidget(lab, 1)
             fl.addLayout(box)
             self.filter_labels[name] = lab
-        split.addWidget(filters)
+        scroll = QScrollArea()  # the grids' pixmaps must not grow the dock over the viewer
+        scroll.setWidget(filters)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        split.addWidget(scroll)
         split.setStretchFactor(0, 3)
         split.setStretchFactor(1, 2)
         layout.addWidget(split, 1)
@@ -179,6 +188,32 @@ class UnitsPanel(QWidget):
         self.model.blockSignals(False)
         self._fill_layers()
         self._update_buttons()
+        self._ask_filters()
+
+    def _ask_filters(self) -> None:
+        """The first-layer filters of the models there, asked of the compute process once the tab
+        is shown and whenever its checkpoints change (each epoch of a run: not while hidden)."""
+        if self.isVisible() and self._checkpoints != self._filters_for:
+            self._filters_for = dict(self._checkpoints)
+            self._filters_job.start("filters", checkpoints=dict(self._checkpoints))
+            for name, lab in self.filter_labels.items():
+                if lab.pixmap().isNull():
+                    lab.setText("reading the checkpoint…" if name in self._checkpoints else "no model loaded")
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt API
+        super().showEvent(event)
+        self._ask_filters()
+
+    def _show_filters(self, grids: dict) -> None:
+        from geocam_gui.ui.cam_pane import to_qimage
+
+        for name, lab in self.filter_labels.items():
+            if name in grids:
+                g = grids[name]
+                pix = QPixmap.fromImage(to_qimage(g))
+                lab.setPixmap(pix.scaledToWidth(min(260, max(120, g.shape[1] * 2)), Qt.TransformationMode.FastTransformation))
+            else:
+                lab.setText("no model loaded")
 
     def _fill_layers(self) -> None:
         """The chosen architecture's layers: from the cache, else asked of the compute process (it
@@ -237,7 +272,7 @@ class UnitsPanel(QWidget):
 
     def shutdown(self, ms: int = 60000) -> bool:
         """Cancel the scan and a unit map still computing (the window calls this on close)."""
-        for job in (self._job, self._map_job, self._layers_job):
+        for job in (self._job, self._map_job, self._layers_job, self._filters_job):
             job.cancel()
         return True
 
@@ -258,16 +293,9 @@ class UnitsPanel(QWidget):
 
     # ------------------------------------------------------------------ showing
     def show_result(self, result: dict, grids: dict | None = None) -> None:
-        from geocam_gui.ui.cam_pane import to_qimage
-
         self.result = result
-        for name, lab in self.filter_labels.items():
-            if grids and name in grids:
-                g = grids[name]
-                pix = QPixmap.fromImage(to_qimage(g))
-                lab.setPixmap(pix.scaledToWidth(min(260, max(120, g.shape[1] * 2)), Qt.TransformationMode.FastTransformation))
-            else:
-                lab.setText("no model loaded")
+        if grids is not None:
+            self._show_filters(grids)
         d = result["dissection"]
         self.concept.blockSignals(True)
         self.concept.clear()

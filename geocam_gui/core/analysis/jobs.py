@@ -11,6 +11,8 @@ so the child adds ``HANDLERS`` to its own. Each handler runs the same core funct
 * ``unitmap`` (checkpoint, layer, path, size, unit, scale) -> map01: a unit's map on one image.
 * ``layers`` (model) -> the layer names a units scan may choose (``units.layer_choices``),
   from the architecture built on the meta device.
+* ``filters`` (checkpoints: {model: path}) -> {model: filter grid}: the Units tab's first-layer
+  filters, shown as soon as the models are there (no scan needed).
 
 Progress replies carry ``(done, total, text)``; between batches the passes serve waiting
 interactive jobs and stop when cancelled or replaced. The service runs each job under the
@@ -44,16 +46,31 @@ def _analyze(server, job_id: int, *, checkpoints, index, split: str, method: str
 
 def _units(server, job_id: int, *, checkpoint, index, split: str, layer: str | None, top: int,
            limit: int | None, random_check: bool, others: dict):
-    from geocam_gui.core.analysis.units import filter_grid
     from geocam_gui.core.analysis.units_run import run_units
-    from geocam_gui.core.checkpoints import load_checkpoint
 
     result = run_units(checkpoint, index, split=split, layer=layer, top=top, limit=limit, device=server.device,
                        random_check=random_check, progress=server.reporter(job_id), cancel=server.canceller(job_id))
+    return result, _filters(server, job_id, checkpoints=others)
+
+
+_GRIDS: dict[tuple[str, str], object] = {}  # (checkpoint, stamp) -> its first-layer filter grid
+
+
+def _filters(server, job_id: int, *, checkpoints: dict) -> dict:
+    """{model: first-layer filter grid} of every checkpoint given (a VGG11 checkpoint takes a
+    second to read: each grid is kept while its file is unchanged)."""
+    from geocam_gui.core.analysis.units import filter_grid
+    from geocam_gui.core.checkpoints import checkpoint_stamp, load_checkpoint
+
     grids = {}
-    for name, path in others.items():  # filter grids of every loaded model, side by side
-        grids[name] = filter_grid(load_checkpoint(path, device="cpu").model)
-    return result, grids
+    for name, path in checkpoints.items():
+        key = (str(path), checkpoint_stamp(Path(path)))
+        if key not in _GRIDS:
+            if len(_GRIDS) >= 12:
+                _GRIDS.clear()
+            _GRIDS[key] = filter_grid(load_checkpoint(path, device="cpu").model)
+        grids[name] = _GRIDS[key]
+    return grids
 
 
 _UNIT_MODELS: dict[tuple[str, str], object] = {}  # the unit maps' models, on the CPU (as before the move)
@@ -83,4 +100,4 @@ def _layers(server, job_id: int, *, model: str) -> list[str]:
         return layer_choices(build_model(model, 2), model)
 
 
-HANDLERS = {"analyze": _analyze, "units": _units, "unitmap": _unitmap, "layers": _layers}
+HANDLERS = {"analyze": _analyze, "units": _units, "unitmap": _unitmap, "layers": _layers, "filters": _filters}

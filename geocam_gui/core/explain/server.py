@@ -15,8 +15,9 @@ from typing import Any, Callable
 from geocam_gui.core.errors import GeoCamError
 
 #: Lanes served first when several wait, and between two batches of a long job on another lane:
-#: the viewer's explanations, then the Units tab's unit maps and layer lists (each a click away).
-PRIORITY = ("explain", "unit-map", "layers")
+#: the viewer's explanations, then the Units tab's unit maps, layer lists and first-layer filters
+#: (each a click away).
+PRIORITY = ("explain", "unit-map", "layers", "filters")
 #: Lanes of whole-dataset passes (minutes): between two batches they serve every other waiting
 #: lane too (predictions, reference scales), but not each other.
 PASSES = ("analysis", "units")
