@@ -276,3 +276,6 @@ def test_the_sidecar_schema_knows_the_exporters_kinds_and_formats():
     assert schema.SIDECAR_FORMAT == ex.SIDECAR_FORMAT
     assert schema.PANE_KINDS == ex.MODEL_OUTPUTS and schema.OVERLAY_FORMATS == ex.OVERLAY_FORMATS
     assert schema.MAX_DPI == ex.MAX_DPI and schema.MIN_DPI <= ex.MIN_DPI
+    from geocam_gui.core.export.request import MAX_REFERENCE_IMAGES
+
+    assert schema.MAX_REFERENCE_IMAGES == MAX_REFERENCE_IMAGES
