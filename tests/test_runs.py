@@ -82,6 +82,15 @@ def test_list_runs_newest_first(tmp_path):
     assert runs.list_runs(tmp_path / "nope") == []
 
 
+def _tiny_config(epochs):
+    """The shallow net on the tiny demo set: one batch of 8 per epoch at 32 px."""
+    from geocam_gui.core.train.config import default_config
+
+    cfg = default_config("shallow", "cpu")
+    cfg.epochs, cfg.image_size, cfg.batch_size, cfg.max_batches_per_epoch = epochs, 32, 8, 1
+    return cfg
+
+
 def test_a_run_folder_written_before_relative_fingerprints_is_still_found(tmp_path):
     index = SimpleNamespace(roots=[str(tmp_path / "photos")], fingerprint=lambda: "fp-new",
                             legacy_fingerprint=lambda: "fp-old")
@@ -98,7 +107,6 @@ def test_a_moved_data_folder_keeps_its_run_folder_and_resumes(tiny_demo, tmp_pat
     import shutil
 
     from geocam_gui.core.data.datasets import open_data
-    from geocam_gui.core.train.config import default_config
     from geocam_gui.core.train.engine import Trainer
     from geocam_gui.core.workspace import default_run_dir
 
@@ -107,13 +115,7 @@ def test_a_moved_data_folder_keeps_its_run_folder_and_resumes(tiny_demo, tmp_pat
     index = open_data(here)
     run = default_run_dir(index, tmp_path / "ck")
     before = index.fingerprint(), index.legacy_fingerprint()
-
-    def config(epochs):
-        cfg = default_config("shallow", "cpu")
-        cfg.epochs, cfg.image_size, cfg.batch_size, cfg.max_batches_per_epoch = epochs, 32, 8, 1
-        return cfg
-
-    Trainer(config(1), index, run).run()
+    Trainer(_tiny_config(1), index, run).run()
 
     there = tmp_path / "elsewhere" / "renamed"
     there.parent.mkdir()
@@ -123,24 +125,18 @@ def test_a_moved_data_folder_keeps_its_run_folder_and_resumes(tiny_demo, tmp_pat
     assert moved.fingerprint() == before[0] and moved.legacy_fingerprint() != before[1]
     assert default_run_dir(moved, tmp_path / "ck") == run
     events = []
-    result = Trainer(config(2), moved, run, events.append, resume=True).run()
+    result = Trainer(_tiny_config(2), moved, run, events.append, resume=True).run()
     assert [e.start_epoch for e in events if e.kind == "start"] == [1]  # resumed, not started again
     assert [h["epoch"] for h in result.history] == [1, 2]
 
 
 def test_a_training_state_from_before_relative_fingerprints_resumes(tiny_index, tmp_path, monkeypatch):
     from geocam_gui.core.data.datasets import DatasetIndex
-    from geocam_gui.core.train.config import default_config
     from geocam_gui.core.train.engine import Trainer
-
-    def config(epochs):
-        cfg = default_config("shallow", "cpu")
-        cfg.epochs, cfg.image_size, cfg.batch_size, cfg.max_batches_per_epoch = epochs, 32, 8, 1
-        return cfg
 
     with monkeypatch.context() as m:  # the state as GeoCAM wrote it before: absolute-path fingerprint
         m.setattr(DatasetIndex, "fingerprint", DatasetIndex.legacy_fingerprint)
-        Trainer(config(1), tiny_index, tmp_path / "run").run()
+        Trainer(_tiny_config(1), tiny_index, tmp_path / "run").run()
     events = []
-    Trainer(config(2), tiny_index, tmp_path / "run", events.append, resume=True).run()
+    Trainer(_tiny_config(2), tiny_index, tmp_path / "run", events.append, resume=True).run()
     assert [e.start_epoch for e in events if e.kind == "start"] == [1]
