@@ -145,7 +145,7 @@ def test_matches_grad_cam_for_every_method(models, name, weights):
 def test_scorecam_matches_grad_cam(models):
     """Score-CAM, batched over channels and classes, equals grad-cam's channel-by-channel loop."""
     model = models[("shallow", "trained")]
-    layer = model.features[4]  # ReLU of the second stage: 64 channels, two chunks of masked inputs
+    layer = model.features[6]  # ReLU of the second stage: 64 channels, two chunks of masked inputs
     x = _images(2, seed=11, size=32)
     ours = compute_cams(model, x, layer, method="scorecam")
     ref = _oracle("scorecam", model, layer, x, [0, 1])
@@ -218,7 +218,8 @@ def test_maps_invariant_to_a_constant_added_to_every_logit(models, name):
 
 
 def test_in_place_relu_after_the_layer_changes_nothing(models):
-    """Explaining a conv whose output an in-place ReLU overwrites: same maps as without in-place."""
+    """Explaining a layer whose output an in-place ReLU overwrites (the last batch norm): same maps as
+    without in-place."""
     model = models[("shallow", "trained")]
     no_inplace = copy.deepcopy(model)
     for m in no_inplace.modules():
@@ -230,7 +231,7 @@ def test_in_place_relu_after_the_layer_changes_nothing(models):
         b = compute_cams(no_inplace, x, no_inplace.features[-3], method=method, normalize="none")
         assert torch.equal(a.logits, b.logits)
         assert torch.allclose(a.raw, b.raw, atol=1e-6)
-        assert (a.raw < 0).any(), "a conv output has negative values: the ReLU did not leak into it"
+        assert (a.raw < 0).any(), "a batch norm output has negative values: the ReLU did not leak into it"
         ref = _oracle(method, no_inplace, no_inplace.features[-3], x, [0, 1])
         assert np.abs(compute_cams(model, x, model.features[-3], method=method).maps.numpy() - ref).max() <= 1e-4
 

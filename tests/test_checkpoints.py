@@ -57,6 +57,20 @@ def test_round_trip_through_json_safetensors_and_stem(tmp_path):
     assert read_meta(path)["epoch"] == 3
 
 
+def test_shallow_checkpoints_of_the_layout_before_batch_norm_still_load(tmp_path):
+    """A shallow net saved before 2026-12-02 (no batch norm, 7x7 pool) loads as that layout, with
+    or without GeoCAM's metadata, and gives the saved model's outputs."""
+    from geocam_gui.core.models import is_legacy_shallow
+
+    torch.manual_seed(0)
+    old = build_model("shallow", 2, legacy=True)
+    assert is_legacy_shallow(old.state_dict()) and not is_legacy_shallow(build_model("shallow", 2).state_dict())
+    loaded = load_checkpoint(save_checkpoint(tmp_path / "best", old, _meta()), expect_model="shallow")
+    assert _same_outputs(old, loaded.model)
+    torch.save(old.state_dict(), tmp_path / "plain.pt")
+    assert _same_outputs(old, load_checkpoint(tmp_path / "plain.pt", expect_classes=CLASSES).model)
+
+
 def test_ddp_prefixes_are_stripped(tmp_path):
     model = build_model("shallow", 2)
     state = {f"module.{k}": v for k, v in model.state_dict().items()}

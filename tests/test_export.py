@@ -86,7 +86,7 @@ def test_overlays_are_written_at_the_photos_native_resolution(assets, tmp_path):
     side = json.loads((tmp_path / "out" / "view_0_shallow.png.json").read_text())
     assert side["sources"][0]["path"] == assets["photos"][0]
     assert side["sources"][0]["sha256"] == ex.file_sha256(assets["photos"][0])
-    assert side["models"][0]["layer"] == "features.10" and side["models"][1]["layer"] == "layer4.1"
+    assert side["models"][0]["layer"] == "features.14" and side["models"][1]["layer"] == "layer4.1"
     assert side["models"][0]["sha256"] == ex.file_sha256(Path(assets["ckpts"][0]).with_suffix(".safetensors"))
     assert side["image_size"] == {"width": 160, "height": 120}
     for key in ("torch", "torchvision", "geocam"):

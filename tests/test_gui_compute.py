@@ -174,7 +174,7 @@ def test_in_a_fresh_window_process(main_window, qtbot):
     with qtbot.waitSignal(analysis.analysisFinished, timeout=120000):
         assert analysis.start()
     assert analysis.table_widgets
-    qtbot.waitUntil(lambda: units.layer.currentText() == "features.10", timeout=60000)
+    qtbot.waitUntil(lambda: units.layer.currentText() == "features.14", timeout=60000)
     units.top.setValue(2)
     units.limit.setValue(4)
     units.random_check.setChecked(False)

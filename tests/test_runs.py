@@ -8,6 +8,7 @@ import os
 import time
 from types import SimpleNamespace
 
+import pytest
 import torch
 
 from geocam_gui.core import checkpoints as ckpt
@@ -140,3 +141,16 @@ def test_a_training_state_from_before_relative_fingerprints_resumes(tiny_index, 
     events = []
     Trainer(_tiny_config(2), tiny_index, tmp_path / "run", events.append, resume=True).run()
     assert [e.start_epoch for e in events if e.kind == "start"] == [1]
+
+
+def test_a_shallow_run_from_before_batch_norm_says_it_cannot_resume(tiny_index, tmp_path, monkeypatch):
+    from geocam_gui.core import models
+    from geocam_gui.core.errors import GeoCamError
+    from geocam_gui.core.train import loop
+    from geocam_gui.core.train.engine import Trainer
+
+    with monkeypatch.context() as m:  # a run trained with the shallow net's earlier layout
+        m.setattr(loop, "build_model", lambda name, k, **kw: models.build_model(name, k, **kw, legacy=True))
+        Trainer(_tiny_config(1), tiny_index, tmp_path / "run").run()
+    with pytest.raises(GeoCamError, match="layout from before batch norm"):
+        Trainer(_tiny_config(2), tiny_index, tmp_path / "run", resume=True).run()

@@ -193,7 +193,7 @@ def test_cli_units_on_labelled_demo_and_cache(tmp_path, capsys):
     assert rc == 0, capsys.readouterr().err
     doc = json.loads((out / "units.json").read_text())
     m = doc["models"][0]
-    assert m["layer"] == "features.10" and m["units_count"] == 256 and m["decoded"] == 4
+    assert m["layer"] == "features.14" and m["units_count"] == 256 and m["decoded"] == 4
     d = m["dissection"]
     assert d["available"] and d["labelled_images"] == 4 and "randomised" in d
     assert d["detectors"] == sum(d["by_concept"].values()) == sum(u["concept"] is not None for u in m["units"])
@@ -220,10 +220,10 @@ def test_cli_units_without_label_maps_says_why(tmp_path, capsys):
     data = tiny_demo(tmp_path / "photos", labels=False)
     out = tmp_path / "out"
     rc = main(["units", "-c", _checkpoint(tmp_path), "--data", str(data), "--top", "2", "--out", str(out),
-               "--layer", "features.3"])
+               "--layer", "features.4"])
     assert rc == 0
     m = json.loads((out / "units.json").read_text())["models"][0]
-    assert m["layer"] == "features.3" and not m["dissection"]["available"]
+    assert m["layer"] == "features.4" and not m["dissection"]["available"]
     assert "no per-pixel label maps" in m["dissection"]["reason"]
     assert "no per-pixel label maps" in (out / "units.html").read_text()
     assert all(u["concept"] is None and len(u["top"]) == 2 for u in m["units"])

@@ -29,7 +29,7 @@ def test_units_tab_dissects_filters_and_shows_a_unit_map(main_window, context, q
     panel = w.units
     assert w.bottom_tabs.tabText(w.bottom_tabs.indexOf(panel)) == "Units"
     assert panel.model.count() == 1
-    qtbot.waitUntil(lambda: panel.layer.currentText() == "features.10", timeout=60000)  # from the compute process
+    qtbot.waitUntil(lambda: panel.layer.currentText() == "features.14", timeout=60000)  # from the compute process
     # the first-layer filters come with the models, before any dissection (once the tab is shown)
     assert panel.filter_labels["shallow"].pixmap().isNull()
     w.bottom_tabs.setCurrentWidget(panel)
@@ -64,7 +64,7 @@ def test_units_tab_dissects_filters_and_shows_a_unit_map(main_window, context, q
     panel.grid.setCurrentItem(item)
     with qtbot.waitSignal(panel.unitMapReady, timeout=60000):
         panel._on_unit_clicked(item)
-    assert w.viewer.shown_map("shallow").startswith("unit 5 of features.10")
+    assert w.viewer.shown_map("shallow").startswith("unit 5 of features.14")
     assert w.viewer.panes["shallow"].cam_button.isVisible()
     assert (w.viewer.panes["shallow"].rgb != before).any()
     w.viewer.panes["shallow"].cam_button.click()
@@ -91,11 +91,11 @@ def test_units_panel_without_label_maps_shows_top_patches_and_why(qtbot, qt_sett
     qtbot.addWidget(panel)
     panel.set_context(open_data(data), {"shallow": _checkpoint(tmp_path), "vgg11": None, "resnet18": None})
     qtbot.waitUntil(lambda: panel.layer.count() > 0, timeout=60000)
-    panel.layer.setCurrentText("features.6")
+    panel.layer.setCurrentText("features.8")
     panel.top.setValue(2)
     with qtbot.waitSignal(panel.unitsFinished, timeout=240000) as blocker:
         assert panel.start()
-    assert blocker.args[0]["layer"] == "features.6" and panel.grid.count() == 128
+    assert blocker.args[0]["layer"] == "features.8" and panel.grid.count() == 128
     assert [panel.concept.itemText(i) for i in range(panel.concept.count())] == ["All units"]
     assert "top patches only" in panel.summary.text() and "no per-pixel label maps" in panel.summary.text()
     qtbot.waitUntil(lambda: not panel.is_running(), timeout=10000)

@@ -29,7 +29,7 @@ from geocam_gui.core import validate
 from geocam_gui.core.errors import BadCheckpoint, CheckpointError, WriteError
 from geocam_gui.core.files import atomic_write, atomic_write_group, commit_file, link_or_copy, temp_beside  # noqa: F401
 from geocam_gui.core.tensor_file import write_tensor_file  # noqa: F401 - also used by train.saver
-from geocam_gui.core.models import MEAN, MODEL_NAMES, STD, build_model
+from geocam_gui.core.models import MEAN, MODEL_NAMES, STD, build_model, is_legacy_shallow
 
 FORMAT_VERSION = 1
 MAX_META_BYTES = 16 << 20
@@ -329,7 +329,7 @@ def load_checkpoint(
             f"{file.name} was trained on classes {list(classes)}, which differ from the data's "
             f"{list(expect_classes)}."
         )
-    model = build_model(name, len(classes))
+    model = build_model(name, len(classes), legacy=name == "shallow" and is_legacy_shallow(state))
     head = [k for k, v in model.state_dict().items() if v.dim() == 2][-1]  # the last layer's weight
     if head in state and state[head].dim() == 2:
         validate.check_head_width(list(classes), state[head].shape[0], file)

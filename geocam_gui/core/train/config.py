@@ -123,10 +123,10 @@ def default_config(model: str = "shallow", device: str = "auto") -> TrainConfig:
     cfg = TrainConfig(model=model, device=device, image_size=224 if gpu else 64,
                       batch_size=128 if gpu else 32, epochs=10)
     if model == "shallow" and not gpu:
-        # Measured on the demo set at 64 px: batch 16 generalises clearly better than 32 for the
-        # same images seen (test 0.91 vs 0.86 after 8 epochs); 40 epochs beat 20 (test 0.933 vs
-        # 0.909 on the default set, 0.967 vs 0.945 with twice the scenes; 0.942 in bf16;
-        # benchmarks/RESULTS.md), ~7 minutes on one core in bf16.
+        # Measured on the demo set at 64 px: batch 16 generalises better than 32 for the same
+        # images seen (test 0.91 vs 0.86 after 8 epochs; with batch norm 0.950 vs 0.938 on the
+        # CI-sized set); 40 epochs: test 0.979 on the default set with batch norm (the layout
+        # before it: 0.933; benchmarks/RESULTS.md), ~7 minutes on one core in bf16.
         cfg.batch_size, cfg.epochs = 16, 40
     if model == "resnet18" and not gpu:
         # Demo set at 64 px: test 0.880 after 10 epochs (val still rising), 0.957 after 30 (best
@@ -172,9 +172,9 @@ def apply_overrides(cfg: TrainConfig, overrides: dict | None) -> TrainConfig:
 #: so each "epoch" of the first run is a capped pass (``max_batches_per_epoch``) over a fresh
 #: shuffle: more scenes for the same CPU minutes than repeating a small set. Each epoch validates
 #: on a fixed third of the val split (320 of 960 images, each city in its share). Sized to the
-#: 5-minute budget on 2 cores (measured: 279 s in all, first pane at 34 s; benchmarks/RESULTS.md):
-#: the shallow net gets 18 capped epochs, ~35,000 image presentations (test 0.852: it leaves the
-#: sky's 80 % after 15,000-25,000, varying from run to run); ResNet18 8 x 22 batches at 128 px
+#: 5-minute budget on 2 cores (measured: 279-348 s in all, first pane at 34-44 s, on different
+#: days; benchmarks/RESULTS.md): the shallow net gets 18 capped epochs, ~35,000 image
+#: presentations (test 0.966 with batch norm; 0.852 before it); ResNet18 8 x 22 batches at 128 px
 #: (test 0.822), so that its 1/32 Grad-CAM layer still has a 4 x 4 map; VGG11 4 x 22 batches,
 #: in which it learns the biased sky alone (test 0.501; it needs ~720 steps, 8 full epochs, to
 #: leave the sky's plateau: about 10 minutes more on 2 cores; train it with `geocam train`, or on

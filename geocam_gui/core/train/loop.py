@@ -36,7 +36,7 @@ from geocam_gui.core.train.events import TrainResult
 from geocam_gui.core.train.loader import BatchFeeder, augment, epoch_generator, epoch_order, val_subset
 from geocam_gui.core.train.metrics import confusion_update, summarize
 from geocam_gui.core.train.saver import EpochSave, StateWriter, load_resume
-from geocam_gui.core.models import build_model
+from geocam_gui.core.models import build_model, is_legacy_shallow
 
 _OOM = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 _EVENT_INTERVAL_S = 0.5
@@ -434,6 +434,9 @@ class TrainingLoop:
             if state["fingerprint"] != fingerprint and state["fingerprint"] != self.t.index.legacy_fingerprint():
                 raise CheckpointError("Cannot resume: the data differ from the images this run was trained on "
                                       "(index fingerprint changed); train into a new --out folder.")
+            if self.cfg.model == "shallow" and is_legacy_shallow(state["model"]):
+                raise CheckpointError("Cannot resume: this run's shallow net has the layout from before batch norm "
+                                      "(2026-12-02); train it into a new --out folder.")
             net.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
             match_param_layout(opt)
