@@ -25,7 +25,7 @@ def explained(main_window, qtbot, tiny_demo, torch_threads):
     w.open_dataset([str(tiny_demo)])
     qtbot.waitUntil(lambda: w.index is not None and w.is_idle(), timeout=60000)
     for name, size in (("shallow", 32), ("resnet18", 64)):
-        torch.manual_seed(2)
+        torch.manual_seed(0)  # untrained nets whose maps of the predicted class are not empty (the p99 check needs heat)
         path = save_checkpoint(w.run_dir / name / "best", build_model(name, 2),
                                {"model": name, "classes": w.index.classes, "image_size": size})
         w.viewer.set_checkpoint(name, str(path))

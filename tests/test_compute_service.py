@@ -194,6 +194,23 @@ def test_layer_lists_come_from_the_architecture_alone(service):
         assert service.request("layers", "layers", model=name) == local
 
 
+def test_a_shallow_checkpoint_of_the_earlier_layout_gets_its_own_layer_names(service, tmp_path):
+    import torch
+
+    from geocam_gui.core.analysis.units import layer_choices
+    from geocam_gui.core.checkpoints import save_checkpoint
+    from geocam_gui.core.models import build_model
+
+    meta = {"model": "shallow", "classes": ["a", "b"], "image_size": 32}
+    old = str(save_checkpoint(tmp_path / "old" / "best", build_model("shallow", 2, legacy=True), meta))
+    new = str(save_checkpoint(tmp_path / "new" / "best", build_model("shallow", 2), meta))
+    with torch.device("meta"):
+        want_old = layer_choices(build_model("shallow", 2, legacy=True), "shallow")
+    assert want_old[0] == "features.10"  # the CAM layer: the fourth ReLU, before batch norm came
+    assert service.request("layers", "layers", model="shallow", checkpoint=old) == want_old
+    assert service.request("layers", "layers", model="shallow", checkpoint=new)[0] == "features.14"
+
+
 def test_an_analysis_lets_explanations_through_and_stops_when_cancelled(assets, service, tmp_path, monkeypatch):
     """The Analysis tab's pass (kind ``analyze``) checks between batches: a waiting explanation is
     served before the pass ends, and a cancel stops it (no result, no count)."""

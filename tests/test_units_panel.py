@@ -105,6 +105,28 @@ def test_units_panel_without_label_maps_shows_top_patches_and_why(qtbot, qt_sett
     qtbot.waitUntil(lambda: not workers.running_threads(), timeout=20000)
 
 
+def test_a_shallow_checkpoint_of_the_earlier_layout_offers_its_own_layers(qtbot, qt_settings, tmp_path):
+    """A first run from before batch norm (its checkpoints still load) lists its own layer names, so
+    a scan of its default layer does not ask for a layer it lacks; a newer checkpoint, the new names."""
+    from geocam_gui.core.checkpoints import save_checkpoint
+    from geocam_gui.core.data.datasets import open_data
+    from geocam_gui.core.models import build_model
+    from geocam_gui.ui.units_panel import UnitsPanel
+    from tests.test_units import _checkpoint, tiny_demo
+
+    index = open_data(tiny_demo(tmp_path / "photos", labels=False))
+    meta = {"model": "shallow", "classes": list(index.classes), "image_size": 32}
+    old = str(save_checkpoint(tmp_path / "old" / "best", build_model("shallow", 2, legacy=True), meta))
+    panel = UnitsPanel()
+    qtbot.addWidget(panel)
+    panel.set_context(index, {"shallow": old})
+    qtbot.waitUntil(lambda: panel.layer.currentText() == "features.10", timeout=60000)
+    assert "features.14" not in [panel.layer.itemText(i) for i in range(panel.layer.count())]
+    panel.set_context(index, {"shallow": _checkpoint(tmp_path)})
+    qtbot.waitUntil(lambda: panel.layer.currentText() == "features.14", timeout=60000)
+    assert panel.shutdown(30000)
+
+
 def test_cancel_stops_the_scan_in_the_compute_process(tmp_path, qtbot, qt_settings, torch_threads, cancel_mid_pass):
     """Cancel ends the tab's run at once and stops the compute process's scan unfinished."""
     from geocam_gui.core.data.datasets import open_data

@@ -68,8 +68,10 @@ class UnitsPanel(QWidget):
         self._layers_job.returned.connect(self._on_layers)
         self._layers_job.errored.connect(lambda msg: self._status(f"Cannot list the layers: {msg}"))
         self._layers_job.finished.connect(self._update_buttons)  # Run waits for the layer list
-        self._layers: dict[str, list[str]] = {}  # architecture -> layer names, from the compute process
-        self._layers_for: str | None = None  # the architecture asked for
+        # (architecture, the shallow net's checkpoint: its layout names the layers) -> layer names,
+        # from the compute process
+        self._layers: dict[tuple, list[str]] = {}
+        self._layers_for: tuple | None = None  # the key asked for
         self._filters_job = LaneJob(bridge, "filters", self)
         self._filters_job.returned.connect(self._show_filters)
         self._filters_job.errored.connect(lambda msg: self._status(f"Cannot show the first-layer filters: {msg}"))
@@ -220,18 +222,20 @@ class UnitsPanel(QWidget):
         builds the model on the meta device) and filled in when the answer arrives. A layer still
         offered stays chosen (the list is refilled at every checkpoint change, e.g. each epoch)."""
         name = self.model.currentData()
-        if name and name not in self._layers:
-            if self._layers_for != name or not self._layers_job.busy():
-                self._layers_for = name
-                self._layers_job.start("layers", model=name)
+        ckpt = self._checkpoints.get(name) if name == "shallow" else None  # two layouts (models.ShallowCNN)
+        key = (name, ckpt)
+        if name and key not in self._layers:
+            if self._layers_for != key or not self._layers_job.busy():
+                self._layers_for = key
+                self._layers_job.start("layers", model=name, checkpoint=ckpt)
             self.layer.clear()
             return
         chosen = self.layer.currentText()
         self.layer.blockSignals(True)
         self.layer.clear()
         if name:
-            self.layer.addItems(self._layers[name])
-            if chosen in self._layers[name]:
+            self.layer.addItems(self._layers[key])
+            if chosen in self._layers[key]:
                 self.layer.setCurrentText(chosen)
         self.layer.blockSignals(False)
 

@@ -9,8 +9,9 @@ so the child adds ``HANDLERS`` to its own. Each handler runs the same core funct
 * ``units`` (checkpoint, index, split, layer, top, limit, random_check, others) ->
   (result, {model: filter grid}): the Units tab's scan and the first-layer filters of ``others``.
 * ``unitmap`` (checkpoint, layer, path, size, unit, scale) -> map01: a unit's map on one image.
-* ``layers`` (model) -> the layer names a units scan may choose (``units.layer_choices``),
-  from the architecture built on the meta device.
+* ``layers`` (model, checkpoint) -> the layer names a units scan may choose
+  (``units.layer_choices``), from the architecture built on the meta device (the shallow net's
+  from its checkpoint: it has two layouts).
 * ``filters`` (checkpoints: {model: path}) -> {model: filter grid}: the Units tab's first-layer
   filters, shown as soon as the models are there (no scan needed).
 
@@ -90,12 +91,18 @@ def _unitmap(server, job_id: int, *, checkpoint, layer: str, path: str, size: in
     return unit_map(model, layer, load_resized(path, size), unit, scale)
 
 
-def _layers(server, job_id: int, *, model: str) -> list[str]:
+def _layers(server, job_id: int, *, model: str, checkpoint: str | None = None) -> list[str]:
+    """``checkpoint``: a shallow net's file, whose layout (with batch norm or from before it) names
+    its layers; the other architectures have one layout."""
     import torch
 
     from geocam_gui.core.analysis.units import layer_choices
     from geocam_gui.core.models import build_model
 
+    if model == "shallow" and checkpoint:
+        from geocam_gui.core.checkpoints import load_checkpoint
+
+        return layer_choices(load_checkpoint(checkpoint, device="cpu").model, model)  # a few MB
     with torch.device("meta"):  # the names need the architecture only: no memory, no time
         return layer_choices(build_model(model, 2), model)
 
