@@ -107,22 +107,28 @@ def test_units_panel_without_label_maps_shows_top_patches_and_why(qtbot, qt_sett
 
 def test_a_shallow_checkpoint_of_the_earlier_layout_offers_its_own_layers(qtbot, qt_settings, tmp_path):
     """A first run from before batch norm (its checkpoints still load) lists its own layer names, so
-    a scan of its default layer does not ask for a layer it lacks; a newer checkpoint, the new names."""
+    a scan of its default layer does not ask for a layer it lacks; retrained into the same folder,
+    the new layout's names, with its CAM layer chosen again."""
+    import torch
+
     from geocam_gui.core.checkpoints import save_checkpoint
     from geocam_gui.core.data.datasets import open_data
     from geocam_gui.core.models import build_model
     from geocam_gui.ui.units_panel import UnitsPanel
-    from tests.test_units import _checkpoint, tiny_demo
+    from tests.test_units import tiny_demo
 
     index = open_data(tiny_demo(tmp_path / "photos", labels=False))
     meta = {"model": "shallow", "classes": list(index.classes), "image_size": 32}
-    old = str(save_checkpoint(tmp_path / "old" / "best", build_model("shallow", 2, legacy=True), meta))
+    best = tmp_path / "run" / "shallow" / "best"
+    ckpt = str(save_checkpoint(best, build_model("shallow", 2, legacy=True), meta))
     panel = UnitsPanel()
     qtbot.addWidget(panel)
-    panel.set_context(index, {"shallow": old})
-    qtbot.waitUntil(lambda: panel.layer.currentText() == "features.10", timeout=60000)
+    panel.set_context(index, {"shallow": ckpt})
+    qtbot.waitUntil(lambda: panel.layer.currentText() == "features.10", timeout=60000)  # its CAM layer
     assert "features.14" not in [panel.layer.itemText(i) for i in range(panel.layer.count())]
-    panel.set_context(index, {"shallow": _checkpoint(tmp_path)})
+    torch.manual_seed(0)
+    assert str(save_checkpoint(best, build_model("shallow", 2), meta)) == ckpt  # the GUI trains into the same folder
+    panel.set_context(index, {"shallow": ckpt})
     qtbot.waitUntil(lambda: panel.layer.currentText() == "features.14", timeout=60000)
     assert panel.shutdown(30000)
 

@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
 )
 
 from geocam_gui.core.analysis.dissection import IOU_THRESHOLD
+from geocam_gui.core.checkpoints import checkpoint_stamp
 from geocam_gui.core.models import MODEL_LABELS, MODEL_NAMES
 from geocam_gui.ui.compute import ComputeBridge, LaneJob, shared_bridge
 
@@ -68,10 +69,11 @@ class UnitsPanel(QWidget):
         self._layers_job.returned.connect(self._on_layers)
         self._layers_job.errored.connect(lambda msg: self._status(f"Cannot list the layers: {msg}"))
         self._layers_job.finished.connect(self._update_buttons)  # Run waits for the layer list
-        # (architecture, the shallow net's checkpoint: its layout names the layers) -> layer names,
-        # from the compute process
+        # (architecture, the shallow net's checkpoint and its stamp) -> layer names, from the compute
+        # process
         self._layers: dict[tuple, list[str]] = {}
         self._layers_for: tuple | None = None  # the key asked for
+        self._listed: tuple | None = None  # (architecture, checkpoint) whose layers the box shows
         self._filters_job = LaneJob(bridge, "filters", self)
         self._filters_job.returned.connect(self._show_filters)
         self._filters_job.errored.connect(lambda msg: self._status(f"Cannot show the first-layer filters: {msg}"))
@@ -220,27 +222,36 @@ class UnitsPanel(QWidget):
     def _fill_layers(self) -> None:
         """The chosen architecture's layers: from the cache, else asked of the compute process (it
         builds the model on the meta device) and filled in when the answer arrives. A layer still
-        offered stays chosen (the list is refilled at every checkpoint change, e.g. each epoch)."""
+        offered stays chosen while the list is the same (it is refilled at every checkpoint change, e.g.
+        each epoch)."""
         name = self.model.currentData()
-        ckpt = self._checkpoints.get(name) if name == "shallow" else None  # two layouts (models.ShallowCNN)
-        key = (name, ckpt)
+        # the shallow net has two layouts (models.ShallowCNN): its checkpoint as it is now names the
+        # layers (a run retrained in the same folder changes it; the stamp is a stat, no read)
+        ckpt = self._checkpoints.get(name) if name == "shallow" else None
+        key = (name, ckpt, checkpoint_stamp(ckpt) if ckpt else None)
         if name and key not in self._layers:
             if self._layers_for != key or not self._layers_job.busy():
                 self._layers_for = key
                 self._layers_job.start("layers", model=name, checkpoint=ckpt)
-            self.layer.clear()
+            if self._listed != key[:2]:  # another model's list: nothing to offer until the answer
+                self.layer.clear()
+                self._listed = None
             return
         chosen = self.layer.currentText()
+        shown = [self.layer.itemText(i) for i in range(self.layer.count())]
         self.layer.blockSignals(True)
         self.layer.clear()
         if name:
             self.layer.addItems(self._layers[key])
-            if chosen in self._layers[key]:
+            if self._layers[key] == shown:  # the same layers (each epoch): the choice stays; else the CAM layer
                 self.layer.setCurrentText(chosen)
+        self._listed = key[:2] if name else None
         self.layer.blockSignals(False)
 
     def _on_layers(self, names: list) -> None:
         if self._layers_for is not None:
+            if len(self._layers) >= 16:  # a stamp per epoch of a shallow run
+                self._layers.clear()
             self._layers[self._layers_for] = list(names)
             self._fill_layers()
 
