@@ -45,27 +45,25 @@ def trained(tmp_path_factory, torch_threads):
     home = tmp_path_factory.mktemp("analysis_home")
     old = os.environ.get("GEOCAM_HOME")
     os.environ["GEOCAM_HOME"] = str(home)
-    legacy = pytest.MonkeyPatch()
-    legacy.setattr(loop, "build_model", functools.partial(build_model, legacy=True))  # see the module docstring
     try:
         out = {}
-        for name, bias in (("biased", 1.0), ("plain", 0.5)):
-            data = synthetic.generate_demo(home / f"demo_{name}", sky_bias=bias, **DEMO)
-            index = datasets.open_data(data)
-            cfg = train_config.default_config("shallow", "cpu")
-            for k, v in TRAIN.items():
-                setattr(cfg, k, v)
-            cfg.deterministic = True
-            # float32 on every CPU: what this 18-step model learns to look at must not depend on
-            # whether the machine computes bf16 (with bf16 it missed the sky here)
-            cfg.amp = False
-            result = training.Trainer(cfg, index, home / f"run_{name}").run()
-            out[name] = {"data": data, "index": index, "checkpoint": str(result.best_checkpoint)}
+        with pytest.MonkeyPatch.context() as legacy:  # the earlier layout: see the module docstring
+            legacy.setattr(loop, "build_model", functools.partial(build_model, legacy=True))
+            for name, bias in (("biased", 1.0), ("plain", 0.5)):
+                data = synthetic.generate_demo(home / f"demo_{name}", sky_bias=bias, **DEMO)
+                index = datasets.open_data(data)
+                cfg = train_config.default_config("shallow", "cpu")
+                for k, v in TRAIN.items():
+                    setattr(cfg, k, v)
+                cfg.deterministic = True
+                # float32 on every CPU: what this 18-step model learns to look at must not depend on
+                # whether the machine computes bf16 (with bf16 it missed the sky here)
+                cfg.amp = False
+                result = training.Trainer(cfg, index, home / f"run_{name}").run()
+                out[name] = {"data": data, "index": index, "checkpoint": str(result.best_checkpoint)}
         out["home"] = home
-        legacy.undo()
         yield out
     finally:
-        legacy.undo()
         if old is None:
             os.environ.pop("GEOCAM_HOME", None)
         else:
