@@ -70,8 +70,9 @@ class ShallowCNN(nn.Module):
         return self.classifier(self.avgpool(self.features(x)))
 
 
-def is_legacy_shallow(state: dict) -> bool:
-    """Whether a shallow net's state dict has the layout before batch norm (``ShallowCNN(legacy=True)``)."""
+def is_legacy_shallow(state) -> bool:
+    """Whether a shallow net's state dict (or the set of its tensor names) has the layout before
+    batch norm (``ShallowCNN(legacy=True)``)."""
     return "features.0.weight" in state and "features.1.weight" not in state
 
 

@@ -99,12 +99,17 @@ def _layers(server, job_id: int, *, model: str, checkpoint: str | None = None) -
     from geocam_gui.core.analysis.units import layer_choices
     from geocam_gui.core.models import build_model
 
+    legacy = False
     if model == "shallow" and checkpoint:
-        from geocam_gui.core.checkpoints import load_checkpoint
+        from geocam_gui.core.checkpoints import load_checkpoint, tensor_names
+        from geocam_gui.core.models import is_legacy_shallow
 
-        return layer_choices(load_checkpoint(checkpoint, device="cpu").model, model)  # a few MB
+        names = tensor_names(checkpoint)  # the header alone: asked again each epoch of a shallow run
+        if names is None:  # a plain PyTorch file: its names need the whole file
+            return layer_choices(load_checkpoint(checkpoint, device="cpu").model, model)
+        legacy = is_legacy_shallow(names)
     with torch.device("meta"):  # the names need the architecture only: no memory, no time
-        return layer_choices(build_model(model, 2), model)
+        return layer_choices(build_model(model, 2, legacy=legacy), model)
 
 
 HANDLERS = {"analyze": _analyze, "units": _units, "unitmap": _unitmap, "layers": _layers, "filters": _filters}
