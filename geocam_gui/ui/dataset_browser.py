@@ -306,7 +306,8 @@ class DatasetBrowser(QWidget):
             known = test & (pred >= 0)
             if known.any():
                 a = float((pred[known] == table.labels[known]).mean())
-                acc.append(f"{MODEL_LABELS[name]} {a * 100:.1f} %")
+                # one model's figure never breaks across lines ("VGG11 50.1 / %")
+                acc.append(f"{MODEL_LABELS[name]} {a * 100:.1f} %".replace(" ", "&nbsp;"))
         text = f"{cls}<br>{spl} — showing {self.model.rowCount()}"
         if acc:
             text += "<br>test accuracy: " + " · ".join(acc)
