@@ -44,7 +44,8 @@ class _Recorder:
 def test_config_validation_and_device_defaults():
     cpu = default_config("shallow", "cpu")
     assert cpu.image_size == 64 and cpu.batch_size == 16 and cpu.optimizer == "adamw"
-    assert default_config("resnet18", "cpu").batch_size == 32
+    r18 = default_config("resnet18", "cpu")
+    assert r18.batch_size == 32 and r18.image_size == 96 and r18.epochs == 30
     assert default_config("vgg11", "cpu").lr < cpu.lr
     with pytest.raises(BadArgument, match="Image size must be at least 32"):
         _config(image_size=16).validate()
