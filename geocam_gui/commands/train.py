@@ -29,11 +29,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "where the GUI finds it)")
     parser.add_argument("--epochs", type=int, metavar="E", help="number of epochs (default: per model)")
     parser.add_argument("--batch-size", type=int, metavar="B",
-                        help="images per batch and per process (default: 32 on CPU, 128 on GPU)")
+                        help="images per batch and per process (default: 32 on CPU, 16 for the shallow net; 128 on GPU)")
     parser.add_argument("--lr", type=float, metavar="LR",
                         help="learning rate for every model trained (default: per model: 1e-3, VGG11 3e-4)")
     parser.add_argument("--image-size", type=int, metavar="PX",
-                        help="square input size in pixels (default: 64 on CPU, 224 on GPU)")
+                        help="square input size in pixels (default: 64 on CPU, 96 for ResNet18; 224 on GPU)")
     parser.add_argument("--device", default=None, metavar="DEV", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     parser.add_argument("--workers", type=int, metavar="W", help="threads assembling batches ahead (default: 0)")
     parser.add_argument("--seed", type=int, metavar="S", help="random seed (default: 0)")
