@@ -198,7 +198,7 @@ def test_a_shallow_checkpoint_of_the_earlier_layout_gets_its_own_layer_names(ser
     import torch
 
     from geocam_gui.core.analysis.units import layer_choices
-    from geocam_gui.core.checkpoints import save_checkpoint, tensor_names
+    from geocam_gui.core.checkpoints import save_checkpoint
     from geocam_gui.core.models import build_model
 
     meta = {"model": "shallow", "classes": ["a", "b"], "image_size": 32}
@@ -209,12 +209,13 @@ def test_a_shallow_checkpoint_of_the_earlier_layout_gets_its_own_layer_names(ser
     assert want_old[0] == "features.10"  # the CAM layer: the fourth ReLU, before batch norm came
     assert service.request("layers", "layers", model="shallow", checkpoint=old) == want_old
     assert service.request("layers", "layers", model="shallow", checkpoint=new)[0] == "features.14"
-    # the layout is read from the safetensors header alone; a plain PyTorch file has no header
-    assert "features.1.weight" in tensor_names(new) and "features.1.weight" not in tensor_names(old)
+    # the layout is read from the safetensors header alone; a plain PyTorch file has none: loaded whole
     plain = tmp_path / "old.pt"
     torch.save(build_model("shallow", 2, legacy=True).state_dict(), plain)
-    assert tensor_names(plain) is None
     assert service.request("layers", "layers", model="shallow", checkpoint=str(plain)) == want_old
+    (tmp_path / "new" / "best.safetensors").write_bytes(b"\xff" * 64)  # a header that is not one
+    with pytest.raises(svc.GeoCamError, match="best.safetensors is not a readable safetensors file"):
+        service.request("layers", "layers", model="shallow", checkpoint=new)
 
 
 def test_an_analysis_lets_explanations_through_and_stops_when_cancelled(assets, service, tmp_path, monkeypatch):

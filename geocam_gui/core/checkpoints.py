@@ -221,22 +221,6 @@ def _resolve(path: Path) -> tuple[str, Path]:
     raise BadCheckpoint(f"No checkpoint found at {path}.")
 
 
-def tensor_names(path: str | Path) -> set[str] | None:
-    """The tensor names of a checkpoint (``.json``, ``.safetensors``, stem or ``.pt``) from its
-    safetensors header alone, no weights read; None for a plain PyTorch file (a pickle has no
-    header: its names need the whole file)."""
-    from safetensors import safe_open
-
-    kind, file = _resolve(Path(path))
-    if kind != "safetensors":
-        return None
-    try:
-        with safe_open(str(file), framework="pt") as fh:
-            return {_strip_prefix(k) for k in fh.keys()}
-    except Exception as exc:  # noqa: BLE001 - a truncated or foreign file
-        raise CheckpointError(f"{file.name} is not a readable safetensors file: {exc}") from exc
-
-
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     """Tensors of a safetensors file, or of a plain PyTorch file read with ``weights_only=True``.
 
