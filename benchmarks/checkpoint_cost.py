@@ -87,7 +87,7 @@ def save_only(models: list[str], repeats: int) -> None:
 
     from geocam_gui.core import checkpoints as ckpt
     from geocam_gui.core.models import build_model
-    from geocam_gui.core.train.saver import EpochSave, StateWriter
+    from geocam_gui.core.train.saver import EpochSave, StateWriter, save_train_state
 
     print(f"{'model':<9} {'copy (wall)':>11} {'write+fsync (wall)':>18} {'total CPU':>10} {'state':>10} | "
           f"previous: {'wall (training thread)':>22} {'CPU':>8} {'written':>10}")
@@ -114,7 +114,7 @@ def save_only(models: list[str], repeats: int) -> None:
                 t0, c0 = time.perf_counter(), time.process_time()
                 ckpt.save_checkpoint(Path(tmp) / "old" / "best", net, meta)
                 ckpt.save_checkpoint(Path(tmp) / "old" / "last", net, meta)
-                ckpt.save_train_state(Path(tmp) / "old" / "last_state.pt", {
+                save_train_state(Path(tmp) / "old" / "last_state.pt", {
                     "epoch": 1, "model": {k: v.detach().clone() for k, v in net.state_dict().items()},
                     "optimizer": opt.state_dict(), "config": "{}", "history": "[]", "best": "{}", "fingerprint": "x"})
                 old = min(old, (time.perf_counter() - t0, time.process_time() - c0))

@@ -14,13 +14,12 @@ from geocam_gui.core import checkpoints as ckpt
 from geocam_gui.core.checkpoints import (
     find_checkpoints,
     load_checkpoint,
-    load_train_state,
     read_meta,
     save_checkpoint,
-    save_train_state,
 )
 from geocam_gui.core.errors import CheckpointError
 from geocam_gui.core.models import build_model
+from geocam_gui.core.train.saver import load_train_state, save_train_state
 
 CLASSES = ["pittsburgh", "tokyo"]
 
@@ -215,3 +214,23 @@ def test_train_state_round_trip_with_weights_only(tmp_path):
     opt2 = torch.optim.AdamW(build_model("shallow", 2).parameters(), lr=1e-3)
     opt2.load_state_dict(load_train_state(path)["optimizer"])
     assert opt2.state_dict()["state"][0]["step"] == 1
+
+
+def test_tensor_names_come_from_the_header_alone(tmp_path):
+    """The layer names of a checkpoint without loading its weights: from its stem, its .json or
+    its .safetensors; None for a plain PyTorch file; a sentence for a missing or broken one."""
+    from geocam_gui.core.checkpoints import tensor_names
+    from geocam_gui.core.errors import BadCheckpoint
+
+    model = build_model("shallow", 2)
+    st = save_checkpoint(tmp_path / "best", model, {"model": "shallow", "classes": CLASSES, "image_size": 32})
+    expected = set(model.state_dict())
+    for path in (st, st.with_suffix(".json"), tmp_path / "best"):
+        assert tensor_names(path) == expected
+    torch.save(model.state_dict(), tmp_path / "plain.pt")
+    assert tensor_names(tmp_path / "plain.pt") is None
+    with pytest.raises(BadCheckpoint, match="No checkpoint found"):
+        tensor_names(tmp_path / "missing.safetensors")
+    (tmp_path / "broken.safetensors").write_bytes(b"\xff" * 16)
+    with pytest.raises(CheckpointError, match="broken.safetensors is not a readable safetensors file"):
+        tensor_names(tmp_path / "broken.safetensors")

@@ -89,7 +89,7 @@ def test_a_legacy_last_state_pt_run_resumes_exactly(tiny_index, tmp_path, torch_
     state = saver.load_resume(run)
     assert state["epoch"] == 1
     # what the previous version wrote: one torch.save with weights, optimiser and history
-    ckpt.save_train_state(run / "last_state.pt", state)
+    saver.save_train_state(run / "last_state.pt", state)
     (run / "last.safetensors").unlink()
     for f in run.glob("last_optim-*"):
         f.unlink()

@@ -188,14 +188,19 @@ def read_meta(path: str | Path) -> dict:
     raise BadCheckpoint(f"No checkpoint found at {path}.")
 
 
-def _embedded_meta(st_path: Path) -> dict | None:
+def safetensors_header(st_path: Path) -> tuple[set[str], dict[str, str]]:
+    """The tensor names and string metadata of a safetensors file, from its header alone."""
     from safetensors import safe_open
 
     try:
         with safe_open(str(st_path), framework="pt") as fh:
-            raw = (fh.metadata() or {}).get(_META_KEY)
+            return set(fh.keys()), fh.metadata() or {}
     except Exception as exc:  # noqa: BLE001 - a truncated or foreign file
         raise CheckpointError(f"{st_path.name} is not a readable safetensors file: {exc}") from exc
+
+
+def _embedded_meta(st_path: Path) -> dict | None:
+    raw = safetensors_header(st_path)[1].get(_META_KEY)
     if raw is None:
         return None
     try:
@@ -203,6 +208,14 @@ def _embedded_meta(st_path: Path) -> dict | None:
     except ValueError as exc:
         raise CheckpointError(f"{st_path.name} carries corrupt metadata: {exc}") from exc
     return validate.check_checkpoint_meta(meta, st_path, MODEL_NAMES)
+
+
+def tensor_names(path: str | Path) -> set[str] | None:
+    """The names of a checkpoint's tensors (any path ``load_checkpoint`` takes), read from the
+    safetensors header without the weights; ``None`` for a plain PyTorch file (a pickle has no
+    header). Raises like ``load_checkpoint`` for a missing or unreadable file."""
+    kind, file = _resolve(Path(path))
+    return safetensors_header(file)[0] if kind == "safetensors" else None
 
 
 def _resolve(path: Path) -> tuple[str, Path]:
@@ -390,27 +403,3 @@ def find_checkpoints(folder: str | Path) -> list[Path]:
         return []
     found = [p for p in folder.rglob("best.json") if p.with_suffix(".safetensors").is_file()]
     return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
-
-
-# --------------------------------------------------------------------------- training state
-def save_train_state(path: str | Path, state: dict) -> Path:
-    """Atomically ``torch.save`` a resume state made of tensors, numbers, strings and containers."""
-
-    def write(tmp: Path) -> None:
-        torch.save(state, tmp)
-
-    try:
-        return atomic_write(path, write)
-    except Exception as exc:
-        raise CheckpointError(f"Could not write the training state {path}: {_reason(exc)}") from exc
-
-
-def load_train_state(path: str | Path) -> dict:
-    """Read a resume state with ``weights_only=True`` (no code runs)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"No training state to resume from at {path}.")
-    obj = _torch_load_safe(path)
-    if not isinstance(obj, dict):
-        raise CheckpointError(f"{path.name} is not a GeoCAM training state.")
-    return obj

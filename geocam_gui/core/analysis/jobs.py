@@ -101,20 +101,13 @@ def _layers(server, job_id: int, *, model: str, checkpoint: str | None = None) -
 
     legacy = False
     if model == "shallow" and checkpoint:
-        from safetensors import safe_open
-
-        from geocam_gui.core.checkpoints import load_checkpoint
-        from geocam_gui.core.errors import CheckpointError
+        from geocam_gui.core.checkpoints import load_checkpoint, tensor_names
         from geocam_gui.core.models import is_legacy_shallow
 
-        weights = Path(checkpoint).with_suffix(".safetensors")  # beside best.json, or the file itself
-        if not weights.is_file():  # a plain PyTorch file: a pickle has no header to read names from
+        names = tensor_names(checkpoint)  # the header alone: asked again each epoch of a shallow run
+        if names is None:  # a plain PyTorch file: a pickle has no header to read names from
             return layer_choices(load_checkpoint(checkpoint, device="cpu").model, model)
-        try:  # the header alone, no weights: asked again each epoch of a shallow run
-            with safe_open(str(weights), framework="pt") as fh:
-                legacy = is_legacy_shallow(set(fh.keys()))
-        except Exception as exc:  # noqa: BLE001 - a truncated or foreign file
-            raise CheckpointError(f"{weights.name} is not a readable safetensors file: {exc}") from exc
+        legacy = is_legacy_shallow(names)
     with torch.device("meta"):  # the names need the architecture only: no memory, no time
         return layer_choices(build_model(model, 2, legacy=legacy), model)
 

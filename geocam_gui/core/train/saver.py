@@ -229,7 +229,7 @@ def resume_config_dict(run_dir: str | Path) -> dict | None:
     if raw is None and not legacy.is_file():
         return None
     try:
-        config = json.loads(raw)["config"] if raw is not None else json.loads(ckpt.load_train_state(legacy)["config"])
+        config = json.loads(raw)["config"] if raw is not None else json.loads(load_train_state(legacy)["config"])
     except (ValueError, KeyError, TypeError) as exc:
         raise CheckpointError(f"The resume record in {run_dir} is damaged: {exc}") from exc
     if not isinstance(config, dict):
@@ -238,15 +238,31 @@ def resume_config_dict(run_dir: str | Path) -> dict | None:
 
 
 def _resume_block(last: Path) -> str | None:
-    if not last.is_file():
-        return None
-    from safetensors import safe_open
+    return ckpt.safetensors_header(last)[1].get(RESUME_KEY) if last.is_file() else None
+
+
+def save_train_state(path: str | Path, state: dict) -> Path:
+    """Write an older version's resume state (``last_state.pt``: one atomic ``torch.save`` of
+    tensors, numbers, strings and containers); tests and benchmarks make such runs with it."""
+
+    def write(tmp: Path) -> None:
+        torch.save(state, tmp)
 
     try:
-        with safe_open(str(last), framework="pt") as fh:
-            return (fh.metadata() or {}).get(RESUME_KEY)
-    except Exception as exc:  # noqa: BLE001 - a truncated or foreign file
-        raise CheckpointError(f"{last} is not a readable safetensors file: {exc}") from exc
+        return ckpt.atomic_write(path, write)
+    except Exception as exc:
+        raise CheckpointError(f"Could not write the training state {path}: {ckpt._reason(exc)}") from exc
+
+
+def load_train_state(path: str | Path) -> dict:
+    """Read an older version's resume state with ``weights_only=True`` (no code runs)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"No training state to resume from at {path}.")
+    obj = ckpt._torch_load_safe(path)
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path.name} is not a GeoCAM training state.")
+    return obj
 
 
 def load_resume(run_dir: str | Path) -> dict | None:
@@ -261,7 +277,7 @@ def load_resume(run_dir: str | Path) -> dict | None:
     raw = _resume_block(last)
     if raw is None:
         legacy = run_dir / LEGACY_STATE
-        return ckpt.load_train_state(legacy) if legacy.is_file() else None
+        return load_train_state(legacy) if legacy.is_file() else None
     try:
         block = json.loads(raw)
         epoch = int(block["epoch"])
