@@ -326,10 +326,10 @@ def test_demo_shallow_learns_the_cities_at_64px(tmp_path, torch_threads):
     set of the default kind (one view per scene, sky bias 0.8 in train/val, 0.5 in test), learns
     the evidence, not the sky alone.
 
-    The issue asks for >= 95 %; measured with the current layout (batch norm, global pool) on six
-    CI-sized sets: 0.925-0.956 (this set: 0.925 on 2 threads, 0.950 on 1; the full default set:
-    0.979), so 0.95 is not held and this test guards 0.90 (the layout before batch norm: 0.713
-    on this set; benchmarks/RESULTS.md)."""
+    The issue asks for >= 95 %; measured with the current layout (batch norm, global pool) on two
+    CI-sized sets with training seeds 0-2: 0.908-0.950, mean 0.929 (this set and seed: 0.925 on 2
+    threads, 0.950 on 1; the full default set: 0.979), so 0.95 is not held and this test guards
+    0.90 (the layout before batch norm: 0.713 on this set; benchmarks/RESULTS.md)."""
     from geocam_gui.core.data.datasets import open_data
     from geocam_gui.core.data.demo import DEFAULTS, generate_demo
 
