@@ -125,13 +125,14 @@ def default_config(model: str = "shallow", device: str = "auto") -> TrainConfig:
     if model == "shallow" and not gpu:
         # Measured on the demo set at 64 px: batch 16 generalises better than 32 for the same
         # images seen (test 0.91 vs 0.86 after 8 epochs; with batch norm 0.950 vs 0.938 on the
-        # CI-sized set); 40 epochs: test 0.979 on the default set with batch norm (the layout
-        # before it: 0.933; benchmarks/RESULTS.md), ~7 minutes on one core in bf16.
+        # CI-sized set); 40 epochs: test 0.979 / 0.973 / 0.985 (training seeds 0-2) on the default
+        # set with batch norm (the layout before it: 0.933; benchmarks/RESULTS.md), ~7 minutes on
+        # one core in bf16.
         cfg.batch_size, cfg.epochs = 16, 40
     if model == "resnet18" and not gpu:
         # Its stem quarters the input at once, so at 64 px its last stage works on 2 x 2 cells.
         # Demo set drawn at 64 px, 30 epochs: test 0.957 / 0.959 at 64 px (training seeds 0 / 1;
-        # batch 16: 0.957), 0.974 / 0.962 at 96 px, whose Grad-CAM map is 3 x 3
+        # batch 16: 0.957), 0.974 / 0.962 / 0.955 at 96 px (seeds 0-2), whose Grad-CAM map is 3 x 3
         # (benchmarks/RESULTS.md, "ResNet18 at 96 px"); ~22 minutes on one core in bf16 (13 at 64).
         cfg.epochs, cfg.image_size = 30, 96
     if model == "vgg11":
