@@ -215,8 +215,7 @@ _KILL_SCRIPT = textwrap.dedent("""
     import json, os, signal, sys, time
     import torch
     torch.set_num_threads(1)
-    from geocam_gui.core import checkpoints
-    from geocam_gui.core.train import loop as training_loop
+    from geocam_gui.core.train import loop as training_loop, saver
     from geocam_gui.core.data.datasets import open_data
     from geocam_gui.core.train.config import TrainConfig
     from geocam_gui.core.train.engine import Trainer
@@ -235,14 +234,14 @@ _KILL_SCRIPT = textwrap.dedent("""
                 time.sleep(0.05)
             os.kill(os.getpid(), signal.SIGKILL)
     if mode == "killwrite":  # die inside epoch 2's save, after its moments file, before its commit
-        commit, commits = checkpoints.commit_file, []
+        commit, commits = saver.commit_file, []
         def dying_commit(tmp, path):
             if str(path).endswith("last.safetensors"):
                 commits.append(path)
                 if len(commits) == 2:
                     os.kill(os.getpid(), signal.SIGKILL)
             commit(tmp, path)
-        checkpoints.commit_file = dying_commit
+        saver.commit_file = dying_commit
     result = Trainer(cfg, open_data(data), out, callback, resume=(mode == "resume")).run()
     print(json.dumps({"history": result.history, "test": result.test}))
 """)

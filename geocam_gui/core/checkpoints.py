@@ -27,7 +27,7 @@ from torch import nn
 
 from geocam_gui.core import validate
 from geocam_gui.core.errors import BadCheckpoint, CheckpointError, WriteError
-from geocam_gui.core.files import atomic_write, atomic_write_group, commit_file, link_or_copy, temp_beside  # noqa: F401
+from geocam_gui.core.files import atomic_write_group, json_default
 from geocam_gui.core.tensor_file import write_tensor_file  # noqa: F401 - also used by train.saver
 from geocam_gui.core.models import MEAN, MODEL_NAMES, STD, build_model, is_legacy_shallow
 
@@ -100,10 +100,10 @@ def base_meta(model_name: str, classes: list[str], image_size: int, **extra: Any
 
 def plain_state(model: nn.Module | dict) -> dict[str, torch.Tensor]:
     state = model.state_dict() if isinstance(model, nn.Module) else model
-    return {_strip_prefix(k): v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
+    return {strip_prefix(k): v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
 
 
-def _strip_prefix(key: str) -> str:
+def strip_prefix(key: str) -> str:
     # DistributedDataParallel adds "module.", torch.compile adds "_orig_mod.".
     for prefix in ("module.", "_orig_mod."):
         while key.startswith(prefix):
@@ -126,39 +126,27 @@ def save_checkpoint(path_without_suffix: str | Path, model: nn.Module | dict, me
     meta.setdefault("format_version", FORMAT_VERSION)
     meta.setdefault("created", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     meta.setdefault("versions", library_versions())
-    meta_text = validate.dumps(meta, indent=2, sort_keys=True, default=_json_default)
+    meta_text = validate.dumps(meta, indent=2, sort_keys=True, default=json_default)
     state = plain_state(model)
     st_path = stem.with_name(stem.name + ".safetensors")
     js_path = stem.with_name(stem.name + ".json")
 
     def write_weights(tmp: Path) -> None:
         # our own writer: safetensors' save_file renames its own 0600 temporary over ``tmp``
-        write_tensor_file(tmp, state, {_META_KEY: validate.dumps(meta, default=_json_default)})
+        write_tensor_file(tmp, state, {_META_KEY: validate.dumps(meta, default=json_default)})
 
     try:  # both written (and fsync'ed) as temporaries first, then renamed: weights, then metadata
         atomic_write_group([(st_path, write_weights), (js_path, meta_text + "\n")])
     except Exception as exc:
-        raise CheckpointError(f"Could not write checkpoint {js_path}: {_reason(exc)}") from exc
+        raise CheckpointError(f"Could not write checkpoint {js_path}: {write_reason(exc)}") from exc
     return js_path
 
 
-def _reason(exc: Exception) -> str:
+def write_reason(exc: Exception) -> str:
     """The reason part of a write failure (WriteError already says which file)."""
     if isinstance(exc, WriteError):
         return exc.reason
     return str(exc) or type(exc).__name__
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, (set, tuple)):
-        return list(obj)
-    if hasattr(obj, "item"):
-        return obj.item()
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
 
 
 def _stem(path: Path) -> Path:
@@ -249,14 +237,14 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
             raise
         except Exception as exc:  # noqa: BLE001
             raise CheckpointError(f"{path.name} is not a readable safetensors file: {exc}") from exc
-    obj = _torch_load_safe(path)
+    obj = torch_load_safe(path)
     for key in ("state_dict", "model_state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
             break
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(f"{path.name} does not hold a state dict of tensors.")
-    return _finite({_strip_prefix(k): v for k, v in obj.items()}, path)
+    return _finite({strip_prefix(k): v for k, v in obj.items()}, path)
 
 
 def _finite(state: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:
@@ -272,7 +260,7 @@ def _finite(state: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tenso
     return state
 
 
-def _torch_load_safe(path: Path) -> Any:
+def torch_load_safe(path: Path) -> Any:
     """``torch.load(weights_only=True)`` with its refusals turned into ``CheckpointError``."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)

@@ -59,6 +59,20 @@ def json_text(obj: Any, *, indent: int | None = 2, sort_keys: bool = False, ensu
     return dumps(obj, indent=indent, sort_keys=sort_keys, ensure_ascii=ensure_ascii, default=default) + "\n"
 
 
+def json_default(obj: Any) -> Any:
+    """``default=`` for the JSON writers: what metadata holds beyond JSON's types - a path as
+    text, a set or tuple as a list, a numpy or torch scalar as a number, an array as nested lists."""
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if isinstance(obj, (set, frozenset, tuple)):
+        return list(obj)
+    if getattr(obj, "ndim", None) == 0 and hasattr(obj, "item"):
+        return obj.item()
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    raise TypeError(f"cannot write {type(obj).__name__} to JSON")
+
+
 def atomic_write_group(items: Sequence[tuple[str | os.PathLike, Data]], *, fsync: bool = True) -> list[Path]:
     """Write every ``(path, data)`` to a temporary file, then rename them all in order.
 

@@ -32,7 +32,7 @@ import numpy as np
 from geocam_gui.core.data import audit as _audit, dedupe, layouts
 from geocam_gui.core import validate
 from geocam_gui.core.errors import BadArgument, BadData, DataError
-from geocam_gui.core.files import atomic_write
+from geocam_gui.core.files import atomic_write, json_default
 from geocam_gui.core.data.layouts import Found
 from geocam_gui.core.data.split import SPLITS, grouped_split, parse_split  # noqa: F401 - re-exported
 from geocam_gui.core.data.split import balance as _balance
@@ -152,7 +152,7 @@ class DatasetIndex:
             "bad_files": [{"path": p, "reason": r} for p, r in self.bad_files],
             "audit": self.audit,
         }
-        text = json.dumps(meta, indent=1, ensure_ascii=False, allow_nan=False, default=_json_default)
+        text = json.dumps(meta, indent=1, ensure_ascii=False, allow_nan=False, default=json_default)
         atomic_write(folder / "audit.json", _escape_surrogates(text))
         return folder
 
@@ -221,16 +221,6 @@ def _escape_surrogates(text: str) -> str:
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def _json_default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"cannot write {type(o).__name__} to JSON")
 
 
 # ---------------------------------------------------------------- indexing
