@@ -9,7 +9,7 @@ import pytest
 
 from geocam_gui.core.errors import BadArgument
 from geocam_gui.core.models import MODEL_LABELS, MODEL_NAMES
-from geocam_gui.core.train.config import config_for, default_config
+from geocam_gui.core.train.config import DEMO_CPU_RECIPES, DEMO_ORDER, config_for, default_config
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +41,10 @@ def test_untouched_fields_keep_each_models_default_given_ones_apply_to_all():
         config_for("shallow", "cpu", {"learning_rate": 1.0})
     with pytest.raises(BadArgument, match="Epochs must be at least 1"):
         config_for("shallow", "cpu", {"epochs": 0})
+
+
+def test_the_first_run_trains_every_model_once_vgg11_last():
+    assert sorted(DEMO_ORDER) == sorted(MODEL_NAMES) == sorted(DEMO_CPU_RECIPES) and DEMO_ORDER[-1] == "vgg11"
 
 
 def test_cli_applies_the_rule():

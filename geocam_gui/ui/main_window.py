@@ -28,7 +28,7 @@ from geocam_gui.core.data.datasets import DatasetIndex, open_data
 from geocam_gui.core.data.sample_table import table_for
 from geocam_gui.core.device import describe_device, resolve_device
 from geocam_gui.core.models import MODEL_LABELS, MODEL_NAMES
-from geocam_gui.core.train.config import demo_config
+from geocam_gui.core.train.config import DEMO_ORDER, demo_config
 from geocam_gui.core.workspace import Workspace, default_run_dir
 from geocam_gui.ui import dialogs, window_settings
 from geocam_gui.ui.analysis_panel import AnalysisPanel
@@ -285,7 +285,7 @@ class MainWindow(QMainWindow):
         )
         found = self.load_run_checkpoints(self.run_dir)
         self.browser.select_first_of_split("test")  # once the browser has taken the index
-        missing = [m for m in MODEL_NAMES if m not in found]
+        missing = [m for m in DEMO_ORDER if m not in found]
         if demo and self.auto_train_missing and missing:
             self.show_message(f"No demo models yet: training {', '.join(MODEL_LABELS[m] for m in missing)}…")
             self.training.start(configs=self.demo_configs(missing))
