@@ -126,11 +126,11 @@ def test_json_default_writes_paths_scalars_and_arrays(tmp_path):
     import numpy as np
     import torch
 
-    meta = {"p": tmp_path / "a b", "s": {3}, "i": np.int64(7), "f": np.float32(0.5), "t": torch.tensor(2.5),
+    meta = {"p": tmp_path / "a b", "s": {"b", "a", "c"}, "i": np.int64(7), "f": np.float32(0.5), "t": torch.tensor(2.5),
             "a": np.arange(4).reshape(2, 2), "ta": torch.tensor([1, 2])}
     target = files.atomic_write_json(tmp_path / "m.json", meta, default=files.json_default)
     assert json.loads(target.read_text(encoding="utf-8")) == {
-        "p": str(tmp_path / "a b"), "s": [3], "i": 7, "f": 0.5, "t": 2.5, "a": [[0, 1], [2, 3]], "ta": [1, 2]}
+        "p": str(tmp_path / "a b"), "s": ["a", "b", "c"], "i": 7, "f": 0.5, "t": 2.5, "a": [[0, 1], [2, 3]], "ta": [1, 2]}
     with pytest.raises(TypeError, match="cannot write object to JSON"):
         files.json_default(object())
 

@@ -61,11 +61,12 @@ def json_text(obj: Any, *, indent: int | None = 2, sort_keys: bool = False, ensu
 
 def json_default(obj: Any) -> Any:
     """``default=`` for the JSON writers: what metadata holds beyond JSON's types - a path as
-    text, a set or tuple as a list, a numpy or torch scalar as a number, an array as nested lists."""
+    text, a set as a sorted list (the same bytes in every process, whatever its hash seed; json
+    writes tuples itself), a numpy or torch scalar as a number, an array as nested lists."""
     if isinstance(obj, os.PathLike):
         return os.fspath(obj)
-    if isinstance(obj, (set, frozenset, tuple)):
-        return list(obj)
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj, key=repr)
     if getattr(obj, "ndim", None) == 0 and hasattr(obj, "item"):
         return obj.item()
     if hasattr(obj, "tolist"):
