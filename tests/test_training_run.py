@@ -10,6 +10,7 @@ import pytest
 
 from geocam_gui.core.train import events as ev
 from geocam_gui.core.train.config import TrainConfig
+from geocam_gui.core.train.cost import RunCost
 from geocam_gui.ui.training_run import RunTracker, ordinal
 
 
@@ -99,6 +100,11 @@ def test_panes_settings_and_status_follow_a_run_and_cancel_stops_a_slow_step(mai
     qtbot.waitUntil(lambda: bool(w.workspace.checkpoints["shallow"]), timeout=10000)  # announced mid-step
     assert shallow.training_label.isVisible() and "epoch 2/3" in shallow.training_label.text()
     assert w.workspace.checkpoints["shallow"]
+    # the run's bar weighs each model by its FLOPs (core.train.cost): VGG11's two epochs outweigh
+    # the shallow net's three, so one shallow epoch is a few per cent of the run, not one fifth
+    expected = RunCost(configs, {s: len(w.index.split(s)) for s in ("train", "val", "test")}, len(w.index.classes))
+    expected.epoch_done("shallow", 1)
+    assert panel.total_bar.value() == int(100 * expected.fraction()) < 10
     assert w.training_label.text().startswith("Training Shallow CNN (1 of 2) — epoch 2/3")
     assert "stopped" not in w.status_label.text().lower()
     w.grab().save(str(tmp_path / "window_training.png"))

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 
 from geocam_gui.core.data.datasets import DatasetIndex
 from geocam_gui.core.models import MODEL_LABELS
+from geocam_gui.core.train.cost import RunCost
 from geocam_gui.ui import dialogs
 from geocam_gui.ui.training_run import RunTracker
 from geocam_gui.ui.training_settings import TrainingSettings
@@ -51,7 +52,7 @@ class TrainingPanel(QWidget):
         self._queue: list[str] = []
         self._t0 = 0.0
         self._model_pos = 0
-        self._epochs_total = 1
+        self._cost = RunCost([], {})  # the run's progress, weighted by each model's FLOPs
         self._torch_threads = 1
         self.run: RunTracker | None = None  # the run going on (or the last one, once ended)
         self._stopped: tuple | None = None
@@ -179,8 +180,8 @@ class TrainingPanel(QWidget):
             return False
         self._queue = [c.model for c in configs]
         self.run, self._stopped = RunTracker(configs), None
-        self._epochs_total = max(1, sum(int(c.epochs) for c in configs))
-        self._epochs_done = 0
+        self._cost = RunCost(configs, {s: len(self.index.split(s)) for s in ("train", "val", "test")},
+                             len(self.index.classes))
         self._t0 = time.monotonic()
         self.curves.clear()
         self.results.setRowCount(0)
@@ -272,20 +273,22 @@ class TrainingPanel(QWidget):
 
         notes = self.run.on_event(name, event) if self.run is not None else False
         running = self.run is None or self.run.state == "running"  # else cancelling: "Cancelling…" stays
+        if isinstance(event, ev.Start):
+            self._cost.started(name, event.start_epoch)
         if isinstance(event, ev.Batch) and running:
             total = max(1, event.batches)
             done = event.batch
             self.epoch_bar.setValue(int(100 * done / total))
-            frac = (self._epochs_done + done / total) / self._epochs_total
-            self.total_bar.setValue(int(100 * frac))
-            elapsed = time.monotonic() - self._t0
-            eta = elapsed * (1 - frac) / frac if frac > 0.01 else None
+            self._cost.batch(name, event.epoch, done, total)
+            self._show_total()
+            eta = self._cost.eta(time.monotonic() - self._t0)
             self.status.setText(
                 f"{MODEL_LABELS[name]} · epoch {event.epoch} · batch {done}/{total}"
                 f" · loss {event.loss:.3f} · ETA {fmt_duration(eta)}"
             )
         elif isinstance(event, ev.Epoch):
-            self._epochs_done += 1
+            self._cost.epoch_done(name, event.epoch)
+            self._show_total()
             ep = float(event.epoch)
             self.curves.add(name, "loss", "train", ep, event.train_loss)
             self.curves.add(name, "loss", "val", ep, event.val_loss)
@@ -315,9 +318,16 @@ class TrainingPanel(QWidget):
         if isinstance(event, (ev.Batch, ev.Epoch, ev.Start, ev.Log)):
             self._progress_changed(notes)
 
+    def _show_total(self) -> None:
+        """The run's bar: the share of its FLOPs done (``core.train.cost``; at 64 px an image costs
+        VGG11 twelve times what it costs the shallow net)."""
+        self.total_bar.setValue(int(100 * self._cost.fraction()))
+
     def _on_model_finished(self, name: str, result) -> None:
         if self.run is not None:
             self.run.model_finished(name)
+        self._cost.finished(name)
+        self._show_total()
         metrics = result.test or {}
         best = result.best_checkpoint
         self._add_result_row(name, metrics, best)
@@ -350,6 +360,7 @@ class TrainingPanel(QWidget):
     def _on_failed(self, name: str, message: str) -> None:
         if self.run is not None:
             self.run.model_failed(name, message)
+        self._cost.finished(name, ok=False)
         self._log(f"{MODEL_LABELS[name]} failed: {message}")
         self.statusMessage.emit(f"Training {MODEL_LABELS[name]} failed: {message}")
         self._progress_changed(notes=True)
