@@ -33,6 +33,9 @@ from geocam_gui.core.errors import BadArgument, CheckpointError
 MODEL_NAMES: tuple[str, ...] = ("shallow", "vgg11", "resnet18")
 MODEL_LABELS = {"shallow": "Shallow CNN", "vgg11": "VGG11", "resnet18": "ResNet18"}
 MIN_INPUT = {"shallow": 32, "vgg11": 32, "resnet18": 32}
+#: The shallow net's four convolutions' widths and its hidden FC width (``ShallowCNN``; also what
+#: ``core.train.cost`` counts).
+SHALLOW_WIDTHS, SHALLOW_HIDDEN = (32, 64, 128, 256), 256
 
 # ImageNet statistics: the convention of torchvision's weights, used for all three models.
 MEAN = (0.485, 0.456, 0.406)
@@ -45,7 +48,8 @@ class ShallowCNN(nn.Module):
     ``legacy=True``: the layout before 2026-12-02 (conv3x3-ReLU-maxpool2, adaptive average pool
     to 7x7, FC 12544 -> 256), so that checkpoints trained with it still load."""
 
-    def __init__(self, num_classes: int = 2, widths=(32, 64, 128, 256), hidden: int = 256, *, legacy: bool = False):
+    def __init__(self, num_classes: int = 2, widths=SHALLOW_WIDTHS, hidden: int = SHALLOW_HIDDEN, *,
+                 legacy: bool = False):
         super().__init__()
         layers: list[nn.Module] = []
         c_in = 3

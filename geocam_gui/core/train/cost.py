@@ -4,18 +4,20 @@ each model's epochs in its overall progress and time left.
 Counting epochs alone made the first demo run's estimate 3-4 times too short once the shallow
 net was done (its 18 epochs are 60 % of the run's epochs and about 30 % of its time). The three
 models train at similar rates in FLOPs: 59-73 GFLOP/s on 2 cores of an AVX2 CPU in float32,
-165-320 on an AVX512-BF16 one (benchmarks/RESULTS.md), so FLOPs are the estimate. Counted as torch's ``FlopCounterMode``
-counts them: 2 per multiply-add of the convolutions and linear layers, nothing for batch norm,
-ReLU or pooling; the backward pass costs twice the forward.
+165-320 on an AVX512-BF16 one (benchmarks/RESULTS.md), so FLOPs are the estimate. Counted as
+torch's ``FlopCounterMode`` counts them (tests/test_train_cost.py checks it): 2 per multiply-add
+of the convolutions and linear layers, nothing for batch norm, ReLU or pooling; the backward
+pass costs twice the forward.
 """
 
 from __future__ import annotations
 
 import math
 
+from geocam_gui.core.models import SHALLOW_HIDDEN, SHALLOW_WIDTHS
+
 #: torchvision's VGG configuration "A" (VGG11): channels of the 3 x 3 convolutions, "M" max-pool.
 _VGG11 = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
-_SHALLOW_WIDTHS, _SHALLOW_HIDDEN = (32, 64, 128, 256), 256  # models.ShallowCNN's defaults
 
 
 def _conv(size: int, c_in: int, c_out: int, k: int, stride: int = 1, pad: int = 0) -> tuple[int, int]:
@@ -29,10 +31,10 @@ def forward_flops(model: str, image_size: int, num_classes: int = 2) -> int:
     s, flops = image_size, 0
     if model == "shallow":
         c = 3
-        for w in _SHALLOW_WIDTHS:  # conv 3x3 (padding 1), batch norm, ReLU, max-pool 2
+        for w in SHALLOW_WIDTHS:  # conv 3x3 (padding 1), batch norm, ReLU, max-pool 2
             f, s = _conv(s, c, w, 3, pad=1)
             flops, s, c = flops + f, s // 2, w
-        return flops + 2 * (c * _SHALLOW_HIDDEN + _SHALLOW_HIDDEN * num_classes)
+        return flops + 2 * (c * SHALLOW_HIDDEN + SHALLOW_HIDDEN * num_classes)
     if model == "vgg11":
         c = 3
         for v in _VGG11:
