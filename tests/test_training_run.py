@@ -12,6 +12,7 @@ from geocam_gui.core.train import events as ev
 from geocam_gui.core.train.config import TrainConfig
 from geocam_gui.core.train.cost import RunCost
 from geocam_gui.ui.training_run import RunTracker, ordinal
+from geocam_gui.ui.training_views import fmt_about
 
 
 def _alive(pid: int) -> bool:
@@ -106,6 +107,7 @@ def test_panes_settings_and_status_follow_a_run_and_cancel_stops_a_slow_step(mai
     expected.epoch_done("shallow", 1)
     assert panel.total_bar.value() == int(100 * expected.fraction()) < 10
     assert w.training_label.text().startswith("Training Shallow CNN (1 of 2) — epoch 2/3")
+    assert " left in the run" in w.training_label.text()  # the status bar says how long, roughly
     assert "stopped" not in w.status_label.text().lower()
     w.grab().save(str(tmp_path / "window_training.png"))
     pid = panel.worker.pid
@@ -130,3 +132,9 @@ def test_panes_settings_and_status_follow_a_run_and_cancel_stops_a_slow_step(mai
     assert panel.epochs.isEnabled() and not panel.settings.recipe_note.isVisible()
     qtbot.waitUntil(w.is_idle, timeout=60000)
     w.grab().save(str(tmp_path / "window_cancelled.png"))
+
+
+def test_the_time_left_is_as_rough_as_an_estimate():
+    assert [fmt_about(s) for s in (5, 59.9, 60, 89, 91, 567, 90 * 60, 2 * 3600)] == [
+        "under a minute", "under a minute", "about 1 min", "about 1 min", "about 2 min", "about 9 min",
+        "about 1.5 h", "about 2.0 h"]

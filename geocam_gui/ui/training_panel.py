@@ -29,7 +29,7 @@ from geocam_gui.core.train.cost import RunCost
 from geocam_gui.ui import dialogs
 from geocam_gui.ui.training_run import RunTracker
 from geocam_gui.ui.training_settings import TrainingSettings
-from geocam_gui.ui.training_views import Curves, ResultsTable, fmt_duration
+from geocam_gui.ui.training_views import Curves, ResultsTable, fmt_about, fmt_duration
 from geocam_gui.ui.workers import TrainingWorker
 
 
@@ -217,7 +217,11 @@ class TrainingPanel(QWidget):
 
     def _progress_changed(self, notes: bool = False) -> None:
         if self.run is not None and self.is_running():
-            self.state_label.setText(self.run.status_text())
+            text = self.run.status_text()
+            eta = self._cost.eta(time.monotonic() - self._t0)
+            if self.run.state == "running" and not self.run.paused and eta is not None:
+                text += f" · {fmt_about(eta)} left in the run"
+            self.state_label.setText(text)
             self.state_label.setVisible(True)
         if notes:
             self.paneNotesChanged.emit()

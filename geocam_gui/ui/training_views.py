@@ -26,6 +26,16 @@ def fmt_duration(seconds: float | None) -> str:
     return f"{seconds} s"
 
 
+def fmt_about(seconds: float) -> str:
+    """A rough time left for the status bar, as precise as an estimate deserves: "under a
+    minute", "about 9 min", "about 1.5 h"."""
+    if seconds < 60:
+        return "under a minute"
+    if seconds < 90 * 60:
+        return f"about {max(1, round(seconds / 60))} min"
+    return f"about {seconds / 3600:.1f} h"
+
+
 def _pct(value) -> str:
     """A share as a percentage; undefined (None, e.g. a class never predicted) as a dash."""
     return "–" if value is None else f"{value * 100:.0f} %"
