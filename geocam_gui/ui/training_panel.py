@@ -7,6 +7,7 @@ curves are decimated by pyqtgraph (``setDownsampling``/``setClipToView``) so lon
 from __future__ import annotations
 
 import time
+from collections import Counter
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
@@ -180,8 +181,8 @@ class TrainingPanel(QWidget):
             return False
         self._queue = [c.model for c in configs]
         self.run, self._stopped = RunTracker(configs), None
-        self._cost = RunCost(configs, {s: len(self.index.split(s)) for s in ("train", "val", "test")},
-                             len(self.index.classes))
+        # one pass over the index on the GUI thread (index.split would walk it once per split)
+        self._cost = RunCost(configs, Counter(s.split for s in self.index.samples), len(self.index.classes))
         self._t0 = time.monotonic()
         self.curves.clear()
         self.results.setRowCount(0)
