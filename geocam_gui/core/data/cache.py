@@ -129,52 +129,59 @@ def _is_cancelled(cancel) -> bool:
     return bool(cancel())
 
 
+def _decode_into(target: Path, path_list: list[str], size: int, progress, cancel,
+                 workers: int | None) -> tuple[np.ndarray, list[tuple[int, str, str]]]:
+    """Decode ``path_list`` into a new ``.npy`` memmap at ``target`` with a thread pool; returns
+    ``(ok, errors)``. The memmap is flushed and released when this returns."""
+    n = len(path_list)
+    out = np.lib.format.open_memmap(target, mode="w+", dtype=np.uint8, shape=(n, size, size, 3))
+    ok = np.zeros(n, dtype=bool)
+    errors: list[tuple[int, str, str]] = []
+    nworkers = workers or max(1, min(16, os.cpu_count() or 1))
+
+    def work(i: int) -> None:
+        try:
+            out[i] = images.load_resized(path_list[i], size)
+            ok[i] = True
+        except ImageError as exc:
+            errors.append((i, path_list[i], exc.reason))
+
+    done = 0
+    with ThreadPoolExecutor(nworkers) as pool:
+        pending = set()
+        it = iter(range(n))
+        for i in it:  # keep a bounded window in flight so cancel acts quickly
+            pending.add(pool.submit(work, i))
+            if len(pending) >= nworkers * 4:
+                break
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                fut.result()
+                done += 1
+            if _is_cancelled(cancel):
+                for fut in pending:
+                    fut.cancel()
+                raise Cancelled("Decoding the images was cancelled.")
+            for i in it:
+                pending.add(pool.submit(work, i))
+                if len(pending) >= nworkers * 4:
+                    break
+            if progress and (done % 32 == 0 or done == n):
+                progress(done, n)
+    out.flush()
+    return ok, errors
+
+
 def _build(folder: Path, path_list: list[str], labels: np.ndarray, classes: list[str], size: int,
            progress, cancel, workers: int | None) -> DecodedArrays:
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    n = len(path_list)
     try:
-        out = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8, shape=(n, size, size, 3))
-        ok = np.zeros(n, dtype=bool)
-        errors: list[tuple[int, str, str]] = []
-        nworkers = workers or max(1, min(16, os.cpu_count() or 1))
-
-        def work(i: int) -> None:
-            try:
-                out[i] = images.load_resized(path_list[i], size)
-                ok[i] = True
-            except ImageError as exc:
-                errors.append((i, path_list[i], exc.reason))
-
-        done = 0
-        with ThreadPoolExecutor(nworkers) as pool:
-            pending = set()
-            it = iter(range(n))
-            for i in it:  # keep a bounded window in flight so cancel acts quickly
-                pending.add(pool.submit(work, i))
-                if len(pending) >= nworkers * 4:
-                    break
-            while pending:
-                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    fut.result()
-                    done += 1
-                if _is_cancelled(cancel):
-                    for fut in pending:
-                        fut.cancel()
-                    raise Cancelled("Decoding the images was cancelled.")
-                for i in it:
-                    pending.add(pool.submit(work, i))
-                    if len(pending) >= nworkers * 4:
-                        break
-                if progress and (done % 32 == 0 or done == n):
-                    progress(done, n)
-        out.flush()
-        del out
+        ok, errors = _decode_into(tmp / "images.npy", path_list, size, progress, cancel, workers)
         atomic_write(tmp / "ok.npy", to_file_object(np.save, ok, allow_pickle=False), fsync=False)
         errors.sort()
-        meta = {"version": CACHE_VERSION, "size": size, "count": n, "paths": path_list,
+        meta = {"version": CACHE_VERSION, "size": size, "count": len(path_list), "paths": path_list,
                 "errors": [[p, r] for _, p, r in errors]}
         # ASCII JSON: a non-UTF-8 file name (a lone surrogate) round-trips as a \\udcXX escape
         atomic_write(tmp / "meta.json", json.dumps(meta, allow_nan=False), fsync=False)
