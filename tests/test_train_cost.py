@@ -7,7 +7,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from geocam_gui.core.models import build_model
 from geocam_gui.core.train.config import DEMO_ORDER, TrainConfig, demo_config
-from geocam_gui.core.train.cost import RunCost, epoch_flops, forward_flops
+from geocam_gui.core.train.cost import RunClock, RunCost, epoch_flops, forward_flops
 
 
 @pytest.mark.parametrize("name", ["shallow", "vgg11", "resnet18"])
@@ -76,3 +76,23 @@ def test_a_resumed_run_counts_only_its_own_epochs_and_a_failure_drops_the_rest()
     assert shallow_share < cost.fraction() < 1.0
     cost.finished("resnet18", ok=False)  # failed: nothing more to wait for
     assert cost.fraction() == 1.0
+
+
+def test_the_run_clock_leaves_pauses_out_of_the_running_time():
+    t = [100.0]
+    clock = RunClock(now=lambda: t[0])
+    t[0] = 160.0
+    assert clock.running() == clock.wall() == 60.0
+    clock.pause()
+    t[0] = 760.0  # ten minutes paused
+    clock.pause()  # a second pause report changes nothing
+    assert clock.running() == 60.0 and clock.wall() == 660.0
+    clock.resume()
+    clock.resume()
+    t[0] = 820.0
+    assert clock.running() == 120.0 and clock.wall() == 720.0
+    # a run half done after 120 s of work says 120 s left, not the 12 min the wall clock would
+    run = RunCost([TrainConfig(model="shallow", epochs=2)], {"train": 100, "val": 0, "test": 0})
+    run.epoch_done("shallow", 1)
+    assert run.fraction() == 0.5
+    assert run.eta(clock.running()) == 120.0 and run.eta(clock.wall()) == 720.0

@@ -110,6 +110,14 @@ def test_panes_settings_and_status_follow_a_run_and_cancel_stops_a_slow_step(mai
     assert " left in the run" in w.training_label.text()  # the status bar says how long, roughly
     assert "stopped" not in w.status_label.text().lower()
     w.grab().save(str(tmp_path / "window_training.png"))
+    # while the engine reports itself paused, the clock the time left extrapolates from stands still
+    panel._on_event("shallow", ev.Log("Paused.", {"paused": True}))
+    assert w.training_label.text().startswith("Training paused") and " left in the run" not in w.training_label.text()
+    held = panel._clock.running()
+    qtbot.wait(300)
+    assert panel._clock.running() == held and panel._clock.wall() > held
+    panel._on_event("shallow", ev.Log("Resumed.", {"paused": False}))
+    assert not w.training_label.text().startswith("Training paused")
     pid = panel.worker.pid
     assert pid and _alive(pid)
 

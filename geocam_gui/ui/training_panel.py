@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 
 from geocam_gui.core.data.datasets import DatasetIndex
 from geocam_gui.core.models import MODEL_LABELS
-from geocam_gui.core.train.cost import RunCost
+from geocam_gui.core.train.cost import RunClock, RunCost
 from geocam_gui.ui import dialogs
 from geocam_gui.ui.training_run import RunTracker
 from geocam_gui.ui.training_settings import TrainingSettings
@@ -51,7 +51,7 @@ class TrainingPanel(QWidget):
         self.out_dir: Path | None = None
         self.worker: TrainingWorker | None = None
         self._queue: list[str] = []
-        self._t0 = 0.0
+        self._clock = RunClock()  # the run's time, pauses left out of its ETA
         self._model_pos = 0
         self._cost = RunCost([], {})  # the run's progress, weighted by each model's FLOPs
         self._torch_threads = 1
@@ -183,7 +183,7 @@ class TrainingPanel(QWidget):
         self.run, self._stopped = RunTracker(configs), None
         # one pass over the index on the GUI thread (index.split would walk it once per split)
         self._cost = RunCost(configs, Counter(s.split for s in self.index.samples), len(self.index.classes))
-        self._t0 = time.monotonic()
+        self._clock = RunClock()
         self.curves.clear()
         self.results.setRowCount(0)
         self.epoch_bar.setValue(0)
@@ -219,7 +219,7 @@ class TrainingPanel(QWidget):
     def _progress_changed(self, notes: bool = False) -> None:
         if self.run is not None and self.is_running():
             text = self.run.status_text()
-            eta = self._cost.eta(time.monotonic() - self._t0)
+            eta = self._cost.eta(self._clock.running())
             if self.run.state == "running" and not self.run.paused and eta is not None:
                 text += f" · {fmt_about(eta)} left in the run"
             self.state_label.setText(text)
@@ -286,7 +286,7 @@ class TrainingPanel(QWidget):
             self.epoch_bar.setValue(int(100 * done / total))
             self._cost.batch(name, event.epoch, done, total)
             self._show_total()
-            eta = self._cost.eta(time.monotonic() - self._t0)
+            eta = self._cost.eta(self._clock.running())
             self.status.setText(
                 f"{MODEL_LABELS[name]} · epoch {event.epoch} · batch {done}/{total}"
                 f" · loss {event.loss:.3f} · ETA {fmt_duration(eta)}"
@@ -317,6 +317,10 @@ class TrainingPanel(QWidget):
             self._log(f"{MODEL_LABELS[name]}: {event.message}")
             if "paused" in event.extra and self.run is not None and running:
                 self.run.paused = bool(event.extra["paused"])
+                if self.run.paused:
+                    self._clock.pause()
+                else:
+                    self._clock.resume()
                 self.status.setText("Paused." if self.run.paused else "Resumed.")
         elif isinstance(event, ev.Failed):
             self._log(f"{MODEL_LABELS[name]} failed: {event.message}")
@@ -385,7 +389,7 @@ class TrainingPanel(QWidget):
             self.settings.restore(self._user_fields)
             self._user_fields = None
         self.pause_button.setText("Pause")
-        elapsed = fmt_duration(time.monotonic() - self._t0)
+        elapsed = fmt_duration(self._clock.wall())
         outcome = self.run.end(ok, self._stopped, elapsed) if self.run is not None else "Training ended."
         self.status.setText(outcome)
         if self.run is not None and self.run.state == "finished":

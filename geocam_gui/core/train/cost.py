@@ -13,6 +13,7 @@ pass costs twice the forward.
 from __future__ import annotations
 
 import math
+import time
 
 from geocam_gui.core.models import SHALLOW_HIDDEN, SHALLOW_WIDTHS
 
@@ -129,3 +130,34 @@ class RunCost:
         """Seconds left at the rate so far (None before 1 % is done)."""
         frac = self.fraction()
         return elapsed * (1 - frac) / frac if frac > 0.01 and math.isfinite(elapsed) else None
+
+
+class RunClock:
+    """Seconds a run has been running: wall time since it started, less the time it spent paused,
+    so the time left extrapolates from work time alone (a run paused for ten minutes halfway would
+    otherwise say it needs ten more). ``now`` is the clock (``time.monotonic``; tests pass their own)."""
+
+    def __init__(self, now=time.monotonic):
+        self._now = now
+        self._t0 = now()
+        self._paused = 0.0
+        self._since: float | None = None
+
+    def pause(self) -> None:
+        if self._since is None:
+            self._since = self._now()
+
+    def resume(self) -> None:
+        if self._since is not None:
+            self._paused += self._now() - self._since
+            self._since = None
+
+    def running(self) -> float:
+        """Seconds spent running (paused time excluded)."""
+        now = self._now()
+        paused = self._paused + (now - self._since if self._since is not None else 0.0)
+        return max(0.0, now - self._t0 - paused)
+
+    def wall(self) -> float:
+        """Seconds since the start, pauses included."""
+        return self._now() - self._t0
