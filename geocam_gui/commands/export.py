@@ -11,8 +11,8 @@ from pathlib import Path
 from geocam_gui.core.errors import BadArgument
 
 NAME = "export"
-HELP = ("Export Grad-CAM overlays (PNG/TIFF at native resolution, RGBA heat maps, raw .npy) and "
-        "publication figures (PDF/SVG/PNG), each with a provenance sidecar.")
+HELP = ("export Grad-CAM overlays (PNG/TIFF at native resolution, RGBA heat maps, raw .npy) and "
+        "publication figures (PDF/SVG/PNG), each with a provenance sidecar")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

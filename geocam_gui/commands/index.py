@@ -9,7 +9,7 @@ from pathlib import Path
 from geocam_gui.core.errors import BadArgument, DataError, GeoCamError, os_error_sentence
 
 NAME = "index"
-HELP = "Index photo folders (class folders, CSV, Pitts250k, Tokyo 24/7, Tokyo TM) into a grouped split and audit them."
+HELP = "index photo folders (class folders, CSV, Pitts250k, Tokyo 24/7, Tokyo TM) into a grouped split and audit them"
 
 _LAYOUTS = ("auto", "folders", "csv", "pitts250k", "tokyo247", "tokyotm")
 
