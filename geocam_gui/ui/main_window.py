@@ -90,6 +90,7 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.training_label)
         self.statusBar().addPermanentWidget(self.device_label)
         self.device_label.setText(f"device: {describe_device(self.device)}")
+        self.device_label.setContentsMargins(16, 0, 4, 0)  # apart from the run's state beside it
 
         self._build_menus()
         self._wire()
