@@ -84,12 +84,11 @@ class MainWindow(QMainWindow):
         self.resizeDocks([self.browser_dock], [360], Qt.Orientation.Horizontal)
         self.resizeDocks([self.training_dock], [300], Qt.Orientation.Vertical)
 
-        self.status_label, self.device_label = QLabel(), QLabel()
+        self.status_label, self.device_label = QLabel(), QLabel(f"device: {describe_device(self.device)}")
         self.training_label = self.training.state_label  # the run's state while one goes on
         self.statusBar().addWidget(self.status_label, 1)
         self.statusBar().addPermanentWidget(self.training_label)
         self.statusBar().addPermanentWidget(self.device_label)
-        self.device_label.setText(f"device: {describe_device(self.device)}")
         self.device_label.setContentsMargins(16, 0, 4, 0)  # apart from the run's state beside it
 
         self._build_menus()
