@@ -300,3 +300,58 @@ def test_a_bad_parts_legend_is_refused(tmp_path, text):
         synthetic.parts_legend(tmp_path)
     with pytest.raises(DataError):
         synthetic.parts_legend(tmp_path / "missing")
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="reads /proc to find the workers")
+def test_a_killed_generator_leaves_no_worker_behind(tmp_path):
+    """The window (or a script) drawing the demo set with worker processes is killed: its workers
+    notice and exit instead of waiting on their task queue for ever."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = ("from geocam_gui.core.data.demo import generate_demo\n"
+              "if __name__ == '__main__':\n"
+              f"    generate_demo({str(tmp_path / 'demo')!r}, per_class=2000, size=64, workers=2)\n")
+    (tmp_path / "draw.py").write_text(script)
+    parent = subprocess.Popen([sys.executable, str(tmp_path / "draw.py")])
+
+    def children(pid: int) -> list[int]:
+        found = []
+        for entry in os.listdir("/proc"):
+            try:
+                with open(f"/proc/{entry}/stat", encoding="ascii") as fh:
+                    fields = fh.read().rsplit(")", 1)[1].split()
+            except (OSError, ValueError):
+                continue
+            if entry.isdigit() and int(fields[1]) == pid:
+                found.append(int(entry))
+        return found
+
+    def alive(pid: int) -> bool:
+        try:
+            with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+                return fh.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+        except OSError:
+            return False
+
+    try:
+        deadline = time.monotonic() + 120
+        workers: list[int] = []
+        while len(workers) < 3 and time.monotonic() < deadline:  # two workers and the resource tracker
+            time.sleep(0.2)
+            workers = children(parent.pid)
+        assert parent.poll() is None and len(workers) >= 2, "the pool did not start"
+        time.sleep(1.0)  # the workers are drawing
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+    deadline = time.monotonic() + 30
+    while any(alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = [w for w in workers if alive(w)]
+    for w in left:
+        os.kill(w, signal.SIGKILL)
+    assert not left, f"worker processes outlived their parent: {left}"

@@ -1,4 +1,4 @@
-"""Put a worker process below the window on the CPU.
+"""Put a worker process below the window on the CPU, and end it when its parent dies.
 
 On a CPU-only machine the training child and the compute process compete with the GUI thread
 (and with Qt's raster helper threads) for the cores. ``nice`` only lowers their share, and a GUI
@@ -19,11 +19,17 @@ each falls back to a plain renice, or to nothing where that is refused):
 
 Call it first thing in the child, before torch starts its threads (new threads inherit the
 policy and the nice value); threads that already exist are moved too.
+
+``watch_parent(on_death)``: the training child and the demo generator's workers call it so that
+a killed window leaves none of them behind.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+import time
+from typing import Callable
 
 POLICIES = ("idle", "batch", "nice")
 
@@ -77,3 +83,38 @@ def _renice(tids: list[int], nice: int) -> bool:
         return True
     except (AttributeError, OSError):
         return False
+
+
+def watch_parent(on_death: Callable[[], None], stop: threading.Event | None = None,
+                 poll_s: float = 0.25) -> threading.Thread:
+    """Call ``on_death()`` once, from a daemon thread, when the process that started this one dies
+    (until ``stop`` is set).
+
+    A child started by ``multiprocessing`` holds a pipe from its parent (its sentinel) whose end
+    of file is the parent's death, whatever killed it; without one (started some other way) the
+    parent pid is polled (an orphan is re-parented, so the pid changes). Either is seen within
+    ``poll_s`` seconds.
+    """
+    import multiprocessing
+
+    stop = stop or threading.Event()
+    parent = multiprocessing.parent_process()
+    ppid = os.getppid()
+
+    def alive() -> bool:
+        if parent is not None:
+            parent.join(poll_s)  # returns at once at the pipe's end of file
+            return parent.is_alive()
+        time.sleep(poll_s)
+        return os.getppid() == ppid
+
+    def watch() -> None:
+        while not stop.is_set():
+            if not alive():
+                if not stop.is_set():
+                    on_death()
+                return
+
+    thread = threading.Thread(target=watch, name="geocam-parent-watch", daemon=True)
+    thread.start()
+    return thread

@@ -20,10 +20,9 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from dataclasses import dataclass
-from typing import Callable
 
+from geocam_gui.core.background import watch_parent
 from geocam_gui.core.errors import GeoCamError
 from geocam_gui.core.data.datasets import DatasetIndex
 from geocam_gui.core.train.events import TrainEvent, TrainResult
@@ -171,38 +170,3 @@ def _relay_controls(trainer, cancel, pause, stop: threading.Event, orphaned: thr
         if pause.is_set() != paused:
             paused = pause.is_set()
             (trainer.pause if paused else trainer.resume)()
-
-
-def watch_parent(on_death: Callable[[], None], stop: threading.Event | None = None,
-                 poll_s: float = 0.25) -> threading.Thread:
-    """Call ``on_death()`` once, from a daemon thread, when the process that started this one dies
-    (until ``stop`` is set).
-
-    A child started by ``multiprocessing`` holds a pipe from its parent (its sentinel) whose end
-    of file is the parent's death, whatever killed it; without one (started some other way) the
-    parent pid is polled (an orphan is re-parented, so the pid changes). Either is seen within
-    ``poll_s`` seconds.
-    """
-    import multiprocessing
-
-    stop = stop or threading.Event()
-    parent = multiprocessing.parent_process()
-    ppid = os.getppid()
-
-    def alive() -> bool:
-        if parent is not None:
-            parent.join(poll_s)  # returns at once at the pipe's end of file
-            return parent.is_alive()
-        time.sleep(poll_s)
-        return os.getppid() == ppid
-
-    def watch() -> None:
-        while not stop.is_set():
-            if not alive():
-                if not stop.is_set():
-                    on_death()
-                return
-
-    thread = threading.Thread(target=watch, name="geocam-parent-watch", daemon=True)
-    thread.start()
-    return thread

@@ -91,10 +91,13 @@ def _draw_items(tmp: str, size: int, seed: int, items: list[dict]) -> int:
 
 def _below_the_window() -> None:
     """A worker's start: SCHED_BATCH at +5, like the window's compute process, so that a window
-    generating its demo set stays first on the CPU."""
-    from geocam_gui.core.background import run_in_background
+    generating its demo set stays first on the CPU; and an exit when the process that started the
+    pool dies (a killed window's workers otherwise wait on their task queue for ever: each holds
+    the queue's write end too, so it never reads end of file)."""
+    from geocam_gui.core.background import run_in_background, watch_parent
 
     run_in_background(5, policy="batch")
+    watch_parent(lambda: os._exit(1))
 
 
 def _chunks(plan: list[dict], size: int) -> list[list[dict]]:
