@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import hashlib
 import json
 from collections import Counter, defaultdict
@@ -306,7 +307,6 @@ def test_a_bad_parts_legend_is_refused(tmp_path, text):
 def test_a_killed_generator_leaves_no_worker_behind(tmp_path):
     """The window (or a script) drawing the demo set with worker processes is killed: its workers
     notice and exit instead of waiting on their task queue for ever."""
-    import os
     import signal
     import subprocess
     import sys
@@ -355,3 +355,19 @@ def test_a_killed_generator_leaves_no_worker_behind(tmp_path):
     for w in left:
         os.kill(w, signal.SIGKILL)
     assert not left, f"worker processes outlived their parent: {left}"
+
+
+@pytest.mark.skipif(os.name != "posix", reason="probes processes with signal 0")
+def test_a_killed_generators_half_drawn_folder_goes_at_the_next_generation(tmp_path):
+    import subprocess
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    dead = tmp_path / f".demo.tmp-{gone.pid}"
+    alive = tmp_path / f".demo.tmp-{os.getppid()}"  # a process that runs: perhaps still drawing
+    other = tmp_path / ".demo.tmp-notes"
+    for d in (dead, alive, other):
+        (d / "pittsburgh").mkdir(parents=True)
+    synthetic.generate_demo(tmp_path / "demo", per_class=10, size=32, workers=1)
+    assert not dead.exists() and alive.is_dir() and other.is_dir()
+    assert (tmp_path / "demo" / "manifest.csv").is_file()

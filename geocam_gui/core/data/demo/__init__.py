@@ -239,6 +239,7 @@ def generate_demo(out: str | Path, *, per_class: int = 2400, size: int = 128, sk
     _check_out(out, force)
     plan = _plan(p)
     out.parent.mkdir(parents=True, exist_ok=True)
+    _remove_dead_temps(out)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
@@ -262,6 +263,29 @@ def generate_demo(out: str | Path, *, per_class: int = 2400, size: int = 128, sk
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _remove_dead_temps(out: Path) -> None:
+    """Remove the half-drawn folders (``.NAME.tmp-PID``) that generators killed before they could
+    clean up left beside ``out``; a folder whose process still runs (or may: another user's, or
+    not POSIX, where no signal-0 probe exists) is left alone."""
+    if os.name != "posix":
+        return
+    prefix = f".{out.name}.tmp-"
+    try:
+        entries = [e for e in out.parent.iterdir() if e.name.startswith(prefix)]
+    except OSError:
+        return
+    for entry in entries:
+        pid = entry.name[len(prefix):]
+        if not pid.isdigit() or int(pid) == os.getpid() or entry.is_symlink() or not entry.is_dir():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(entry, ignore_errors=True)
+        except OSError:
+            pass  # alive, someone else's
 
 
 def _move_into_place(tmp: Path, out: Path) -> None:
