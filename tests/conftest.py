@@ -94,3 +94,17 @@ def cancel_mid_pass(qtbot):
         assert service.request("stats", "stats", timeout=60).get(kind, 0) == before.get(kind, 0)
 
     return check
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def process_alive():
+    """``process_alive(pid)``: whether the process runs (Linux /proc; a zombie counts as gone)."""
+    return _process_alive

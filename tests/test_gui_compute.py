@@ -41,14 +41,6 @@ def _stats(window) -> dict:
     return window.viewer.bridge.service.request("stats", "stats", timeout=60)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except OSError:
-        return False
-
-
 def test_quick_selections_compute_only_the_last_image(main_window, qtbot, demo_set):
     import torch
 
@@ -91,7 +83,7 @@ def test_a_killed_compute_process_is_a_sentence_and_the_next_selection_works(mai
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-def test_closing_the_application_leaves_no_compute_process(main_window, qtbot, demo_set):
+def test_closing_the_application_leaves_no_compute_process(main_window, qtbot, demo_set, process_alive):
     from geocam_gui.ui import compute
 
     w = main_window
@@ -99,13 +91,13 @@ def test_closing_the_application_leaves_no_compute_process(main_window, qtbot, d
     w.browser.select_row(0)
     qtbot.waitUntil(lambda: w.is_idle() and w.viewer._explanation is not None, timeout=120000)
     pid = w.viewer.bridge.pid
-    assert pid is not None and _alive(pid)
+    assert pid is not None and process_alive(pid)
     w.close()
     compute.shutdown_all()  # what QApplication.aboutToQuit runs when the last window closes
     deadline = time.monotonic() + 5
-    while _alive(pid) and time.monotonic() < deadline:
+    while process_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _alive(pid), "the compute process outlived the application"
+    assert not process_alive(pid), "the compute process outlived the application"
 
 
 # ---------------------------------------------------------------- the Analysis and Units tabs (issue 17)

@@ -304,7 +304,7 @@ def test_a_bad_parts_legend_is_refused(tmp_path, text):
 
 
 @pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="reads /proc to find the workers")
-def test_a_killed_generator_leaves_no_worker_behind(tmp_path):
+def test_a_killed_generator_leaves_no_worker_behind(tmp_path, process_alive):
     """The window (or a script) drawing the demo set with worker processes is killed: its workers
     notice and exit instead of waiting on their task queue for ever."""
     import signal
@@ -330,13 +330,6 @@ def test_a_killed_generator_leaves_no_worker_behind(tmp_path):
                 found.append(int(entry))
         return found
 
-    def alive(pid: int) -> bool:
-        try:
-            with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-                return fh.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-        except OSError:
-            return False
-
     try:
         deadline = time.monotonic() + 120
         workers: list[int] = []
@@ -349,9 +342,9 @@ def test_a_killed_generator_leaves_no_worker_behind(tmp_path):
         parent.send_signal(signal.SIGKILL)
         parent.wait()
     deadline = time.monotonic() + 30
-    while any(alive(w) for w in workers) and time.monotonic() < deadline:
+    while any(process_alive(w) for w in workers) and time.monotonic() < deadline:
         time.sleep(0.2)
-    left = [w for w in workers if alive(w)]
+    left = [w for w in workers if process_alive(w)]
     for w in left:
         os.kill(w, signal.SIGKILL)
     assert not left, f"worker processes outlived their parent: {left}"

@@ -15,14 +15,6 @@ from geocam_gui.ui.training_run import RunTracker, ordinal
 from geocam_gui.ui.training_views import fmt_about
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-
-
 def test_run_tracker_words_each_state():
     assert [ordinal(n) for n in (1, 2, 3, 4, 11, 12, 13, 21, 22)] == \
         ["1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd"]
@@ -71,7 +63,7 @@ def test_slow_step_hook_reads_the_environment(monkeypatch):
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads /proc to see the child is gone")
 def test_panes_settings_and_status_follow_a_run_and_cancel_stops_a_slow_step(main_window, qtbot, tiny_demo,
-                                                                               monkeypatch, tmp_path):
+                                                                               monkeypatch, tmp_path, process_alive):
     from geocam_gui.core.train.saver import load_resume
 
     pytest.importorskip("pytestqt")
@@ -119,14 +111,14 @@ def test_panes_settings_and_status_follow_a_run_and_cancel_stops_a_slow_step(mai
     panel._on_event("shallow", ev.Log("Resumed.", {"paused": False}))
     assert not w.training_label.text().startswith("Training paused")
     pid = panel.worker.pid
-    assert pid and _alive(pid)
+    assert pid and process_alive(pid)
 
     with qtbot.waitSignal(panel.runFinished, timeout=20000) as blocker:  # the step would take 120 s
         panel.cancel_button.click()
         assert panel.status.text() == "Cancelling…" and w.training_label.text() == "Cancelling the training…"
         assert vgg.empty_label.text() == "VGG11 is waiting to train (2nd of 2)."
     assert blocker.args == [False]
-    assert not _alive(pid), "the training child outlived the cancel"
+    assert not process_alive(pid), "the training child outlived the cancel"
     outcome = w.status_label.text()
     assert outcome.startswith("Training cancelled during epoch 2 of Shallow CNN; the last complete epoch's "
                               "checkpoint is kept"), outcome
