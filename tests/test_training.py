@@ -331,8 +331,9 @@ def test_demo_shallow_learns_the_cities_at_64px(tmp_path, torch_threads):
     seed: 0.925 on 2 threads, 0.950 on 1, in bf16; the full default set: 0.979), so 0.95 is not
     held and this test guards 0.90 (the layout before batch norm: 0.713 on this set; colour
     jitter, label smoothing, mixup, CutMix, random erasing, batch 8, other learning rates and
-    weight decays and weight averaging measured and not adopted; 80 or 100 epochs instead of 40:
-    mean 0.942 / 0.945 over six runs; benchmarks/RESULTS.md)."""
+    weight decays, weight averaging, spectral decoupling (mean 0.931) and the focal loss measured
+    and not adopted; 80 or 100 epochs instead of 40: mean 0.942 / 0.945 over six runs;
+    benchmarks/RESULTS.md)."""
     from geocam_gui.core.data.datasets import open_data
     from geocam_gui.core.data.demo import DEFAULTS, generate_demo
 
