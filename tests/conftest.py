@@ -69,6 +69,15 @@ def tiny_demo(tmp_path_factory):
     return generate_demo(tmp_path_factory.mktemp("data") / "tiny", per_class=16, size=32, views_per_place=2, seed=3)
 
 
+@pytest.fixture(scope="session")
+def default_demo(tmp_path_factory):
+    """The default demo set exactly as ``geocam demo-data`` and the GUI draw it (``DEFAULTS``:
+    2,400 scenes per city at 128 px); generated once (about a minute) for the tests that need it."""
+    from geocam_gui.core.data.demo import DEFAULTS, generate_demo
+
+    return generate_demo(tmp_path_factory.mktemp("default") / "demo", **DEFAULTS)
+
+
 @pytest.fixture
 def tiny_index(tiny_demo):
     from geocam_gui.core.data.datasets import open_data

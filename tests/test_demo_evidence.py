@@ -63,15 +63,10 @@ def _rate_errors(rows: list[dict], params: dict) -> list[float]:
     return errors
 
 
-@pytest.fixture(scope="module")
-def default_set(tmp_path_factory) -> Path:
-    return demo.generate_demo(tmp_path_factory.mktemp("default") / "demo", **demo.DEFAULTS)
-
-
 @pytest.mark.slow
-def test_default_demo_set_has_no_layout_or_colour_shortcut(default_set):
-    rows = _rows(default_set)
-    f = _features(default_set, rows)
+def test_default_demo_set_has_no_layout_or_colour_shortcut(default_demo):
+    rows = _rows(default_demo)
+    f = _features(default_demo, rows)
     y = np.array([r["label"] == "tokyo" for r in rows], float)
     train = np.array([r["split"] != "test" for r in rows])
     mask_acc = _logistic_test_accuracy(f["mask"], y, train)
